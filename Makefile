@@ -1,0 +1,27 @@
+# Two commands do all the set-up on a fresh clone:
+#   make train   creates .venv if missing, installs, runs the baselines on MovieLens-100K, prints the table
+#   make test    creates .venv if missing, installs, runs the test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+SWEEP := outputs/main/$(shell date +%Y-%m-%d_%H-%M-%S)
+
+.PHONY: install train test bench
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+train: install
+	$(PY) train.py experiment=baselines hydra.sweep.dir=$(SWEEP)
+	$(PY) -m graphrecall.report $(SWEEP) --out $(SWEEP)/results.md
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) benchmarks/graph_build.py

@@ -1,0 +1,96 @@
+"""Re-evaluate a trained run and export its recommendations.
+
+``python evaluate.py run_dir=outputs/train/<date_time> [export.enabled=true export.users_file=u.csv]``
+rebuilds the data and folds from the run's resolved config, loads the fitted artefacts (pool,
+ranking), serves the fold's users, prints the metrics table and writes ``metrics.json`` (and
+``recommendations.parquet``) into this evaluation's own run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import hydra
+import numpy as np
+import pandas as pd
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from graphrecall.data.schema import USER_ID, DataValidationError
+from graphrecall.data.splits import make_folds
+from graphrecall.evaluation import evaluate_model, export_recommendations, format_summary
+
+log = logging.getLogger("graphrecall.evaluate")
+
+
+def read_users_file(path: str, users: pd.DataFrame) -> np.ndarray:
+    """User rows for the ids listed in a CSV/parquet file with a ``user_id`` column."""
+    frame = pd.read_parquet(path) if str(path).endswith(".parquet") else pd.read_csv(path)
+    if USER_ID not in frame.columns:
+        raise DataValidationError(f"{path}: expected a '{USER_ID}' column, found {list(frame.columns)}")
+    ids = frame[USER_ID]
+    index = pd.Index(users[USER_ID])
+    if index.dtype != ids.dtype:  # CSV ids come back as numbers or text: compare as text
+        index, ids = index.astype(str), ids.astype(str)
+    rows = index.get_indexer(ids)
+    if (rows < 0).any():
+        raise DataValidationError(
+            f"{path}: {int((rows < 0).sum())} user_id(s) not in the dataset, e.g. {ids[rows < 0].head(3).tolist()}"
+        )
+    return np.unique(rows)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    run_dir = Path(cfg.run_dir)
+    record_path = run_dir / "config_resolved.json"
+    if not record_path.exists():
+        raise FileNotFoundError(f"{record_path} not found: run_dir must be a train.py run directory")
+    record = json.loads(record_path.read_text())
+    record.pop("choices", None)
+    train_cfg = OmegaConf.create(record)
+    out = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else run_dir / "evaluate"
+    out.mkdir(parents=True, exist_ok=True)
+
+    dataset = instantiate(train_cfg.dataset.loader)
+    folds = make_folds(dataset, OmegaConf.to_container(train_cfg.dataset.split), seed=int(train_cfg.seed))
+    fold = folds[cfg.fold]
+    model = instantiate(train_cfg.model, _convert_="all")
+    try:
+        model.load(run_dir, fold, dataset)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(
+            f"{run_dir} holds no fitted model artefacts ({e.filename}); train.py saves them only when "
+            "eval.folds includes test"
+        ) from e
+    eval_cfg = {"ks": list(cfg.ks), "low_activity_max": train_cfg.eval.low_activity_max,
+                "bootstrap": OmegaConf.to_container(cfg.bootstrap)}
+    evaluations = evaluate_model(model, fold, dataset, eval_cfg, int(train_cfg.seed))
+    metrics = {k: v for ev in evaluations for k, v in ev.flat().items()}
+    summaries = {ev.name: ev.summary.reset_index().to_dict(orient="records") for ev in evaluations}
+    (out / "metrics.json").write_text(json.dumps({"run_dir": str(run_dir), "metrics": metrics,
+                                                  "summary": summaries}, indent=2, default=str))
+    if cfg.export.enabled:
+        k = int(cfg.export.k)
+        if cfg.export.users_file:
+            recs = model.recommend(read_users_file(cfg.export.users_file, dataset.users), fold, k)
+        else:
+            recs = evaluations[0].recs
+            recs.items = recs.items[:, :k]
+        export_recommendations(recs, dataset).to_parquet(out / "recommendations.parquet", index=False)
+        log.info("exported %d users' top-%d to %s", len(recs.users), k, out / "recommendations.parquet")
+    table = format_summary(evaluations, ("recall@50", "ndcg@50", "distinct_style@50", "coverage@50"),
+                           slices=("all", "low_activity", "cold"))
+    print(f"\n[evaluate {run_dir}] output: {out}\n{table}\n")
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,336 @@
+"""Canonical tables of graphrecall and their validation.
+
+Every data source (synthetic, MovieLens-100K, a user's own files) is converted to three tables:
+
+* ``clicks``:   ``user_id, content_id, timestamp`` (+ optional ``traffic_source``);
+  ``timestamp`` is int64 Unix seconds after validation.
+* ``contents``: ``content_id`` + side-info columns. Single-valued fields hold one value per row,
+  multi-valued fields (mounted products, their categories, genres) hold a list per row.
+* ``users``:    ``user_id`` + attribute columns (demographics, traffic source, ...).
+
+Validation raises :class:`DataValidationError` naming the source, the column and what was
+expected; rows dropped by documented policy (exact duplicate clicks, clicks on unknown contents when
+asked for) are counted in a :class:`ValidationReport`, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+USER_ID = "user_id"
+CONTENT_ID = "content_id"
+TIMESTAMP = "timestamp"
+TRAFFIC_SOURCE = "traffic_source"
+CLICK_COLUMNS = (USER_ID, CONTENT_ID, TIMESTAMP)
+
+# Timestamps outside this range are almost surely unit mistakes (ms or ns read as seconds).
+MIN_TIMESTAMP = int(pd.Timestamp("1990-01-01", tz="UTC").timestamp())
+MAX_TIMESTAMP = int(pd.Timestamp("2100-01-01", tz="UTC").timestamp())
+
+FieldKind = Literal["single", "multi"]
+
+
+class DataValidationError(ValueError):
+    """Input data that does not match the canonical schema. The message names source and column."""
+
+
+@dataclass
+class ValidationReport:
+    """Counts of rows dropped or added (by documented policy) while validating one source."""
+
+    source: str
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def count(self, what: str, n: int) -> None:
+        if n:
+            self.counts[what] = self.counts.get(what, 0) + int(n)
+
+    def lines(self) -> list[str]:
+        return [f"{self.source}: {n} {what}" for what, n in self.counts.items()]
+
+
+@dataclass
+class FeedDataset:
+    """One data source in canonical form.
+
+    Attributes:
+        name: dataset name (``synthetic``, ``movielens100k``, ``custom``).
+        clicks: canonical click table, sorted by (timestamp, user_id).
+        contents: canonical content table, one row per content; defines the catalogue.
+        users: canonical user table, one row per user (users without clicks allowed).
+        side_info: content side-info columns and their kind, e.g. ``{"style": "single",
+            "products": "multi"}``; the encoder turns each into an ID feature.
+        diversity_fields: metric name -> content column used for distinct-value counts,
+            e.g. ``{"style": "style", "space": "space"}`` (MovieLens: style -> genres).
+        truth: optional ground truth (synthetic data only), free-form arrays.
+        report: rows dropped during validation.
+    """
+
+    name: str
+    clicks: pd.DataFrame
+    contents: pd.DataFrame
+    users: pd.DataFrame
+    side_info: dict[str, FieldKind]
+    diversity_fields: dict[str, str]
+    truth: dict[str, Any] | None = None
+    report: ValidationReport | None = None
+
+    @property
+    def num_contents(self) -> int:
+        return len(self.contents)
+
+    def summary(self) -> dict[str, Any]:
+        ts = self.clicks[TIMESTAMP]
+        return {
+            "dataset": self.name,
+            "clicks": len(self.clicks),
+            "users": len(self.users),
+            "users_with_clicks": int(self.clicks[USER_ID].nunique()),
+            "contents": len(self.contents),
+            "first_click": str(pd.to_datetime(ts.min(), unit="s")) if len(ts) else None,
+            "last_click": str(pd.to_datetime(ts.max(), unit="s")) if len(ts) else None,
+        }
+
+
+def _normalise_name(name: object) -> str:
+    """Column name reduced to lower-case letters and digits: 'Content_ID', 'contentid' -> 'contentid'."""
+    return re.sub(r"[^0-9a-z]", "", str(name).lower())
+
+
+def _require_columns(df: pd.DataFrame, required: tuple[str, ...] | list[str], source: str) -> None:
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        hints = []
+        # Normalised beyond case so that 'contentid', 'Content-ID', 'content id' also get a hint;
+        # str() because CSV/parquet column names are not always strings.
+        normalised = {_normalise_name(c): c for c in df.columns}
+        for m in missing:
+            if _normalise_name(m) in normalised:
+                hints.append(f"'{normalised[_normalise_name(m)]}' looks like '{m}' (check spelling/case)")
+        raise DataValidationError(
+            f"{source}: missing column(s) {missing}; expected at least {list(required)}, "
+            f"found {list(df.columns)}" + (f". Hint: {'; '.join(hints)}" if hints else "")
+        )
+
+
+def _require_no_nulls(df: pd.DataFrame, column: str, source: str) -> None:
+    nulls = int(df[column].isna().sum())
+    if nulls:
+        first = df.index[df[column].isna()][:5].tolist()
+        raise DataValidationError(
+            f"{source}: column '{column}' has {nulls} null value(s) (first rows {first}); "
+            "ids must be present on every row"
+        )
+
+
+def to_unix_seconds(values: pd.Series, source: str, column: str = TIMESTAMP) -> pd.Series:
+    """Convert integer seconds, datetimes or ISO strings to int64 Unix seconds, range-checked.
+
+    Raises:
+        DataValidationError: on nulls, unparsable strings, or values outside 1990..2100.
+    """
+    if values.isna().any():
+        bad = values.index[values.isna()][:5].tolist()
+        raise DataValidationError(
+            f"{source}: column '{column}' has {int(values.isna().sum())} null value(s) (first rows {bad})"
+        )
+    if pd.api.types.is_datetime64_any_dtype(values):
+        dt = values.dt.tz_localize("UTC") if values.dt.tz is None else values.dt.tz_convert("UTC")
+        seconds = (dt - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    elif pd.api.types.is_integer_dtype(values):
+        seconds = values.astype(np.int64)
+    elif pd.api.types.is_float_dtype(values):
+        if not np.all(np.isfinite(values.to_numpy())):
+            raise DataValidationError(f"{source}: column '{column}' has non-finite values")
+        seconds = values.astype(np.int64)
+    else:
+        parsed = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
+        if parsed.isna().any():
+            bad_rows = values.index[parsed.isna()][:5].tolist()
+            examples = values[parsed.isna()].astype(str).head(3).tolist()
+            raise DataValidationError(
+                f"{source}: column '{column}' has {int(parsed.isna().sum())} unparsable timestamp(s), "
+                f"e.g. {examples} at rows {bad_rows}; expected Unix seconds or ISO-8601 strings"
+            )
+        seconds = (parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    seconds = seconds.astype(np.int64)
+    out = (seconds < MIN_TIMESTAMP) | (seconds > MAX_TIMESTAMP)
+    if out.any():
+        examples = seconds[out].head(3).tolist()
+        raise DataValidationError(
+            f"{source}: column '{column}' has {int(out.sum())} timestamp(s) outside 1990-01-01..2100-01-01, "
+            f"e.g. {examples}; expected Unix *seconds* (milliseconds or nanoseconds are not accepted)"
+        )
+    return seconds
+
+
+def validate_clicks(
+    clicks: pd.DataFrame,
+    source: str,
+    report: ValidationReport,
+    known_contents: pd.Index | None = None,
+    unknown_contents: Literal["error", "drop"] = "error",
+    duplicates: Literal["error", "drop"] = "drop",
+) -> pd.DataFrame:
+    """Validate and normalise a click table.
+
+    Args:
+        clicks: raw table with at least ``user_id, content_id, timestamp``.
+        source: file or source name used in error messages.
+        report: receives counts of dropped rows.
+        known_contents: the catalogue; clicks on other contents are an error or a counted drop.
+        unknown_contents: policy for clicks on contents missing from the catalogue.
+        duplicates: policy for exact duplicate rows (same user, content, timestamp).
+
+    Returns:
+        The canonical click table, timestamp as int64 seconds, sorted by (timestamp, user_id).
+    """
+    # A misspelled policy ("warn", "ignore") would otherwise silently act as "drop".
+    for arg, value in (("unknown_contents", unknown_contents), ("duplicates", duplicates)):
+        if value not in ("error", "drop"):
+            raise ValueError(f"{arg} must be 'error' or 'drop', got {value!r}")
+    _require_columns(clicks, CLICK_COLUMNS, source)
+    for col in (USER_ID, CONTENT_ID):
+        _require_no_nulls(clicks, col, source)
+    keep = [c for c in (*CLICK_COLUMNS, TRAFFIC_SOURCE) if c in clicks.columns]
+    out = clicks[keep].copy()
+    out[TIMESTAMP] = to_unix_seconds(out[TIMESTAMP], source)
+
+    dup = out.duplicated(subset=list(CLICK_COLUMNS))
+    if dup.any():
+        if duplicates == "error":
+            raise DataValidationError(
+                f"{source}: {int(dup.sum())} duplicate click row(s) (same user_id, content_id, timestamp)"
+            )
+        report.count("duplicate click rows dropped", int(dup.sum()))
+        out = out[~dup]
+
+    if known_contents is not None:
+        unknown = ~out[CONTENT_ID].isin(known_contents)
+        if unknown.any():
+            examples = out.loc[unknown, CONTENT_ID].unique()[:5].tolist()
+            if unknown_contents == "error":
+                raise DataValidationError(
+                    f"{source}: {int(unknown.sum())} click(s) on content_id(s) absent from the contents "
+                    f"table, e.g. {examples}; fix the tables or set unknown_contents=drop"
+                )
+            report.count("clicks on contents absent from the contents table dropped", int(unknown.sum()))
+            out = out[~unknown]
+    if len(out) == 0:
+        raise DataValidationError(f"{source}: no clicks left after validation")
+    return out.sort_values([TIMESTAMP, USER_ID], kind="stable").reset_index(drop=True)
+
+
+def _is_missing(value: Any) -> bool:
+    """True for scalar missing markers: None, NaN, pd.NA, NaT (string dtypes may use pd.NA)."""
+    return not isinstance(value, (list, tuple, np.ndarray, str)) and bool(pd.isna(value))
+
+
+def _as_list(value: Any, sep: str) -> list:
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [v for v in value if not _is_missing(v)]
+    if _is_missing(value):
+        return []
+    if isinstance(value, str):
+        # Whitespace around separators ("a | b") is formatting, not part of the value.
+        return [v.strip() for v in value.split(sep) if v.strip() != ""]
+    return [value]
+
+
+def validate_contents(
+    contents: pd.DataFrame,
+    side_info: dict[str, FieldKind],
+    source: str,
+    list_separator: str = "|",
+) -> pd.DataFrame:
+    """Validate a content table: unique non-null ids, every declared side-info column present.
+
+    Multi-valued fields may arrive as lists or as ``list_separator``-joined strings (CSV); they are
+    returned as Python lists. Missing single values become the category ``"<unknown>"``.
+    """
+    _require_columns(contents, [CONTENT_ID, *side_info], source)
+    _require_no_nulls(contents, CONTENT_ID, source)
+    dup = contents[CONTENT_ID].duplicated()
+    if dup.any():
+        raise DataValidationError(
+            f"{source}: column '{CONTENT_ID}' has {int(dup.sum())} duplicate id(s), "
+            f"e.g. {contents.loc[dup, CONTENT_ID].head(3).tolist()}; one row per content expected"
+        )
+    bad_kinds = {k: v for k, v in side_info.items() if v not in ("single", "multi")}
+    if bad_kinds:
+        raise DataValidationError(f"{source}: side_info kinds must be 'single' or 'multi', got {bad_kinds}")
+    out = contents[[CONTENT_ID, *side_info]].copy()
+    for col, kind in side_info.items():
+        if kind == "multi":
+            out[col] = [_as_list(v, list_separator) for v in out[col]]
+        else:
+            out[col] = out[col].astype(object).where(out[col].notna(), "<unknown>")
+    return out.reset_index(drop=True)
+
+
+def validate_users(users: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Validate a user table: unique non-null ``user_id``; other columns are free attributes."""
+    _require_columns(users, [USER_ID], source)
+    _require_no_nulls(users, USER_ID, source)
+    dup = users[USER_ID].duplicated()
+    if dup.any():
+        raise DataValidationError(
+            f"{source}: column '{USER_ID}' has {int(dup.sum())} duplicate id(s), "
+            f"e.g. {users.loc[dup, USER_ID].head(3).tolist()}; one row per user expected"
+        )
+    return users.reset_index(drop=True)
+
+
+def build_dataset(
+    name: str,
+    clicks: pd.DataFrame,
+    contents: pd.DataFrame,
+    users: pd.DataFrame | None,
+    side_info: dict[str, FieldKind],
+    diversity_fields: dict[str, str],
+    sources: dict[str, str] | None = None,
+    unknown_contents: Literal["error", "drop"] = "error",
+    duplicates: Literal["error", "drop"] = "drop",
+    truth: dict[str, Any] | None = None,
+    list_separator: str = "|",
+) -> FeedDataset:
+    """Validate three raw tables together and return a :class:`FeedDataset`.
+
+    Users who click but are absent from the user table are added with null attributes (counted in
+    the report); ``sources`` maps ``clicks|contents|users`` to file names for error messages;
+    ``list_separator`` splits multi-valued side info given as strings (CSV).
+    """
+    sources = {"clicks": f"{name}/clicks", "contents": f"{name}/contents", "users": f"{name}/users", **(sources or {})}
+    report = ValidationReport(source=name)
+    contents_v = validate_contents(contents, side_info, sources["contents"], list_separator)
+    missing_div = {k: v for k, v in diversity_fields.items() if v not in contents_v.columns}
+    if missing_div:
+        raise DataValidationError(
+            f"{sources['contents']}: diversity field(s) {missing_div} name columns that are not side-info "
+            f"columns {list(side_info)}"
+        )
+    clicks_v = validate_clicks(
+        clicks, sources["clicks"], report, pd.Index(contents_v[CONTENT_ID]), unknown_contents, duplicates
+    )
+    if users is None:
+        users = pd.DataFrame({USER_ID: pd.unique(clicks_v[USER_ID])})
+    users_v = validate_users(users, sources["users"])
+    absent = pd.Index(pd.unique(clicks_v[USER_ID])).difference(pd.Index(users_v[USER_ID]))
+    if len(absent):
+        report.count("users added from clicks (absent from the user table, attributes null)", len(absent))
+        users_v = pd.concat([users_v, pd.DataFrame({USER_ID: absent.to_numpy()})], ignore_index=True)
+    return FeedDataset(
+        name=name,
+        clicks=clicks_v,
+        contents=contents_v,
+        users=users_v,
+        side_info=dict(side_info),
+        diversity_fields=dict(diversity_fields),
+        truth=truth,
+        report=report,
+    )

@@ -1,0 +1,257 @@
+"""Train / validation / test folds: temporal, intervened (DICE protocol) and predefined.
+
+Every split returns two :class:`Fold` objects, ``val`` (for every model selection) and ``test``.
+A fold has
+
+* ``train``: the clicks graphs are built from and models are trained on (the window);
+* ``history``: every click visible at the cut (triggers, training-item filtering); ``train`` is a
+  subset of it (temporal: ``history`` also holds clicks older than the window);
+* ``targets``: what is evaluated, one row per (user, content), without contents the user had
+  already clicked in ``history`` (those re-clicks are counted in ``info``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from graphrecall.data.schema import CONTENT_ID, TIMESTAMP, USER_ID, DataValidationError, FeedDataset
+
+log = logging.getLogger(__name__)
+DAY = 86_400
+
+
+@dataclass
+class Fold:
+    """One evaluation fold; frames carry the integer codes ``u`` (user row) and ``i`` (content row)."""
+
+    name: str
+    train: pd.DataFrame
+    history: pd.DataFrame
+    targets: pd.DataFrame
+    cut: int | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "fold": self.name,
+            "train_clicks": len(self.train),
+            "history_clicks": len(self.history),
+            "target_pairs": len(self.targets),
+            "target_users": int(self.targets["u"].nunique()),
+            "cut": None if self.cut is None else str(pd.to_datetime(self.cut, unit="s")),
+            **self.info,
+        }
+
+
+def encode_clicks(dataset: FeedDataset, clicks: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Add integer columns ``u`` (row in ``dataset.users``) and ``i`` (row in ``dataset.contents``)."""
+    clicks = dataset.clicks if clicks is None else clicks
+    u = pd.Index(dataset.users[USER_ID]).get_indexer(clicks[USER_ID])
+    i = pd.Index(dataset.contents[CONTENT_ID]).get_indexer(clicks[CONTENT_ID])
+    if (u < 0).any() or (i < 0).any():
+        raise DataValidationError(
+            f"{dataset.name}: {int((u < 0).sum())} click(s) with unknown user_id and {int((i < 0).sum())} "
+            "with unknown content_id; validate the tables with build_dataset first"
+        )
+    return clicks.assign(u=u.astype(np.int64), i=i.astype(np.int64))
+
+
+def target_pairs(clicks: pd.DataFrame, history: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """One row per (user, content) of the target clicks, first click kept, seen pairs removed."""
+    first = clicks.sort_values(TIMESTAMP, kind="stable").drop_duplicates(["u", "i"])
+    seen = pd.MultiIndex.from_frame(history[["u", "i"]]).unique()
+    is_seen = pd.MultiIndex.from_frame(first[["u", "i"]]).isin(seen)
+    info = {
+        "target_clicks": len(clicks),
+        "target_repeat_clicks_merged": len(clicks) - len(first),
+        "target_pairs_already_in_history_removed": int(is_seen.sum()),
+    }
+    return first[~is_seen].reset_index(drop=True), info
+
+
+def _parse_time(value: str | int | float, what: str) -> int:
+    # Numbers are Unix seconds (pd.Timestamp would read a float as nanoseconds).
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return int(value)
+    try:
+        return int(pd.Timestamp(value, tz="UTC").timestamp())
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"split.{what}={value!r} is not a Unix time or an ISO date") from e
+
+
+def _nonempty(frame: pd.DataFrame, what: str, lo: int, hi: int, data_range: tuple[int, int]) -> None:
+    if len(frame) == 0:
+        fmt = lambda s: str(pd.to_datetime(s, unit="s"))  # noqa: E731
+        raise DataValidationError(
+            f"split: the {what} window [{fmt(lo)}, {fmt(hi)}) selects no clicks; the clicks span "
+            f"[{fmt(data_range[0])}, {fmt(data_range[1])}]: change split.cut / cut_quantile / "
+            "window_days / val_days / test_days"
+        )
+
+
+def temporal_folds(
+    clicks: pd.DataFrame,
+    window_days: float | None = 15,
+    test_days: float | None = 3,
+    val_days: float = 3,
+    cut: str | int | None = None,
+    cut_quantile: float | None = None,
+) -> dict[str, Fold]:
+    """Temporal split: training window of ``window_days`` ending at the cut, test after it.
+
+    The cut is ``cut`` if given, else the ``cut_quantile`` of click times, else ``test_days``
+    before the last click. Validation is carved the same way ``val_days`` before the cut: its window
+    ends at ``cut - val_days`` and its targets are the clicks in ``[cut - val_days, cut)``.
+
+    Args:
+        clicks: encoded clicks (with ``u``, ``i``).
+        window_days: training window length (None: all clicks before the cut).
+        test_days: test period length (None: everything after the cut).
+        val_days: validation period length.
+        cut: ISO date or Unix seconds.
+        cut_quantile: quantile of click timestamps used as the cut when ``cut`` is None.
+    """
+    ts = clicks[TIMESTAMP].to_numpy(np.int64)
+    data_range = (int(ts.min()), int(ts.max()))
+    if cut is not None:
+        t_cut = _parse_time(cut, "cut")
+    elif cut_quantile is not None:
+        t_cut = int(np.quantile(ts, cut_quantile))
+    else:
+        if test_days is None:
+            raise ValueError("split: give cut, cut_quantile or test_days")
+        t_cut = data_range[1] + 1 - int(test_days * DAY)
+    t_end = data_range[1] + 1 if test_days is None else t_cut + int(test_days * DAY)
+
+    folds = {}
+    for name, fold_cut, fold_end in (("val", t_cut - int(val_days * DAY), t_cut), ("test", t_cut, t_end)):
+        start = -(2**62) if window_days is None else fold_cut - int(window_days * DAY)
+        history = clicks[ts < fold_cut]
+        train = clicks[(ts >= start) & (ts < fold_cut)]
+        target_clicks = clicks[(ts >= fold_cut) & (ts < fold_end)]
+        _nonempty(train, f"{name} training", max(start, data_range[0]), fold_cut, data_range)
+        _nonempty(target_clicks, f"{name} target", fold_cut, fold_end, data_range)
+        targets, info = target_pairs(target_clicks, history)
+        folds[name] = Fold(name, train.reset_index(drop=True), history.reset_index(drop=True), targets,
+                           cut=fold_cut, info=info)
+    return folds
+
+
+def weighted_sample_without_replacement(
+    weights: np.ndarray, n: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Indices of ``n`` draws without replacement, probabilities proportional to ``weights``.
+
+    Efraimidis-Spirakis: keep the ``n`` largest keys ``log(U) / w``, equivalent to sequential
+    weighted draws without replacement.
+    """
+    if n > len(weights):
+        raise ValueError(f"cannot draw {n} of {len(weights)} without replacement")
+    keys = np.log(rng.random(len(weights))) / np.asarray(weights, dtype=np.float64)
+    return np.argpartition(-keys, n - 1)[:n] if n > 0 else np.array([], dtype=np.int64)
+
+
+def intervened_folds(
+    clicks: pd.DataFrame,
+    intervened_fraction: float = 0.4,
+    train_share: float = 0.25,
+    val_share: float = 0.25,
+    popularity_power: float = 1.0,
+    seed: int = 0,
+) -> dict[str, Fold]:
+    """The DICE unbiased protocol: one global draw of interactions with weights 1/popularity^power.
+
+    Interactions are (user, content) pairs (repeat clicks merged; the count is in ``info``). A
+    fraction ``intervened_fraction`` (0.4) is drawn without replacement, split randomly into
+    train / val / test shares of it (0.25 / 0.25 / 0.5 = 10% / 10% / 20% of all pairs). Models
+    train on the normal 60% plus the intervened train part; validation and test are the intervened
+    parts. Popularity = distinct users per content.
+    """
+    rng = np.random.default_rng(seed)
+    pairs = clicks.sort_values(TIMESTAMP, kind="stable").drop_duplicates(["u", "i"], keep="last")
+    pairs = pairs.reset_index(drop=True)
+    pop = pairs["i"].map(pairs["i"].value_counts()).to_numpy(np.float64)
+    n_int = int(round(intervened_fraction * len(pairs)))
+    drawn = weighted_sample_without_replacement(pop ** -popularity_power, n_int, rng)
+    drawn = rng.permutation(drawn)
+    n_tr, n_va = int(round(train_share * n_int)), int(round(val_share * n_int))
+    part = np.zeros(len(pairs), dtype=np.int8)  # 0 normal, 1 int-train, 2 int-val, 3 int-test
+    part[drawn[:n_tr]] = 1
+    part[drawn[n_tr : n_tr + n_va]] = 2
+    part[drawn[n_tr + n_va :]] = 3
+    train = pairs[part <= 1].reset_index(drop=True)
+    info = {"repeat_clicks_merged": len(clicks) - len(pairs), "intervened_pairs": n_int, "seed": seed}
+    folds = {}
+    for name, code in (("val", 2), ("test", 3)):
+        targets, tinfo = target_pairs(pairs[part == code], train)
+        folds[name] = Fold(name, train, train, targets, cut=None, info={**info, **tinfo})
+    return folds
+
+
+def predefined_folds(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame) -> dict[str, Fold]:
+    """Folds from user-given train / validation / test clicks (encoded), used exactly as given.
+
+    Models train on ``train`` in both folds. Validation targets are evaluated with ``train`` as
+    history; test targets with train + val as history (val clicks act as triggers and are filtered).
+    """
+    for name, frame in (("train", train), ("val", val), ("test", test)):
+        if len(frame) == 0:
+            raise DataValidationError(f"split: the predefined {name} file has no clicks")
+    full = pd.concat([train, val], ignore_index=True)
+    folds = {}
+    for name, hist, tgt in (("val", train, val), ("test", full, test)):
+        targets, info = target_pairs(tgt, hist)
+        folds[name] = Fold(name, train.reset_index(drop=True), hist.reset_index(drop=True), targets, info=info)
+    return folds
+
+
+def _read_click_file(path: str, dataset: FeedDataset) -> pd.DataFrame:
+    from graphrecall.data.schema import ValidationReport, validate_clicks
+
+    p = str(path)
+    if p.endswith(".parquet"):
+        raw = pd.read_parquet(p)
+    elif p.endswith(".csv"):
+        raw = pd.read_csv(p)
+    else:
+        raise DataValidationError(f"split.files: '{p}' must be a .parquet or .csv file")
+    report = dataset.report if dataset.report is not None else ValidationReport(dataset.name)
+    clicks = validate_clicks(raw, p, report, pd.Index(dataset.contents[CONTENT_ID]))
+    unknown_users = ~clicks[USER_ID].isin(dataset.users[USER_ID])
+    if unknown_users.any():
+        raise DataValidationError(
+            f"{p}: {int(unknown_users.sum())} click(s) by user_id(s) absent from the dataset, "
+            f"e.g. {clicks.loc[unknown_users, USER_ID].head(3).tolist()}"
+        )
+    return encode_clicks(dataset, clicks)
+
+
+def make_folds(dataset: FeedDataset, split: dict[str, Any], seed: int = 0) -> dict[str, Fold]:
+    """Dispatch on ``split["kind"]`` (``temporal`` | ``intervened`` | ``predefined``).
+
+    ``split`` is the dataset config's ``split`` block: ``kind`` plus one sub-block of arguments per
+    kind (``split.temporal: {...}``, ``split.intervened: {...}``, ``split.predefined: {files:
+    {train, val, test}}``), so that ``dataset.split.kind=intervened`` switches on the command line.
+    A flat block (the arguments beside ``kind``) is accepted too.
+    """
+    split = dict(split)
+    kind = split.pop("kind", "temporal")
+    kinds = ("temporal", "intervened", "predefined")
+    if kind not in kinds:
+        raise ValueError(f"unknown split.kind '{kind}'; expected one of {kinds}")
+    params = dict(split[kind] or {}) if kind in split else {k: v for k, v in split.items() if k not in kinds}
+    if kind == "temporal":
+        return temporal_folds(encode_clicks(dataset), **params)
+    if kind == "intervened":
+        params.setdefault("seed", seed)
+        return intervened_folds(encode_clicks(dataset), **params)
+    files = params.get("files") or {}
+    missing = [k for k in ("train", "val", "test") if not files.get(k)]
+    if missing:
+        raise ValueError(f"split.kind=predefined needs split.predefined.files.{{train,val,test}}; missing {missing}")
+    return predefined_folds(*(_read_click_file(files[k], dataset) for k in ("train", "val", "test")))

@@ -1,0 +1,193 @@
+"""Evaluate any recall model on a fold: the same metrics, slices and intervals for every model.
+
+Metrics are computed for the users with at least one target in the fold, on top-K lists from which
+each user's history was removed before the cut-off. Popularity (for average popularity, long-tail
+share and IPS weights) is the number of distinct users per content in the fold's training clicks.
+Slices: ``all``; ``low_activity`` (1..``low_activity_max`` training clicks); ``active`` (more);
+``cold`` (no click in the history at all).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from graphrecall.data.schema import CONTENT_ID, USER_ID, FeedDataset
+from graphrecall.data.splits import Fold
+from graphrecall.metrics import (
+    global_metrics,
+    inverse_popularity_weights,
+    labels_to_csr,
+    per_user_metrics,
+    summarise,
+    tail_items,
+)
+from graphrecall.models.base import Recommendations, Recommender
+from graphrecall.models.popular import popularity_counts
+
+MAIN_METRICS = ("recall@20", "recall@50", "ndcg@20", "ndcg@50")
+
+
+@dataclass
+class FoldEvaluation:
+    """The outcome of one evaluation.
+
+    Attributes:
+        name: ``val``, ``test``, ``test_interest_only``...
+        summary: index (slice, metric), columns mean / ci_low / ci_high / n_users.
+        global_metrics: coverage@k and fill counters over all evaluated users.
+        per_user: one row per evaluated user (user row ``u`` + every metric).
+        recs: the evaluated recommendations.
+    """
+
+    name: str
+    summary: pd.DataFrame
+    global_metrics: dict[str, float]
+    per_user: pd.DataFrame
+    recs: Recommendations
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def flat(self) -> dict[str, float]:
+        """``{"<name>/<metric>": mean}`` for the ``all`` slice plus ``<name>/<slice>/<metric>``
+        for the other slices, and the global metrics; the keys loggers and Optuna read."""
+        out: dict[str, float] = {}
+        for (slice_, metric), row in self.summary.iterrows():
+            key = f"{self.name}/{metric}" if slice_ == "all" else f"{self.name}/{slice_}/{metric}"
+            out[key] = float(row["mean"])
+        out.update({f"{self.name}/{k}": float(v) for k, v in self.global_metrics.items()})
+        return out
+
+
+def targets_matrix(targets: pd.DataFrame, users: np.ndarray, num_contents: int) -> sp.csr_matrix:
+    """[U, C] binary matrix of each evaluated user's target contents."""
+    pos = pd.Index(users).get_indexer(targets["u"])
+    keep = pos >= 0
+    m = sp.csr_matrix(
+        (np.ones(int(keep.sum())), (pos[keep], targets["i"].to_numpy()[keep])), shape=(len(users), num_contents)
+    )
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return m
+
+
+def user_slices(fold: Fold, users: np.ndarray, low_activity_max: int) -> dict[str, np.ndarray]:
+    """Boolean masks over ``users`` for the activity slices (see module docstring)."""
+    train_clicks = fold.train["u"].value_counts().reindex(users, fill_value=0).to_numpy()
+    hist_clicks = fold.history["u"].value_counts().reindex(users, fill_value=0).to_numpy()
+    return {
+        "low_activity": (train_clicks >= 1) & (train_clicks <= low_activity_max),
+        "active": train_clicks > low_activity_max,
+        "cold": hist_clicks == 0,
+    }
+
+
+def content_labels(dataset: FeedDataset) -> dict[str, sp.csr_matrix]:
+    """[C, L] label matrices of the diversity fields (``style``, ``space``)."""
+    return {name: labels_to_csr(dataset.contents[col])[0] for name, col in dataset.diversity_fields.items()}
+
+
+def evaluate_recommendations(
+    name: str,
+    recs: Recommendations,
+    targets: pd.DataFrame,
+    fold: Fold,
+    dataset: FeedDataset,
+    ks: tuple[int, ...] = (20, 50),
+    low_activity_max: int = 5,
+    ci_metrics: tuple[str, ...] = MAIN_METRICS,
+    num_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> FoldEvaluation:
+    """Metrics of ``recs`` against ``targets`` (rows with ``u``, ``i``), per user and per slice."""
+    c = dataset.num_contents
+    pop = popularity_counts(fold.train, c, "users")
+    tgt = targets_matrix(targets, recs.users, c)
+    per_user = per_user_metrics(
+        recs.items,
+        tgt,
+        ks=ks,
+        item_popularity=pop,
+        is_tail=tail_items(pop),
+        item_weight=inverse_popularity_weights(pop),
+        label_sets=content_labels(dataset),
+    )
+    slices = user_slices(fold, recs.users, low_activity_max)
+    ci = tuple(m for m in ci_metrics if m in per_user.columns)
+    summary = summarise(per_user, slices, ci, num_resamples=num_resamples, confidence=confidence, seed=seed)
+    glob = global_metrics(recs.items, c, ks)
+    for key, values in recs.counters.items():
+        glob[f"mean_{key}"] = float(np.mean(values)) if len(values) else 0.0
+    per_user.insert(0, "u", recs.users)
+    return FoldEvaluation(name, summary, glob, per_user, recs, {"users": len(recs.users)})
+
+
+def evaluate_model(
+    model: Recommender,
+    fold: Fold,
+    dataset: FeedDataset,
+    eval_cfg: dict[str, Any],
+    seed: int = 0,
+    extra_targets: dict[str, pd.DataFrame] | None = None,
+) -> list[FoldEvaluation]:
+    """Serve the fold's target users with ``model`` and evaluate them.
+
+    Args:
+        eval_cfg: ``ks``, ``low_activity_max``, ``bootstrap.{num_resamples, confidence}``.
+        extra_targets: other target sets for the same fold (e.g. the synthetic interest-only
+            test), each evaluated on the same users' lists, named ``<fold>_<key>``.
+    """
+    ks = tuple(int(k) for k in eval_cfg.get("ks", (20, 50)))
+    users = np.unique(fold.targets["u"].to_numpy())
+    recs = model.recommend(users, fold, max(ks))
+    boot = dict(eval_cfg.get("bootstrap", {}))
+    common = dict(
+        ks=ks,
+        low_activity_max=int(eval_cfg.get("low_activity_max", 5)),
+        num_resamples=int(boot.get("num_resamples", 1000)),
+        confidence=float(boot.get("confidence", 0.95)),
+        seed=seed,
+    )
+    results = [evaluate_recommendations(fold.name, recs, fold.targets, fold, dataset, **common)]
+    for key, targets in (extra_targets or {}).items():
+        results.append(evaluate_recommendations(f"{fold.name}_{key}", recs, targets, fold, dataset, **common))
+    return results
+
+
+def export_recommendations(recs: Recommendations, dataset: FeedDataset, scores: np.ndarray | None = None) -> pd.DataFrame:
+    """Long table ``user_id, content_id, rank (1-based), score`` (score = -rank when a model has none)."""
+    r, c = np.nonzero(recs.items >= 0)
+    return pd.DataFrame(
+        {
+            USER_ID: dataset.users[USER_ID].to_numpy()[recs.users[r]],
+            CONTENT_ID: dataset.contents[CONTENT_ID].to_numpy()[recs.items[r, c]],
+            "rank": (c + 1).astype(np.int32),
+            "score": scores[r, c] if scores is not None else -(c + 1).astype(np.float64),
+        }
+    )
+
+
+def format_summary(evaluations: list[FoldEvaluation], metrics: tuple[str, ...], slices: tuple[str, ...] = ("all",)) -> str:
+    """A plain-text table: one row per (evaluation, slice), ``mean [low, high]`` cells."""
+    rows = []
+    for ev in evaluations:
+        for s in slices:
+            if s not in ev.summary.index.get_level_values(0):
+                continue
+            row = {"eval": ev.name, "slice": s}
+            for m in metrics:
+                if (s, m) in ev.summary.index:
+                    r = ev.summary.loc[(s, m)]
+                    cell = f"{r['mean']:.4f}"
+                    if not np.isnan(r["ci_low"]):
+                        cell += f" [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
+                    row[m] = cell
+                elif m in ev.global_metrics:
+                    row[m] = f"{ev.global_metrics[m]:.4f}"
+            row["users"] = int(ev.summary.loc[(s, metrics[0]), "n_users"]) if (s, metrics[0]) in ev.summary.index else 0
+            rows.append(row)
+    return pd.DataFrame(rows).to_string(index=False)

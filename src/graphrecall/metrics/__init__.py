@@ -1,0 +1,54 @@
+"""Offline metrics of top-k recall lists: numpy arrays in, per-user arrays out.
+
+- :mod:`~graphrecall.metrics.ranking`: recall, NDCG, hit rate, precision, IPS recall.
+- :mod:`~graphrecall.metrics.beyond_accuracy`: coverage, average popularity, long-tail share,
+  distinct label values (styles, spaces, genres).
+- :mod:`~graphrecall.metrics.bootstrap`: bootstrap CIs over users and paired run comparisons.
+- :mod:`~graphrecall.metrics.summary`: all of them as tables (per user, global, per slice).
+
+Input convention: ``recs`` ``[U, K_max]`` int64 item indices in rank order, ``-1`` = padding,
+training items filtered before the cut; ``targets`` CSR ``[U, C]``, nonzero = test item.
+"""
+
+from graphrecall.metrics.beyond_accuracy import (
+    average_popularity_at_k,
+    coverage_at_k,
+    distinct_values_at_k,
+    labels_to_csr,
+    long_tail_share_at_k,
+    tail_items,
+)
+from graphrecall.metrics.bootstrap import bootstrap_ci, paired_bootstrap_diff
+from graphrecall.metrics.ranking import (
+    hit_matrix,
+    hit_rate_at_k,
+    inverse_popularity_weights,
+    ips_recall_at_k,
+    ndcg_at_k,
+    precision_at_k,
+    recall_at_k,
+    validate_recs,
+)
+from graphrecall.metrics.summary import global_metrics, per_user_metrics, summarise
+
+__all__ = [
+    "average_popularity_at_k",
+    "bootstrap_ci",
+    "coverage_at_k",
+    "distinct_values_at_k",
+    "global_metrics",
+    "hit_matrix",
+    "hit_rate_at_k",
+    "inverse_popularity_weights",
+    "ips_recall_at_k",
+    "labels_to_csr",
+    "long_tail_share_at_k",
+    "ndcg_at_k",
+    "paired_bootstrap_diff",
+    "per_user_metrics",
+    "precision_at_k",
+    "recall_at_k",
+    "summarise",
+    "tail_items",
+    "validate_recs",
+]

@@ -1,0 +1,46 @@
+"""Reference ceiling on synthetic data: rank contents by the *true* interest of each user.
+
+Not a recall model one could deploy: it reads the generator's ground truth. It tells how much of
+the interest-only test any model could recover, which puts the other rows' numbers in scale.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from graphrecall.data.schema import FeedDataset
+from graphrecall.data.splits import Fold
+from graphrecall.models.base import Recommendations
+from graphrecall.recall.triggers import seen_matrix
+
+
+class TrueInterestOracle:
+    """Top-k unseen contents by ``<user_interest, content_vector>`` from ``dataset.truth``."""
+
+    def __init__(self) -> None:
+        self.name = "oracle"
+
+    def fit(self, fold: Fold, dataset: FeedDataset, cache_dir: str | None = None) -> dict[str, Any]:
+        if dataset.truth is None or "user_interest" not in dataset.truth:
+            raise ValueError(f"model=oracle needs a dataset with ground truth (synthetic), got '{dataset.name}'")
+        self.truth = dataset.truth
+        return {}
+
+    def recommend(self, users: np.ndarray, fold: Fold, k: int) -> Recommendations:
+        from graphrecall.data.synthetic import true_interest_scores
+
+        scores = true_interest_scores(self.truth, users).astype(np.float64)
+        seen = seen_matrix(fold.history, users, scores.shape[1]).tocoo()
+        scores[seen.row, seen.col] = -np.inf
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+        return Recommendations(users, np.take_along_axis(top, order, axis=1).astype(np.int64))
+
+    def save(self, directory: Path, dataset: FeedDataset) -> None:
+        """Nothing to save: the truth is regenerated with the dataset."""
+
+    def load(self, directory: Path, fold: Fold, dataset: FeedDataset) -> None:
+        self.fit(fold, dataset)

@@ -1,0 +1,163 @@
+"""Online recall with trigger selection (design brief, section 2).
+
+A user's triggers are their clicks before the cut, newest first (de-duplicated), at most
+``max_triggers``. Trigger ``r`` (0 = newest) receives a share of the recall quota proportional to
+``decay ** r``. Each trigger contributes its top pool neighbours up to its quota; unused quota flows
+to the triggers' further neighbours (newest trigger first); contents the user already clicked and
+duplicates are skipped; what is still missing is back-filled from a fallback ranking (popularity)
+and counted. Results are ordered by neighbour rank, then by trigger recency, so that every
+trigger's best neighbour precedes any trigger's second best.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from graphrecall.data.schema import TIMESTAMP
+from graphrecall.recall.pool import CandidatePool
+
+
+def recency_quota(num_triggers: int, total: int, decay: float) -> np.ndarray:
+    """Split ``total`` slots over triggers with weights ``decay ** rank`` (largest remainder).
+
+    Args:
+        num_triggers: m >= 1.
+        total: K, the number of slots.
+        decay: in (0, 1]; 1 gives equal quotas.
+
+    Returns:
+        [m] int quotas summing to ``total``; ties in the remainder go to newer triggers.
+    """
+    if not 0.0 < decay <= 1.0:
+        raise ValueError(f"recall.decay must be in (0, 1] (newer triggers get more quota), got {decay}")
+    if num_triggers <= 0:
+        return np.zeros(0, dtype=np.int64)
+    w = decay ** np.arange(num_triggers, dtype=np.float64)
+    exact = total * w / w.sum()
+    quota = np.floor(exact).astype(np.int64)
+    rest = total - int(quota.sum())
+    if rest:
+        order = np.lexsort((np.arange(num_triggers), -(exact - quota)))
+        quota[order[:rest]] += 1
+    return quota
+
+
+def trigger_lists(history: pd.DataFrame, users: np.ndarray, max_triggers: int) -> list[np.ndarray]:
+    """Newest-first distinct clicked contents of each user (at most ``max_triggers``).
+
+    Args:
+        history: clicks with ``u``, ``i``, ``timestamp``.
+        users: [U] user rows to serve.
+
+    Returns:
+        U arrays of content rows (empty for users without history).
+    """
+    h = history[history["u"].isin(users)].sort_values(["u", TIMESTAMP], ascending=[True, False], kind="stable")
+    h = h.drop_duplicates(["u", "i"])
+    h = h[h.groupby("u").cumcount() < max_triggers]
+    u_arr, i_arr = h["u"].to_numpy(), h["i"].to_numpy()
+    uniq, starts = np.unique(u_arr, return_index=True)
+    by_user = dict(zip(uniq.tolist(), np.split(i_arr, starts[1:])))
+    empty = np.zeros(0, dtype=np.int64)
+    return [by_user.get(int(u), empty) for u in users]
+
+
+def seen_matrix(history: pd.DataFrame, users: np.ndarray, num_contents: int) -> sp.csr_matrix:
+    """[U, C] binary matrix of the contents each served user clicked in ``history``."""
+    pos = pd.Index(users).get_indexer(history["u"])
+    m = pos >= 0
+    out = sp.csr_matrix(
+        (np.ones(int(m.sum()), dtype=np.int8), (pos[m], history["i"].to_numpy()[m])),
+        shape=(len(users), num_contents),
+    )
+    out.sum_duplicates()
+    out.data[:] = 1  # binary: repeat clicks would sum (and wrap around in int8 at 256)
+    return out
+
+
+@dataclass
+class TriggerRecallResult:
+    """Recommendations and how they were filled.
+
+    Attributes:
+        recs: [U, K] int64 content rows, -1 where even the back-fill ran out.
+        from_triggers: [U] slots filled from trigger neighbours.
+        backfilled: [U] slots filled from the fallback ranking.
+    """
+
+    recs: np.ndarray
+    from_triggers: np.ndarray
+    backfilled: np.ndarray
+
+
+def recall_with_triggers(
+    pool: CandidatePool,
+    triggers: list[np.ndarray],
+    seen: sp.csr_matrix,
+    k: int,
+    decay: float = 0.8,
+    fallback: np.ndarray | None = None,
+) -> TriggerRecallResult:
+    """Merge the pool neighbours of each user's triggers into a top-``k`` list.
+
+    Args:
+        pool: the offline candidate pool.
+        triggers: U arrays of trigger content rows, newest first.
+        seen: [U, C] contents to exclude per user (already clicked).
+        k: list length.
+        decay: per-rank quota decay (see :func:`recency_quota`).
+        fallback: [C'] content rows in back-fill order (e.g. by popularity); None: no back-fill.
+
+    Returns:
+        A :class:`TriggerRecallResult`.
+    """
+    num_users = len(triggers)
+    recs = np.full((num_users, k), -1, dtype=np.int64)
+    from_triggers = np.zeros(num_users, dtype=np.int64)
+    backfilled = np.zeros(num_users, dtype=np.int64)
+    for u, trig in enumerate(triggers):
+        excluded = set(seen.indices[seen.indptr[u] : seen.indptr[u + 1]].tolist())
+        chosen: list[tuple[int, int, int]] = []  # (neighbour rank, trigger rank, content)
+        if len(trig):
+            cand = pool.neighbors[trig]  # [m, P]
+            quota = recency_quota(len(trig), k, decay)
+            taken: set[int] = set()
+            cursor = np.zeros(len(trig), dtype=np.int64)
+            filled = np.zeros(len(trig), dtype=np.int64)
+            # pass 0 fills each trigger's quota; pass 1 hands unused quota to further neighbours
+            for pass_ in (0, 1):
+                for r in range(len(trig)):
+                    row = cand[r]
+                    while cursor[r] < len(row) and len(chosen) < k:
+                        if pass_ == 0 and filled[r] >= quota[r]:
+                            break
+                        c = int(row[cursor[r]])
+                        pos = int(cursor[r])
+                        cursor[r] += 1
+                        if c < 0:
+                            cursor[r] = len(row)
+                            break
+                        if c in excluded or c in taken:
+                            continue
+                        taken.add(c)
+                        filled[r] += 1
+                        chosen.append((pos, r, c))
+        chosen.sort()
+        items = [c for _, _, c in chosen]
+        from_triggers[u] = len(items)
+        if len(items) < k and fallback is not None:
+            have = excluded | set(items)
+            for c in fallback:
+                c = int(c)
+                if c not in have:
+                    items.append(c)
+                    have.add(c)
+                    if len(items) == k:
+                        break
+        backfilled[u] = len(items) - from_triggers[u]
+        recs[u, : len(items)] = items
+    return TriggerRecallResult(recs, from_triggers, backfilled)
