@@ -38,6 +38,10 @@ class CoClickRecall:
     ) -> None:
         self.pool_size = pool_size
         self.graph_cfg = dict(graph or {})
+        if self.graph_cfg.get("view", "content") != "content":
+            raise ValueError(
+                f"model=coclick serves contents and needs graph.view=content, got '{self.graph_cfg['view']}'"
+            )
         self.trigger_cfg = {"max_triggers": 10, "decay": 0.8, **dict(triggers or {})}
         self.backfill_recent_days = backfill_recent_days
         self.name = "coclick"
