@@ -89,13 +89,15 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     metrics: dict[str, float] = {"data/load_seconds": load_seconds}
     details: dict[str, Any] = {"dataset": dataset.summary(), "folds": {}, "fit": {}}
     evaluations: list[FoldEvaluation] = []
-    model = None
+    # one model for all folds: trainable models train (and select) on the first fold, val, and
+    # reuse the selected weights on later folds; the baselines simply refit on each fold's window
+    model = instantiate(cfg.model, _convert_="all")
+    model.run_config = record
     for name in cfg.eval.folds:
         fold = folds[name]
         details["folds"][name] = fold.describe()
-        model = instantiate(cfg.model, _convert_="all")
         t0 = time.perf_counter()
-        fit_info = model.fit(fold, dataset, cache_dir=cfg.get("cache_dir"))
+        fit_info = model.fit(fold, dataset, cache_dir=cfg.get("cache_dir"), run_dir=out)
         fit_info["fit_seconds"] = time.perf_counter() - t0
         details["fit"][name] = fit_info
         metrics.update({f"{name}/fit/{k}": float(v) for k, v in fit_info.items() if isinstance(v, (int, float))})

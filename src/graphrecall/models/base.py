@@ -32,8 +32,10 @@ class Recommender(Protocol):
 
     name: str
 
-    def fit(self, fold: Fold, dataset: FeedDataset, cache_dir: str | None = None) -> dict[str, Any]:
-        """Fit on ``fold.train``; returns statistics to log (graph stats, fit time...)."""
+    def fit(self, fold: Fold, dataset: FeedDataset, cache_dir: str | None = None,
+            run_dir: Path | None = None) -> dict[str, Any]:
+        """Fit on ``fold.train`` (trainable models train on the first fold they get and select on its
+        targets; later folds reuse the weights); returns statistics to log (graph stats, fit time...)."""
         ...
 
     def recommend(self, users: np.ndarray, fold: Fold, k: int) -> Recommendations:

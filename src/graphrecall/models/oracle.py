@@ -23,7 +23,7 @@ class TrueInterestOracle:
     def __init__(self) -> None:
         self.name = "oracle"
 
-    def fit(self, fold: Fold, dataset: FeedDataset, cache_dir: str | None = None) -> dict[str, Any]:
+    def fit(self, fold: Fold, dataset: FeedDataset, cache_dir: str | None = None, **_: Any) -> dict[str, Any]:
         if dataset.truth is None or "user_interest" not in dataset.truth:
             raise ValueError(f"model=oracle needs a dataset with ground truth (synthetic), got '{dataset.name}'")
         self.truth = dataset.truth

@@ -96,7 +96,7 @@ class PopularRecall:
         self.groups = groups or {"fields": [], "bins": {}}
         self.name = "popular_group" if per_group else "popular"
 
-    def fit(self, fold: Fold, dataset: FeedDataset, cache_dir: str | None = None) -> dict[str, Any]:
+    def fit(self, fold: Fold, dataset: FeedDataset, cache_dir: str | None = None, **_: Any) -> dict[str, Any]:
         c = dataset.num_contents
         train = recent_clicks(fold.train, self.recent_days)
         overall = popularity_counts(train, c, self.count)

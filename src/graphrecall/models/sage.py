@@ -1,0 +1,312 @@
+"""Stage 1: single-view GraphSAGE-style i2i recall (design brief, section 2).
+
+Reference: Hamilton et al., "Inductive Representation Learning on Large Graphs", NeurIPS 2017;
+Ying et al., "Graph Convolutional Neural Networks for Web-Scale Recommender Systems" (PinSage),
+KDD 2018. The article's stage 1: content co-click graph, side info as ID features, top-k weighted
+neighbourhoods, Mean/Sum/GAT aggregation, dot-product pair reconstruction with BCE and sampled
+negatives, then an offline top-k i2i pool served through trigger selection.
+
+Training protocol: the encoder is trained on the validation fold's window, and every model choice
+(checkpoint, early stopping) reads validation recall@50. The encoder is inductive (side-info
+features + neighbourhoods), so the test fold reuses the selected weights on the test window's graph,
+as a production model trained on yesterday's graph serves today's; the test is never read.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Sampler, TensorDataset
+
+from graphrecall.data.schema import FeedDataset
+from graphrecall.data.splits import Fold
+from graphrecall.graphs.sampling import TopKGraph, k_hop_subgraph, sample_negatives, top_k_graph
+from graphrecall.losses import make_loss
+from graphrecall.models.coclick import content_graph
+from graphrecall.models.encoders import GNNEncoder
+from graphrecall.models.features import FieldBags, content_features
+from graphrecall.models.i2i import PoolRecall
+from graphrecall.recall.ann import exact_topk
+
+log = logging.getLogger(__name__)
+VAL_METRIC = "val/recall@50"
+
+
+class EpochSeededSampler(Sampler[int]):
+    """A random permutation per epoch from ``seed + epoch``: a resumed run sees the same order."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.size, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class SageI2IModule(pl.LightningModule):
+    """Thin Lightning wrapper over :class:`GNNEncoder`: pair-reconstruction training, validation
+    recall through a callable evaluator.
+
+    The graph, features and evaluator are attached with :meth:`attach` (rebuilt from data, not
+    stored in checkpoints); the checkpoint holds the weights, these hyperparameters, and the run's
+    resolved config (``run_config``).
+    """
+
+    def __init__(self, encoder: dict[str, Any], loss: str = "bce", num_negatives: int = 5, lr: float = 5e-3,
+                 weight_decay: float = 0.0, batching: str = "auto", full_graph_max_nodes: int = 50_000,
+                 seed: int = 0, temperature: float = 1.0, run_config: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = GNNEncoder(**encoder)
+        self.loss_fn = make_loss(loss)
+        self.graph: TopKGraph | None = None
+        self.features: dict[str, FieldBags] | None = None
+        self.evaluator: Callable[[Tensor], dict[str, float]] | None = None
+        self.best = float("-inf")
+        self._epoch_start = 0.0
+
+    def attach(self, graph: TopKGraph, features: dict[str, FieldBags],
+               evaluator: Callable[[Tensor], dict[str, float]] | None = None) -> None:
+        self.graph, self.features, self.evaluator = graph, features, evaluator
+
+    def _full_graph(self) -> bool:
+        mode = self.hparams.batching
+        return mode == "full" or (mode == "auto" and self.graph.num_nodes <= self.hparams.full_graph_max_nodes)
+
+    def embed(self, nodes: Tensor) -> Tensor:
+        """[n, d] vectors of the given nodes from their top-k neighbourhoods."""
+        g = self.graph
+        if self._full_graph():
+            all_nodes = torch.arange(g.num_nodes, device=nodes.device)
+            return self.net(all_nodes, g.edge_index(), g.alpha, self.features)[nodes]
+        sub = k_hop_subgraph(g, nodes, len(self.net.convs))
+        h = self.net(sub.nodes, sub.edge_index, sub.alpha, self.features)
+        pos = torch.full((g.num_nodes,), -1, dtype=torch.long, device=nodes.device)
+        pos[sub.nodes[: sub.num_seeds]] = torch.arange(sub.num_seeds, device=nodes.device)
+        return h[pos[nodes]]
+
+    @torch.no_grad()
+    def embed_all(self, chunk_size: int = 65_536) -> Tensor:
+        """[N, d] vectors of every node (full graph, or seed chunks of k-hop subgraphs)."""
+        was_training = self.training
+        self.eval()
+        nodes = torch.arange(self.graph.num_nodes, device=self.device)
+        if self._full_graph():
+            out = self.embed(nodes)
+        else:
+            out = torch.cat([self.embed(nodes[i : i + chunk_size]) for i in range(0, len(nodes), chunk_size)])
+        self.train(was_training)
+        return out
+
+    def on_train_epoch_start(self) -> None:
+        # dropout and sampling draw from seed + epoch (+ rank): a resumed run continues identically
+        torch.manual_seed(self.hparams.seed + 1000 * self.current_epoch + self.global_rank)
+        self._epoch_start = time.perf_counter()
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train/epoch_seconds", time.perf_counter() - self._epoch_start, on_epoch=True, sync_dist=True)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        src, dst = batch
+        gen = torch.Generator().manual_seed(
+            self.hparams.seed * 1_000_003 + self.current_epoch * 10_007 + batch_idx * 101 + self.global_rank)
+        neg, collisions = sample_negatives(self.graph, src.cpu(), self.hparams.num_negatives, gen)
+        neg = neg.to(src.device)
+        nodes, inverse = torch.unique(torch.cat([src, dst, neg.reshape(-1)]), return_inverse=True)
+        h = self.embed(nodes)
+        b = src.numel()
+        hs, hd, hn = h[inverse[:b]], h[inverse[b : 2 * b]], h[inverse[2 * b :]].view(b, -1, h.shape[-1])
+        pos_score = (hs * hd).sum(-1) / self.hparams.temperature
+        neg_score = torch.einsum("bd,bmd->bm", hs, hn) / self.hparams.temperature
+        loss = self.loss_fn(pos_score, neg_score)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=b, sync_dist=True)
+        self.log("train/negative_collisions", float(collisions), on_step=False, on_epoch=True, reduce_fx="sum",
+                 batch_size=b, sync_dist=True)
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        """Validation is a ranking over all contents, done once in :meth:`on_validation_epoch_end`."""
+
+    def on_validation_epoch_end(self) -> None:
+        if self.evaluator is None:
+            return
+        metrics = self.evaluator(self.embed_all())
+        if not self.trainer.sanity_checking:
+            self.best = max(self.best, metrics["recall@50"])
+        for k, v in metrics.items():
+            self.log(f"val/{k}", v, prog_bar=k == "recall@50", sync_dist=True)
+        self.log(f"{VAL_METRIC}_best", max(self.best, metrics["recall@50"]), sync_dist=True)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["best_val_recall@50"] = self.best
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.best = checkpoint.get("best_val_recall@50", float("-inf"))
+
+
+def make_logger(logger_cfg: dict[str, Any], run_dir: Path, run_config: dict[str, Any] | None) -> list:
+    """CSV always; Weights & Biases when ``logger.name=wandb`` (offline unless an API key is set)."""
+    from pytorch_lightning.loggers import CSVLogger
+
+    loggers: list = [CSVLogger(str(run_dir), name="csv", version="")]
+    if logger_cfg.get("name") == "wandb":
+        from graphrecall.tracking import wandb_logger
+
+        loggers.append(wandb_logger(logger_cfg, run_dir, run_config))
+    return loggers
+
+
+class SageRecall(PoolRecall):
+    """GraphSAGE-style i2i: train the encoder (Lightning), embed every content, exact top-P pool,
+    trigger selection. See the module docstring for the training protocol.
+
+    Args:
+        graph: co-click graph config.
+        triggers: trigger selection config.
+        encoder: ``field_dim, hidden_dim, num_layers, node_ids, dropout, fields`` (fields: null = all).
+        aggregator: ``name`` (mean | sum | gat) and ``heads``.
+        loss: ``name`` (bce | bpr).
+        sampling: ``neighbors`` (top-k), ``num_negatives``, ``batching`` (auto | full | subgraph).
+        optim: ``lr, weight_decay, batch_size``.
+        trainer: Lightning ``Trainer`` arguments plus ``early_stopping_patience``.
+        logger: ``name`` (csv | wandb) and W&B settings.
+        pool_size, backfill_recent_days: serving, as for co-click.
+        seed: run seed (sampling, negatives, initialisation).
+        resume_from: a checkpoint to resume training from.
+    """
+
+    name = "sage"
+
+    def __init__(self, graph: dict, triggers: dict, encoder: dict, aggregator: dict, loss: dict,
+                 sampling: dict, optim: dict, trainer: dict, logger: dict | None = None, pool_size: int = 100,
+                 backfill_recent_days: float | None = 7, seed: int = 0, resume_from: str | None = None) -> None:
+        super().__init__(pool_size, triggers, backfill_recent_days)
+        self.graph_cfg, self.encoder_cfg, self.aggregator_cfg = dict(graph), dict(encoder), dict(aggregator)
+        self.loss_name = dict(loss).get("name", "bce")
+        self.sampling, self.optim, self.trainer_cfg = dict(sampling), dict(optim), dict(trainer)
+        self.logger_cfg = dict(logger or {"name": "csv"})
+        self.seed, self.resume_from = seed, resume_from
+        self.module: SageI2IModule | None = None
+        self.run_config: dict[str, Any] | None = None
+        self.best_checkpoint: str | None = None
+
+    # ---- data -> tensors
+    def _graph_and_features(self, fold: Fold, dataset: FeedDataset, cache_dir: str | None):
+        wg = content_graph(fold, dataset, self.graph_cfg, cache_dir)
+        topk = top_k_graph(wg.weights, int(self.sampling.get("neighbors", 10)))
+        features = content_features(dataset, self.encoder_cfg.get("fields"))
+        return wg, topk, features
+
+    def build_module(self, dataset: FeedDataset, features: dict[str, FieldBags]) -> SageI2IModule:
+        enc = self.encoder_cfg
+        encoder = {
+            "field_sizes": {f: b.num_values for f, b in features.items()},
+            "field_dim": int(enc.get("field_dim", 32)),
+            "hidden_dim": int(enc.get("hidden_dim", 64)),
+            "num_layers": int(enc.get("num_layers", 2)),
+            "aggregator": self.aggregator_cfg.get("name", "mean"),
+            "heads": int(self.aggregator_cfg.get("heads", 4)),
+            "num_nodes": dataset.num_contents if enc.get("node_ids", True) else None,
+            "dropout": float(enc.get("dropout", 0.1)),
+            "normalize": bool(enc.get("normalize", False)),
+        }
+        return SageI2IModule(encoder, self.loss_name, int(self.sampling.get("num_negatives", 5)),
+                             float(self.optim.get("lr", 5e-3)), float(self.optim.get("weight_decay", 0.0)),
+                             self.sampling.get("batching", "auto"), seed=self.seed,
+                             temperature=float(self.optim.get("temperature", 1.0)), run_config=self.run_config)
+
+    def validation_evaluator(self, fold: Fold, dataset: FeedDataset) -> Callable[[Tensor], dict[str, float]]:
+        """Validation recall of a set of content vectors, served exactly as at test time."""
+        from graphrecall.evaluation import targets_matrix
+        from graphrecall.metrics import ndcg_at_k, recall_at_k
+
+        users = np.unique(fold.targets["u"].to_numpy())
+        targets = targets_matrix(fold.targets, users, dataset.num_contents)
+
+        def evaluate(vectors: Tensor) -> dict[str, float]:
+            self.pool = exact_topk(vectors.float(), self.pool_size)
+            recs = self.recommend(users, fold, 50).items
+            return {"recall@50": float(np.nanmean(recall_at_k(recs, targets, 50))),
+                    "ndcg@50": float(np.nanmean(ndcg_at_k(recs, targets, 50)))}
+
+        return evaluate
+
+    # ---- training
+    def _train(self, fold: Fold, dataset: FeedDataset, topk: TopKGraph, features, run_dir: Path) -> dict[str, Any]:
+        from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+
+        pl.seed_everything(self.seed, workers=True, verbose=False)
+        self.set_fallback(fold, dataset)
+        self.module = self.build_module(dataset, features)
+        self.module.attach(topk, features, self.validation_evaluator(fold, dataset))
+        row = topk.row()
+        positives = TensorDataset(row, topk.col)
+        if len(positives) == 0:
+            raise ValueError("the top-k content graph has no edge to train on: lower graph.tau or widen the window")
+        batch_size = int(self.optim.get("batch_size", 1024))
+        train_loader = DataLoader(positives, batch_size=batch_size,
+                                  sampler=EpochSeededSampler(len(positives), self.seed), drop_last=False)
+        val_loader = DataLoader(TensorDataset(torch.zeros(1)), batch_size=1)
+        cfg = dict(self.trainer_cfg)
+        patience = cfg.pop("early_stopping_patience", 3)
+        ckpt = ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), filename="best-{epoch}", monitor=VAL_METRIC,
+                               mode="max", save_last=True)
+        callbacks = [ckpt]
+        if patience:
+            callbacks.append(EarlyStopping(monitor=VAL_METRIC, mode="max", patience=int(patience)))
+        trainer = pl.Trainer(default_root_dir=str(run_dir), callbacks=callbacks,
+                             logger=make_logger(self.logger_cfg, run_dir, self.run_config), **cfg)
+        start = time.perf_counter()
+        trainer.fit(self.module, train_loader, val_loader, ckpt_path=self.resume_from)
+        seconds = time.perf_counter() - start
+        self.best_checkpoint = ckpt.best_model_path or None
+        if self.best_checkpoint:
+            state = torch.load(self.best_checkpoint, map_location="cpu", weights_only=False)
+            self.module.load_state_dict(state["state_dict"])
+        epochs = trainer.current_epoch
+        return {"train_seconds": seconds, "epochs": epochs, "best_val_recall@50": float(ckpt.best_model_score or 0.0),
+                "positives": len(positives), "epoch_seconds": seconds / max(epochs, 1)}
+
+    def fit(self, fold: Fold, dataset: FeedDataset, cache_dir: str | None = None,
+            run_dir: Path | None = None) -> dict[str, Any]:
+        start = time.perf_counter()
+        wg, topk, features = self._graph_and_features(fold, dataset, cache_dir)
+        info: dict[str, Any] = {f"graph/{k}": v for k, v in wg.stats.as_dict().items() if k != "name"}
+        info["graph/topk_edges"] = topk.num_edges
+        info["graph/topk_isolated_nodes"] = topk.isolated()
+        if self.module is None:  # first fold (validation): train and select
+            info.update(self._train(fold, dataset, topk, features, Path(run_dir or "outputs/adhoc")))
+        self.module.attach(topk, features, None)
+        self.module.to("cpu")
+        vectors = self.module.embed_all()
+        self.vectors = vectors.numpy()
+        t0 = time.perf_counter()
+        self.pool = exact_topk(vectors, self.pool_size)
+        info["pool_seconds"] = time.perf_counter() - t0
+        self.set_fallback(fold, dataset)
+        info["fit_seconds"] = time.perf_counter() - start
+        return info
+
+    def save(self, directory: Path, dataset: FeedDataset) -> None:
+        super().save(directory, dataset)
+        np.save(Path(directory) / "content_vectors.npy", self.vectors)
+
+    def load_checkpoint(self, path: str, dataset: FeedDataset) -> None:
+        """Rebuild the module from a checkpoint (weights + hyperparameters)."""
+        self.module = SageI2IModule.load_from_checkpoint(path, map_location="cpu")
