@@ -1,9 +1,12 @@
-"""Re-evaluate a trained run and export its recommendations.
+"""Re-evaluate a trained run or a checkpoint, and export its recommendations.
 
 ``python evaluate.py run_dir=outputs/train/<date_time> [export.enabled=true export.users_file=u.csv]``
 rebuilds the data and folds from the run's resolved config, loads the fitted artefacts (pool,
 ranking), serves the fold's users, prints the metrics table and writes ``metrics.json`` (and
 ``recommendations.parquet``) into this evaluation's own run directory.
+
+``python evaluate.py ckpt_path=<run dir>/checkpoints/best-epoch=3.ckpt`` takes the config saved in
+the checkpoint, restores the weights, re-embeds the fold's graph and rebuilds the pool.
 """
 
 from __future__ import annotations
@@ -43,12 +46,27 @@ def read_users_file(path: str, users: pd.DataFrame) -> np.ndarray:
     return np.unique(rows)
 
 
-def evaluate(cfg: DictConfig) -> dict[str, float]:
-    run_dir = Path(cfg.run_dir)
-    record_path = run_dir / "config_resolved.json"
+def run_record(cfg: DictConfig) -> tuple[dict, Path]:
+    """(the train run's resolved config, the directory that holds its artefacts)."""
+    if cfg.get("ckpt_path"):
+        import torch
+
+        ckpt = torch.load(cfg.ckpt_path, map_location="cpu", weights_only=False)
+        record = (ckpt.get("hyper_parameters") or {}).get("run_config")
+        if not record:
+            raise ValueError(f"{cfg.ckpt_path} holds no run_config: not a graphrecall checkpoint")
+        return record, Path(cfg.run_dir) if cfg.get("run_dir") else Path(cfg.ckpt_path).parent.parent
+    if not cfg.get("run_dir"):
+        raise ValueError("give run_dir=<train run directory> or ckpt_path=<checkpoint>")
+    record_path = Path(cfg.run_dir) / "config_resolved.json"
     if not record_path.exists():
         raise FileNotFoundError(f"{record_path} not found: run_dir must be a train.py run directory")
-    record = json.loads(record_path.read_text())
+    return json.loads(record_path.read_text()), Path(cfg.run_dir)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    record, run_dir = run_record(cfg)
+    record = dict(record)
     record.pop("choices", None)
     train_cfg = OmegaConf.create(record)
     out = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else run_dir / "evaluate"
@@ -58,13 +76,19 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     folds = make_folds(dataset, OmegaConf.to_container(train_cfg.dataset.split), seed=int(train_cfg.seed))
     fold = folds[cfg.fold]
     model = instantiate(train_cfg.model, _convert_="all")
-    try:
-        model.load(run_dir, fold, dataset)
-    except FileNotFoundError as e:
-        raise FileNotFoundError(
-            f"{run_dir} holds no fitted model artefacts ({e.filename}); train.py saves them only when "
-            "eval.folds includes test"
-        ) from e
+    if cfg.get("ckpt_path"):
+        if not hasattr(model, "load_checkpoint"):
+            raise ValueError(f"{train_cfg.model._target_} has no checkpoints; use run_dir=")
+        model.load_checkpoint(cfg.ckpt_path, dataset)
+        model.fit(fold, dataset, cache_dir=train_cfg.get("cache_dir"))  # re-embeds the fold's graph only
+    else:
+        try:
+            model.load(run_dir, fold, dataset)
+        except FileNotFoundError as e:
+            raise FileNotFoundError(
+                f"{run_dir} holds no fitted model artefacts ({e.filename}); train.py saves them only when "
+                "eval.folds includes test"
+            ) from e
     eval_cfg = {"ks": list(cfg.ks), "low_activity_max": train_cfg.eval.low_activity_max,
                 "bootstrap": OmegaConf.to_container(cfg.bootstrap)}
     evaluations = evaluate_model(model, fold, dataset, eval_cfg, int(train_cfg.seed))

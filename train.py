@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import time
 from pathlib import Path
@@ -34,6 +35,11 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def process_rank() -> int:
+    """Global rank under a distributed launcher (0 otherwise)."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0)))
 
 
 def run_directory(cfg: DictConfig) -> Path:
@@ -98,6 +104,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         details["folds"][name] = fold.describe()
         t0 = time.perf_counter()
         fit_info = model.fit(fold, dataset, cache_dir=cfg.get("cache_dir"), run_dir=out)
+        if process_rank() != 0:  # DDP: the other ranks only help to train; rank 0 evaluates and writes
+            return {}, {"dataset": dataset, "folds": folds, "model": model, "evaluations": []}
         fit_info["fit_seconds"] = time.perf_counter() - t0
         details["fit"][name] = fit_info
         metrics.update({f"{name}/fit/{k}": float(v) for k, v in fit_info.items() if isinstance(v, (int, float))})

@@ -11,7 +11,7 @@ convention the edge is ``(j, i)``: ``edge_index[0] = j`` (source), ``edge_index[
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -36,6 +36,7 @@ class TopKGraph:
     weight: Tensor
     alpha: Tensor
     num_nodes: int
+    _sorted_keys: Tensor | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def num_edges(self) -> int:
@@ -49,7 +50,7 @@ class TopKGraph:
         return int((self.degree() == 0).sum())
 
     def row(self) -> Tensor:
-        return torch.repeat_interleave(torch.arange(self.num_nodes), self.degree())
+        return torch.repeat_interleave(torch.arange(self.num_nodes, device=self.rowptr.device), self.degree())
 
     def edge_index(self) -> Tensor:
         """[2, E] in PyG's source -> target order: ``(neighbour j, node i)``."""
@@ -57,8 +58,9 @@ class TopKGraph:
 
     def contains(self, src: Tensor, dst: Tensor) -> Tensor:
         """[B] bool: is ``dst[b]`` among the kept neighbours of ``src[b]``."""
-        key = self.row() * self.num_nodes + self.col
-        key, _ = torch.sort(key)
+        if self._sorted_keys is None:  # sorted once per graph, not once per call (every training step)
+            self._sorted_keys = torch.sort(self.row() * self.num_nodes + self.col).values
+        key = self._sorted_keys
         q = src * self.num_nodes + dst
         pos = torch.searchsorted(key, q).clamp(max=max(key.numel() - 1, 0))
         return key[pos] == q if key.numel() else torch.zeros_like(q, dtype=torch.bool)
@@ -75,7 +77,8 @@ def top_k_graph(weights: sp.csr_matrix, k: int) -> TopKGraph:
         weights: [N, N] CSR, row i = neighbours of i with ``w_ij`` (e.g. the co-click graph).
         k: neighbours per node.
     """
-    w = weights.tocsr()
+    w = weights.tocsr(copy=True)
+    w.eliminate_zeros()  # thresholded-to-zero entries stored explicitly are not neighbours
     n = w.shape[0]
     deg = np.diff(w.indptr)
     rows = np.repeat(np.arange(n), deg)
@@ -136,7 +139,11 @@ def k_hop_subgraph(graph: TopKGraph, seeds: Tensor, hops: int) -> Subgraph:
     Every node of the first ``hops - 1`` levels keeps all its edges, so the seeds' ``hops``-layer
     outputs equal those of a full-graph pass (the test checks this).
     """
-    seeds = torch.unique(seeds, sorted=False) if seeds.numel() else seeds
+    if seeds.numel():  # de-duplicate, keeping first occurrences in the order given
+        uniq, inverse = torch.unique(seeds, return_inverse=True)
+        first = torch.full_like(uniq, seeds.numel()).scatter_reduce_(
+            0, inverse, torch.arange(seeds.numel(), device=seeds.device), "amin")
+        seeds = seeds[torch.sort(first).values]
     nodes = seeds
     frontier = seeds
     src, dst, alpha, weight = [], [], [], []

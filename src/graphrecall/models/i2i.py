@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from graphrecall.data.schema import CONTENT_ID, FeedDataset
 from graphrecall.data.splits import Fold
@@ -38,11 +39,19 @@ class PoolRecall:
         pop = popularity_counts(recent_clicks(fold.train, self.backfill_recent_days), dataset.num_contents)
         self.fallback = ranking_from_scores(pop)
 
-    def recommend(self, users: np.ndarray, fold: Fold, k: int) -> Recommendations:
+    def user_context(self, users: np.ndarray, fold: Fold, num_contents: int) -> tuple[list[np.ndarray], sp.csr_matrix]:
+        """What serving needs of the users, independent of the pool: (triggers, seen contents)."""
         triggers = trigger_lists(fold.history, users, int(self.trigger_cfg["max_triggers"]))
-        seen = seen_matrix(fold.history, users, self.pool.num_contents)
+        return triggers, seen_matrix(fold.history, users, num_contents)
+
+    def serve(self, users: np.ndarray, context: tuple[list[np.ndarray], sp.csr_matrix], k: int) -> Recommendations:
+        """Trigger selection over the current pool (``context`` from :meth:`user_context`)."""
+        triggers, seen = context
         res = recall_with_triggers(self.pool, triggers, seen, k, float(self.trigger_cfg["decay"]), self.fallback)
         return Recommendations(users, res.recs, {"from_triggers": res.from_triggers, "backfilled": res.backfilled})
+
+    def recommend(self, users: np.ndarray, fold: Fold, k: int) -> Recommendations:
+        return self.serve(users, self.user_context(users, fold, self.pool.num_contents), k)
 
     def save(self, directory: Path, dataset: FeedDataset) -> None:
         self.pool.save(Path(directory) / "pool.parquet", dataset.contents[CONTENT_ID].to_numpy())

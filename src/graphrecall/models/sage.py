@@ -33,7 +33,7 @@ from graphrecall.models.coclick import content_graph
 from graphrecall.models.encoders import GNNEncoder
 from graphrecall.models.features import FieldBags, content_features
 from graphrecall.models.i2i import PoolRecall
-from graphrecall.recall.ann import exact_topk
+from graphrecall.recall.ann import build_pool, exact_topk
 
 log = logging.getLogger(__name__)
 VAL_METRIC = "val/recall@50"
@@ -54,6 +54,24 @@ class EpochSeededSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.size
+
+
+class PairDataset(TensorDataset):
+    """``TensorDataset`` that gathers a whole batch with one index per tensor (``__getitems__``).
+
+    The plain ``TensorDataset`` + ``default_collate`` path indexes every pair separately and stacks
+    them (~8 ms per 1024-pair batch on one core, 20-30% of a small-graph step); this yields the same
+    batches. Use it with ``collate_fn=keep_batch``: the batch comes back already stacked.
+    """
+
+    def __getitems__(self, indices: list[int]) -> tuple[Tensor, ...]:
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return tuple(t[idx] for t in self.tensors)
+
+
+def keep_batch(batch: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """``collate_fn`` for :class:`PairDataset` (module-level, so that worker processes can pickle it)."""
+    return batch
 
 
 class SageI2IModule(pl.LightningModule):
@@ -77,10 +95,19 @@ class SageI2IModule(pl.LightningModule):
         self.evaluator: Callable[[Tensor], dict[str, float]] | None = None
         self.best = float("-inf")
         self._epoch_start = 0.0
+        self._on_device: tuple[torch.device, TopKGraph, dict[str, FieldBags]] | None = None
 
     def attach(self, graph: TopKGraph, features: dict[str, FieldBags],
                evaluator: Callable[[Tensor], dict[str, float]] | None = None) -> None:
         self.graph, self.features, self.evaluator = graph, features, evaluator
+        self._on_device = None
+
+    def _graph_on(self, device: torch.device) -> tuple[TopKGraph, dict[str, FieldBags]]:
+        """The attached graph and features on ``device`` (copied once per device; negatives are still
+        drawn on the CPU graph)."""
+        if self._on_device is None or self._on_device[0] != device:
+            self._on_device = (device, self.graph.to(device), {f: b.to(device) for f, b in self.features.items()})
+        return self._on_device[1], self._on_device[2]
 
     def _full_graph(self) -> bool:
         mode = self.hparams.batching
@@ -88,12 +115,12 @@ class SageI2IModule(pl.LightningModule):
 
     def embed(self, nodes: Tensor) -> Tensor:
         """[n, d] vectors of the given nodes from their top-k neighbourhoods."""
-        g = self.graph
+        g, features = self._graph_on(nodes.device)
         if self._full_graph():
             all_nodes = torch.arange(g.num_nodes, device=nodes.device)
-            return self.net(all_nodes, g.edge_index(), g.alpha, self.features)[nodes]
+            return self.net(all_nodes, g.edge_index(), g.alpha, features)[nodes]
         sub = k_hop_subgraph(g, nodes, len(self.net.convs))
-        h = self.net(sub.nodes, sub.edge_index, sub.alpha, self.features)
+        h = self.net(sub.nodes, sub.edge_index, sub.alpha, features)
         pos = torch.full((g.num_nodes,), -1, dtype=torch.long, device=nodes.device)
         pos[sub.nodes[: sub.num_seeds]] = torch.arange(sub.num_seeds, device=nodes.device)
         return h[pos[nodes]]
@@ -112,17 +139,25 @@ class SageI2IModule(pl.LightningModule):
         return out
 
     def on_train_epoch_start(self) -> None:
-        # dropout and sampling draw from seed + epoch (+ rank): a resumed run continues identically
-        torch.manual_seed(self.hparams.seed + 1000 * self.current_epoch + self.global_rank)
         self._epoch_start = time.perf_counter()
+        self._epoch_sums: list = [0.0, 0, 0]  # sum of loss x pairs, pairs, negative collisions
 
     def on_train_epoch_end(self) -> None:
+        # the epoch's metrics are logged once here: two self.log calls per step cost ~1.5 ms each,
+        # ~15% of a 20 ms small-graph step (benchmarks/lightning_overhead.py)
+        loss_sum, pairs, collisions = getattr(self, "_epoch_sums", (0.0, 0, 0))
+        if pairs:
+            self.log("train/loss", loss_sum / pairs, on_epoch=True, prog_bar=True, sync_dist=True)
+            self.log("train/negative_collisions", float(collisions), on_epoch=True, reduce_fx="sum", sync_dist=True)
         self.log("train/epoch_seconds", time.perf_counter() - self._epoch_start, on_epoch=True, sync_dist=True)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         src, dst = batch
-        gen = torch.Generator().manual_seed(
-            self.hparams.seed * 1_000_003 + self.current_epoch * 10_007 + batch_idx * 101 + self.global_rank)
+        # negatives and dropout draw from (seed, epoch, step, rank) alone, so a run resumed from a
+        # checkpoint continues exactly as the uninterrupted run (whatever else used the global RNG)
+        step_seed = self.hparams.seed * 1_000_003 + self.current_epoch * 10_007 + batch_idx * 101 + self.global_rank
+        torch.manual_seed(step_seed)
+        gen = torch.Generator().manual_seed(step_seed)
         neg, collisions = sample_negatives(self.graph, src.cpu(), self.hparams.num_negatives, gen)
         neg = neg.to(src.device)
         nodes, inverse = torch.unique(torch.cat([src, dst, neg.reshape(-1)]), return_inverse=True)
@@ -132,9 +167,10 @@ class SageI2IModule(pl.LightningModule):
         pos_score = (hs * hd).sum(-1) / self.hparams.temperature
         neg_score = torch.einsum("bd,bmd->bm", hs, hn) / self.hparams.temperature
         loss = self.loss_fn(pos_score, neg_score)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=b, sync_dist=True)
-        self.log("train/negative_collisions", float(collisions), on_step=False, on_epoch=True, reduce_fx="sum",
-                 batch_size=b, sync_dist=True)
+        if hasattr(self, "_epoch_sums"):  # logged per epoch in on_train_epoch_end (pair-weighted mean)
+            self._epoch_sums[0] = self._epoch_sums[0] + loss.detach() * b
+            self._epoch_sums[1] += b
+            self._epoch_sums[2] += collisions
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
@@ -188,6 +224,8 @@ class SageRecall(PoolRecall):
         logger: ``name`` (csv | wandb) and W&B settings.
         pool_size, backfill_recent_days: serving, as for co-click.
         seed: run seed (sampling, negatives, initialisation).
+        ann: pool search, ``method`` (exact | faiss | hnsw) and its arguments; hnsw reports its
+            recall against exact search (``pool/recall``).
         resume_from: a checkpoint to resume training from.
     """
 
@@ -195,8 +233,10 @@ class SageRecall(PoolRecall):
 
     def __init__(self, graph: dict, triggers: dict, encoder: dict, aggregator: dict, loss: dict,
                  sampling: dict, optim: dict, trainer: dict, logger: dict | None = None, pool_size: int = 100,
-                 backfill_recent_days: float | None = 7, seed: int = 0, resume_from: str | None = None) -> None:
+                 backfill_recent_days: float | None = 7, seed: int = 0, resume_from: str | None = None,
+                 ann: dict | None = None) -> None:
         super().__init__(pool_size, triggers, backfill_recent_days)
+        self.ann_cfg = dict(ann or {"method": "exact"})
         self.graph_cfg, self.encoder_cfg, self.aggregator_cfg = dict(graph), dict(encoder), dict(aggregator)
         self.loss_name = dict(loss).get("name", "bce")
         self.sampling, self.optim, self.trainer_cfg = dict(sampling), dict(optim), dict(trainer)
@@ -238,10 +278,11 @@ class SageRecall(PoolRecall):
 
         users = np.unique(fold.targets["u"].to_numpy())
         targets = targets_matrix(fold.targets, users, dataset.num_contents)
+        context = self.user_context(users, fold, dataset.num_contents)  # the same every epoch: built once
 
         def evaluate(vectors: Tensor) -> dict[str, float]:
             self.pool = exact_topk(vectors.float(), self.pool_size)
-            recs = self.recommend(users, fold, 50).items
+            recs = self.serve(users, context, 50).items
             return {"recall@50": float(np.nanmean(recall_at_k(recs, targets, 50))),
                     "ndcg@50": float(np.nanmean(ndcg_at_k(recs, targets, 50)))}
 
@@ -256,16 +297,19 @@ class SageRecall(PoolRecall):
         self.module = self.build_module(dataset, features)
         self.module.attach(topk, features, self.validation_evaluator(fold, dataset))
         row = topk.row()
-        positives = TensorDataset(row, topk.col)
+        positives = PairDataset(row, topk.col)
         if len(positives) == 0:
             raise ValueError("the top-k content graph has no edge to train on: lower graph.tau or widen the window")
         batch_size = int(self.optim.get("batch_size", 1024))
-        train_loader = DataLoader(positives, batch_size=batch_size,
+        train_loader = DataLoader(positives, batch_size=batch_size, collate_fn=keep_batch,
                                   sampler=EpochSeededSampler(len(positives), self.seed), drop_last=False)
         val_loader = DataLoader(TensorDataset(torch.zeros(1)), batch_size=1)
         cfg = dict(self.trainer_cfg)
         patience = cfg.pop("early_stopping_patience", 3)
-        ckpt = ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), filename="best-{epoch}", monitor=VAL_METRIC,
+        # a resumed run keeps writing into the checkpoint folder it resumes from, so that the
+        # checkpoint callback's record of the best epoch so far is restored with it
+        ckpt_dir = Path(self.resume_from).parent if self.resume_from else run_dir / "checkpoints"
+        ckpt = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best-{epoch}", monitor=VAL_METRIC,
                                mode="max", save_last=True)
         callbacks = [ckpt]
         if patience:
@@ -296,9 +340,8 @@ class SageRecall(PoolRecall):
         self.module.to("cpu")
         vectors = self.module.embed_all()
         self.vectors = vectors.numpy()
-        t0 = time.perf_counter()
-        self.pool = exact_topk(vectors, self.pool_size)
-        info["pool_seconds"] = time.perf_counter() - t0
+        self.pool, pool_info = build_pool(vectors, self.pool_size, **self.ann_cfg)
+        info.update({f"pool/{k}": v for k, v in pool_info.items() if isinstance(v, (int, float))})
         self.set_fallback(fold, dataset)
         info["fit_seconds"] = time.perf_counter() - start
         return info

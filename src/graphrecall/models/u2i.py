@@ -1,0 +1,359 @@
+"""What every u2i embedding model shares: BPR training in Lightning, top-K serving by inner product,
+and the recent-popularity back-fill for users the model never trained on.
+
+A u2i network (:class:`~graphrecall.models.mf.MatrixFactorization`,
+:class:`~graphrecall.models.lightgcn.LightGCNNet`) is a plain ``nn.Module`` with two methods:
+``forward() -> (user_vectors [U, d], content_vectors [C, d])`` (the vectors that are scored) and
+``ego(users, contents) -> [n, d]`` (the layer-0 parameter rows of a batch, for L2 regularisation).
+It is built inside the Lightning module from primitives (a ``_target_`` dict), so checkpoints rebuild it.
+
+Training protocol (as for stage 1): the model trains on the validation fold's window and every model
+choice (checkpoint, early stopping) reads validation recall@50, computed by serving the val fold's
+target users exactly as at test time. Later folds reuse the selected weights: a user with no click in
+the *training* fold's window has an untrained (initial) vector, so such users are cold and get the
+back-fill on every fold, even if they clicked in a later fold's window.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from torch import Tensor
+from torch.utils.data import DataLoader, TensorDataset
+from torch_geometric.nn.models.lightgcn import BPRLoss
+
+from graphrecall.data.schema import FeedDataset
+from graphrecall.data.splits import Fold
+from graphrecall.models.base import Recommendations
+from graphrecall.models.popular import popularity_counts, ranking_from_scores, recent_clicks, top_k_excluding
+from graphrecall.models.sage import VAL_METRIC, EpochSeededSampler, make_logger
+from graphrecall.recall.triggers import seen_matrix
+
+log = logging.getLogger(__name__)
+
+
+def interaction_pairs(train, num_contents: int) -> tuple[Tensor, Tensor]:
+    """De-duplicated (user, content) pairs of a fold's training clicks, sorted by ``u * C + i``.
+
+    Returns:
+        ``users [P]`` and ``contents [P]`` int64.
+    """
+    keys = np.unique(train["u"].to_numpy(np.int64) * num_contents + train["i"].to_numpy(np.int64))
+    return torch.from_numpy(keys // num_contents), torch.from_numpy(keys % num_contents)
+
+
+def sample_negatives_uniform(users: Tensor, num_contents: int, num_negatives: int, positive_keys: Tensor,
+                             generator: torch.Generator, rounds: int = 3) -> tuple[Tensor, int]:
+    """``num_negatives`` uniform contents per user, redrawn (up to ``rounds`` times) where the user
+    clicked the draw.
+
+    Args:
+        users: [B] user rows.
+        positive_keys: [P] sorted ``u * C + i`` of the training pairs.
+
+    Returns:
+        ``[B, M]`` content rows and the number of draws still colliding with a positive.
+    """
+    neg = torch.randint(num_contents, (users.numel(), num_negatives), generator=generator)
+
+    def collides(cand: Tensor) -> Tensor:
+        keys = users.unsqueeze(1) * num_contents + cand
+        pos = torch.searchsorted(positive_keys, keys).clamp_max(max(len(positive_keys) - 1, 0))
+        return positive_keys[pos] == keys if len(positive_keys) else torch.zeros_like(keys, dtype=torch.bool)
+
+    hit = collides(neg)
+    for _ in range(rounds):
+        if not hit.any():
+            break
+        neg = torch.where(hit, torch.randint(num_contents, neg.shape, generator=generator), neg)
+        hit = collides(neg)
+    return neg, int(hit.sum())
+
+
+class U2IModule(pl.LightningModule):
+    r"""Thin Lightning wrapper over a u2i network: BPR with sampled negatives and L2 on the batch's
+    layer-0 rows (PyG's :class:`~torch_geometric.nn.models.lightgcn.BPRLoss`),
+
+    .. math::
+        L = -\frac{1}{BM}\sum_{b,m} \ln\sigma(s_{u_b i_b} - s_{u_b j_{bm}})
+            + \frac{\lambda}{B}\big\lVert [e^{(0)}_{u}, e^{(0)}_{i}, e^{(0)}_{j}] \big\rVert^2,
+
+    validation recall through a callable evaluator attached with :meth:`attach`.
+
+    Args:
+        net: ``_target_`` + keyword arguments of the network (primitives only).
+        num_contents: C, the range of the negatives.
+        num_negatives: M, uniform negatives per positive pair.
+        lr: Adam learning rate.
+        lambda_reg: L2 strength :math:`\lambda`.
+        seed: run seed (negatives).
+        run_config: the run's resolved config, kept in the checkpoint.
+    """
+
+    def __init__(self, net: dict[str, Any], num_contents: int, num_negatives: int = 1, lr: float = 1e-3,
+                 lambda_reg: float = 1e-4, seed: int = 0, run_config: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = instantiate(net)
+        self.loss_fn = BPRLoss(lambda_reg)
+        self.positive_keys = torch.zeros(0, dtype=torch.long)
+        self.evaluator: Callable[[Tensor, Tensor], dict[str, float]] | None = None
+        self.best = float("-inf")
+        self._epoch_start = 0.0
+
+    def attach(self, positive_keys: Tensor, evaluator: Callable[[Tensor, Tensor], dict[str, float]] | None) -> None:
+        self.positive_keys, self.evaluator = positive_keys, evaluator
+
+    @torch.no_grad()
+    def vectors(self) -> tuple[Tensor, Tensor]:
+        """``(users [U, d], contents [C, d])`` in eval mode."""
+        was_training = self.training
+        self.eval()
+        out = self.net()
+        self.train(was_training)
+        return out
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train/epoch_seconds", time.perf_counter() - self._epoch_start, on_epoch=True, sync_dist=True)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        users, pos = batch
+        gen = torch.Generator().manual_seed(
+            self.hparams.seed * 1_000_003 + self.current_epoch * 10_007 + batch_idx * 101 + self.global_rank)
+        neg, collisions = sample_negatives_uniform(users.cpu(), self.hparams.num_contents,
+                                                   self.hparams.num_negatives, self.positive_keys, gen)
+        neg = neg.to(users.device)
+        user_vecs, content_vecs = self.net()
+        hu = user_vecs[users]
+        pos_score = (hu * content_vecs[pos]).sum(-1)  # [B]
+        neg_score = torch.einsum("bd,bmd->bm", hu, content_vecs[neg])  # [B, M]
+        ego = self.net.ego(torch.cat([users, users]), torch.cat([pos, neg.reshape(-1)]))
+        # PyG's BPRLoss divides the L2 term by positives.size(0) = B: per positive pair, as in the papers
+        loss = self.loss_fn(pos_score.unsqueeze(1).expand_as(neg_score), neg_score, ego)
+        b = users.numel()
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=b, sync_dist=True)
+        self.log("train/negative_collisions", float(collisions), on_step=False, on_epoch=True, reduce_fx="sum",
+                 batch_size=b, sync_dist=True)
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        """Validation is a ranking over all contents, done once in :meth:`on_validation_epoch_end`."""
+
+    def on_validation_epoch_end(self) -> None:
+        if self.evaluator is None:
+            return
+        metrics = self.evaluator(*self.vectors())
+        if not self.trainer.sanity_checking:
+            self.best = max(self.best, metrics["recall@50"])
+        for k, v in metrics.items():
+            self.log(f"val/{k}", v, prog_bar=k == "recall@50", sync_dist=True)
+        self.log(f"{VAL_METRIC}_best", max(self.best, metrics["recall@50"]), sync_dist=True)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["best_val_recall@50"] = self.best
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.best = checkpoint.get("best_val_recall@50", float("-inf"))
+
+
+@torch.inference_mode()
+def top_k_by_score(user_vectors: Tensor, content_vectors: Tensor, seen, k: int,
+                   chunk_size: int = 4096) -> np.ndarray:
+    """Top-``k`` contents per user by inner product, seen contents excluded.
+
+    Args:
+        user_vectors: [U, d] vectors of the served users.
+        content_vectors: [C, d].
+        seen: [U, C] CSR of contents to exclude.
+        k: list length.
+        chunk_size: users per matmul (memory ~ chunk_size x C scores).
+
+    Returns:
+        [U, k] int64 content rows, -1 where fewer than ``k`` unseen contents exist.
+    """
+    num_users, num_contents = user_vectors.shape[0], content_vectors.shape[0]
+    out = np.full((num_users, k), -1, dtype=np.int64)
+    k_eff = min(k, num_contents)
+    if k_eff == 0:
+        return out
+    for start in range(0, num_users, chunk_size):
+        stop = min(start + chunk_size, num_users)
+        scores = user_vectors[start:stop] @ content_vectors.T  # [b, C]
+        block = seen[start:stop]
+        rows = np.repeat(np.arange(stop - start), np.diff(block.indptr))
+        scores[torch.from_numpy(rows), torch.from_numpy(block.indices.astype(np.int64))] = float("-inf")
+        top = torch.topk(scores, k_eff, dim=1)
+        idx = top.indices.cpu().numpy()
+        idx[~torch.isfinite(top.values).cpu().numpy()] = -1
+        out[start:stop, :k_eff] = idx
+    return out
+
+
+class U2IRecall:
+    """A u2i embedding model behind the :class:`~graphrecall.models.base.Recommender` contract;
+    subclasses say which network to build (:meth:`net_config`) and what it needs from a fold
+    (:meth:`bind`). See the module docstring for the training protocol.
+
+    Args:
+        optim: ``lr, lambda_reg, batch_size``.
+        trainer: Lightning ``Trainer`` arguments plus ``early_stopping_patience``.
+        logger: ``name`` (csv | wandb) and W&B settings.
+        num_negatives: M, uniform negatives per (user, clicked content) pair.
+        backfill_recent_days: popularity window of the cold users' back-fill.
+        seed: run seed (initialisation, batch order, negatives).
+        resume_from: a checkpoint to resume training from.
+        serve_chunk_size: users per scoring matmul.
+    """
+
+    name = "u2i"
+
+    def __init__(self, optim: dict, trainer: dict, logger: dict | None = None, num_negatives: int = 1,
+                 backfill_recent_days: float | None = 7, seed: int = 0, resume_from: str | None = None,
+                 serve_chunk_size: int = 4096) -> None:
+        self.optim, self.trainer_cfg = dict(optim), dict(trainer)
+        self.logger_cfg = dict(logger or {"name": "csv"})
+        self.num_negatives, self.backfill_recent_days = int(num_negatives), backfill_recent_days
+        self.seed, self.resume_from, self.serve_chunk_size = seed, resume_from, int(serve_chunk_size)
+        self.module: U2IModule | None = None
+        self.run_config: dict[str, Any] | None = None
+        self.best_checkpoint: str | None = None
+        self.user_vectors: np.ndarray | None = None  # [U, d]
+        self.content_vectors: np.ndarray | None = None  # [C, d]
+        self.trained_users: np.ndarray | None = None  # [U] bool: clicked in the training fold's window
+        self.fallback: np.ndarray | None = None  # [C] back-fill ranking
+
+    # ---- what subclasses provide
+    def net_config(self, num_users: int, num_contents: int) -> dict[str, Any]:
+        """``_target_`` + primitive arguments of the network."""
+        raise NotImplementedError
+
+    def bind(self, fold: Fold, dataset: FeedDataset) -> dict[str, Any]:
+        """Give the network what depends on the fold's window (LightGCN: its graph); returns stats."""
+        return {}
+
+    # ---- serving
+    def set_fallback(self, fold: Fold, dataset: FeedDataset) -> None:
+        pop = popularity_counts(recent_clicks(fold.train, self.backfill_recent_days), dataset.num_contents)
+        self.fallback = ranking_from_scores(pop)
+
+    def _set_vectors(self, user_vectors: Tensor, content_vectors: Tensor) -> None:
+        self.user_vectors = user_vectors.detach().float().cpu().numpy()
+        self.content_vectors = content_vectors.detach().float().cpu().numpy()
+
+    def recommend(self, users: np.ndarray, fold: Fold, k: int) -> Recommendations:
+        """Top-``k`` unseen contents by score; cold users (no click in the training window) get the
+        recent-popularity back-fill. Counters: ``from_model`` and ``backfilled`` slots per user."""
+        users = np.asarray(users, dtype=np.int64)
+        seen = seen_matrix(fold.history, users, len(self.content_vectors))
+        cold = ~self.trained_users[users]
+        items = np.full((len(users), k), -1, dtype=np.int64)
+        warm_rows, cold_rows = np.flatnonzero(~cold), np.flatnonzero(cold)
+        if len(warm_rows):
+            items[warm_rows] = top_k_by_score(torch.from_numpy(self.user_vectors[users[warm_rows]]),
+                                              torch.from_numpy(self.content_vectors), seen[warm_rows], k,
+                                              self.serve_chunk_size)
+        if len(cold_rows):
+            items[cold_rows] = top_k_excluding(self.fallback, seen[cold_rows], k)
+        filled = (items >= 0).sum(1)
+        return Recommendations(users, items, {"from_model": np.where(cold, 0, filled),
+                                              "backfilled": np.where(cold, filled, 0)})
+
+    def validation_evaluator(self, fold: Fold, dataset: FeedDataset) -> Callable[[Tensor, Tensor], dict[str, float]]:
+        """Validation recall of a set of vectors, served exactly as at test time."""
+        from graphrecall.evaluation import targets_matrix
+        from graphrecall.metrics import ndcg_at_k, recall_at_k
+
+        users = np.unique(fold.targets["u"].to_numpy())
+        targets = targets_matrix(fold.targets, users, dataset.num_contents)
+
+        def evaluate(user_vectors: Tensor, content_vectors: Tensor) -> dict[str, float]:
+            self._set_vectors(user_vectors, content_vectors)
+            recs = self.recommend(users, fold, 50).items
+            return {"recall@50": float(np.nanmean(recall_at_k(recs, targets, 50))),
+                    "ndcg@50": float(np.nanmean(ndcg_at_k(recs, targets, 50)))}
+
+        return evaluate
+
+    # ---- training
+    def _train(self, fold: Fold, dataset: FeedDataset, run_dir: Path) -> dict[str, Any]:
+        from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+
+        pl.seed_everything(self.seed, workers=True, verbose=False)
+        num_users, num_contents = len(dataset.users), dataset.num_contents
+        users, contents = interaction_pairs(fold.train, num_contents)
+        if len(users) == 0:
+            raise ValueError(f"the {fold.name} fold has no training click to train on")
+        self.trained_users = np.zeros(num_users, dtype=bool)
+        self.trained_users[users.numpy()] = True
+        self.module = U2IModule(self.net_config(num_users, num_contents), num_contents, self.num_negatives,
+                                float(self.optim.get("lr", 1e-3)), float(self.optim.get("lambda_reg", 1e-4)),
+                                seed=self.seed, run_config=self.run_config)
+        info = self.bind(fold, dataset)
+        self.module.attach(users * num_contents + contents, self.validation_evaluator(fold, dataset))
+        positives = TensorDataset(users, contents)
+        train_loader = DataLoader(positives, batch_size=int(self.optim.get("batch_size", 2048)),
+                                  sampler=EpochSeededSampler(len(positives), self.seed))
+        val_loader = DataLoader(TensorDataset(torch.zeros(1)), batch_size=1)
+        cfg = dict(self.trainer_cfg)
+        patience = cfg.pop("early_stopping_patience", 3)
+        ckpt = ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), filename="best-{epoch}", monitor=VAL_METRIC,
+                               mode="max", save_last=True)
+        callbacks: list = [ckpt]
+        if patience:
+            callbacks.append(EarlyStopping(monitor=VAL_METRIC, mode="max", patience=int(patience)))
+        trainer = pl.Trainer(default_root_dir=str(run_dir), callbacks=callbacks,
+                             logger=make_logger(self.logger_cfg, run_dir, self.run_config), **cfg)
+        start = time.perf_counter()
+        trainer.fit(self.module, train_loader, val_loader, ckpt_path=self.resume_from)
+        seconds = time.perf_counter() - start
+        self.best_checkpoint = ckpt.best_model_path or None
+        if self.best_checkpoint:
+            state = torch.load(self.best_checkpoint, map_location="cpu", weights_only=False)
+            self.module.load_state_dict(state["state_dict"])
+        epochs = trainer.current_epoch
+        return {**info, "train_seconds": seconds, "epochs": epochs, "positives": len(positives),
+                "best_val_recall@50": float(ckpt.best_model_score or 0.0), "epoch_seconds": seconds / max(epochs, 1),
+                "trained_users": int(self.trained_users.sum())}
+
+    def fit(self, fold: Fold, dataset: FeedDataset, cache_dir: str | None = None,
+            run_dir: Path | None = None) -> dict[str, Any]:
+        """Train and select on the first fold (val); on later folds refresh the fold-dependent parts
+        (the network's graph, the back-fill) and reuse the weights."""
+        start = time.perf_counter()
+        self.set_fallback(fold, dataset)
+        if self.module is None:
+            info = self._train(fold, dataset, Path(run_dir or "outputs/adhoc"))
+        else:
+            info = self.bind(fold, dataset)
+        self.module.to("cpu")
+        self._set_vectors(*self.module.vectors())
+        info["fit_seconds"] = time.perf_counter() - start
+        return info
+
+    def save(self, directory: Path, dataset: FeedDataset) -> None:
+        d = Path(directory)
+        np.save(d / "user_vectors.npy", self.user_vectors)
+        np.save(d / "content_vectors.npy", self.content_vectors)
+        np.save(d / "trained_users.npy", self.trained_users)
+        np.save(d / "fallback.npy", self.fallback)
+
+    def load(self, directory: Path, fold: Fold, dataset: FeedDataset) -> None:
+        """Restore the served vectors, the trained-user mask and the back-fill saved by :meth:`save`."""
+        d = Path(directory)
+        self.user_vectors = np.load(d / "user_vectors.npy")
+        self.content_vectors = np.load(d / "content_vectors.npy")
+        self.trained_users = np.load(d / "trained_users.npy")
+        self.fallback = np.load(d / "fallback.npy")
