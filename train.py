@@ -77,8 +77,12 @@ def interest_only_targets(dataset: FeedDataset, fold: Fold, cfg: DictConfig) -> 
     return {"interest_only": targets}
 
 
-def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
-    """Fit and evaluate; returns (flat metrics, objects) so that tests and sweeps can call it."""
+def train(cfg: DictConfig, extra_callbacks: list | None = None) -> tuple[dict[str, float], dict[str, Any]]:
+    """Fit and evaluate; returns (flat metrics, objects) so that tests and sweeps can call it.
+
+    ``extra_callbacks`` (e.g. an Optuna pruning callback) go to the Lightning trainer of models
+    that train with one (those with an ``extra_callbacks`` attribute).
+    """
     seed_everything(int(cfg.seed))
     out = run_directory(cfg)
     out.mkdir(parents=True, exist_ok=True)
@@ -99,6 +103,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     # reuse the selected weights on later folds; the baselines simply refit on each fold's window
     model = instantiate(cfg.model, _convert_="all")
     model.run_config = record
+    if extra_callbacks and hasattr(model, "extra_callbacks"):
+        model.extra_callbacks = list(extra_callbacks)
     for name in cfg.eval.folds:
         fold = folds[name]
         details["folds"][name] = fold.describe()

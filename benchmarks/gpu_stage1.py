@@ -161,7 +161,7 @@ def make_module(graph, features, batching: str, seed: int):
 def make_loader(graph, batch_size: int, seed: int):
     from torch.utils.data import DataLoader
 
-    from graphrecall.models.sage import EpochSeededSampler, PairDataset, keep_batch
+    from graphrecall.training import EpochSeededSampler, PairDataset, keep_batch
 
     positives = PairDataset(graph.row(), graph.col)
     return DataLoader(positives, batch_size=batch_size, sampler=EpochSeededSampler(len(positives), seed),

@@ -106,7 +106,7 @@ def make_loader(w: Workload, batch_size: int, seed: int, kind: str = "pairs"):
     ``default_collate`` loader it replaced (``tensor``: same batches, one index per pair)."""
     from torch.utils.data import DataLoader, TensorDataset
 
-    from graphrecall.models.sage import EpochSeededSampler, PairDataset, keep_batch
+    from graphrecall.training import EpochSeededSampler, PairDataset, keep_batch
 
     if kind == "tensor":
         positives = TensorDataset(w.graph.row(), w.graph.col)
@@ -264,12 +264,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workloads", nargs="+", default=["small", "medium"], choices=["small", "medium"])
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--batch-size", type=int, default=4096)  # conf/model/sage.yaml default
     p.add_argument("--limit-batches", type=int, default=None, help="time only this many batches per epoch")
     p.add_argument("--warmup-batches", type=int, default=20, help="batches of the warm-up pass (0: full epoch)")
     p.add_argument("--window-days", type=float, default=15)
     p.add_argument("--tau", type=float, default=0.001)
-    p.add_argument("--neighbors", type=int, default=10)
+    p.add_argument("--neighbors", type=int, default=50)  # conf/model/sage.yaml default
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-deterministic", dest="deterministic", action="store_false",
                    help="the project's CPU trainer config sets deterministic=true; this turns it off in both paths")

@@ -93,5 +93,9 @@ def test_cli_multirun_and_report(tmp_path):
 
     runs = collect_runs(sweep)
     assert sorted(r["label"] for r in runs) == sorted(["model=coclick", "model=popular", "model=popular_group"])
-    text = report_main([str(sweep), "--out", str(tmp_path / "results.md")])
+    text = report_main([str(sweep), "--out", str(tmp_path / "results.md"), "--extra", "val/recall@50"])
     assert "| model=coclick | 1 |" in text and (tmp_path / "results.md").exists()
+    # the extra column shows the run's own validation value, read independently here
+    coclick = [r for r in runs if r["label"] == "model=coclick"][0]
+    row = [line for line in text.splitlines() if line.startswith("| model=coclick")][0]
+    assert row.split("|")[-2].strip() == f"{coclick['metrics']['val/recall@50']:.4f}"

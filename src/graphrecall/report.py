@@ -65,20 +65,24 @@ def _ci_of(run: dict, fold: str, metric: str) -> tuple[float, float] | None:
     return None
 
 
-def results_table(runs: list[dict], fold: str = "test", metrics: tuple[str, ...] = DEFAULT_METRICS) -> pd.DataFrame:
-    """Rows = configurations (labels), columns = metrics, cells formatted as strings."""
+def results_table(runs: list[dict], fold: str = "test", metrics: tuple[str, ...] = DEFAULT_METRICS,
+                  extra: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Rows = configurations (labels), columns = metrics, cells formatted as strings.
+
+    ``metrics`` are read as ``<fold>/<metric>``; ``extra`` are full metric keys (``val/recall@50``,
+    ``val/fit/epoch_seconds``) shown as they are.
+    """
     rows = []
     for label in dict.fromkeys(r["label"] for r in runs):
         group = [r for r in runs if r["label"] == label]
         row = {"run": label, "seeds": len(group)}
-        for m in metrics:
-            key = f"{fold}/{m}"
+        for m, key in [*((m, f"{fold}/{m}") for m in metrics), *((k, k) for k in extra)]:
             values = np.array([r["metrics"][key] for r in group if key in r["metrics"]], dtype=float)
             values = values[~np.isnan(values)]
             if len(values) == 0:
                 row[m] = "-"
             elif len(values) == 1:
-                ci = _ci_of(group[0], fold, m)
+                ci = _ci_of(group[0], fold, m) if key == f"{fold}/{m}" else None
                 has_ci = ci is not None and not any(v is None or np.isnan(v) for v in ci)
                 row[m] = f"{values[0]:.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if has_ci else "")
             else:
@@ -123,11 +127,12 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--fold", default="test", help="test | val | test_interest_only ...")
     parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS))
     parser.add_argument("--out", default=None, help="also write the markdown table to this file")
+    parser.add_argument("--extra", nargs="*", default=[], help="full metric keys, e.g. val/recall@50")
     parser.add_argument("--compare", default=None, help="label of a reference run for paired differences")
     parser.add_argument("--compare-metric", default="recall@50")
     args = parser.parse_args(argv)
     runs = collect_runs(args.sweep_dir)
-    table = results_table(runs, args.fold, tuple(args.metrics))
+    table = results_table(runs, args.fold, tuple(args.metrics), tuple(args.extra))
     if args.compare:
         diffs = paired_comparison(runs, args.compare, args.fold, args.compare_metric)
         table[f"Δ{args.compare_metric} vs {args.compare} (paired)"] = table["run"].map(diffs).fillna("-")

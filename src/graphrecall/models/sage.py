@@ -23,7 +23,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Sampler, TensorDataset
+from torch.utils.data import DataLoader
 
 from graphrecall.data.schema import FeedDataset
 from graphrecall.data.splits import Fold
@@ -34,46 +34,9 @@ from graphrecall.models.encoders import GNNEncoder
 from graphrecall.models.features import FieldBags, content_features
 from graphrecall.models.i2i import PoolRecall
 from graphrecall.recall.ann import build_pool, exact_topk
+from graphrecall.training import VAL_METRIC, EpochSeededSampler, PairDataset, fit_with_selection, keep_batch
 
 log = logging.getLogger(__name__)
-VAL_METRIC = "val/recall@50"
-
-
-class EpochSeededSampler(Sampler[int]):
-    """A random permutation per epoch from ``seed + epoch``: a resumed run sees the same order."""
-
-    def __init__(self, size: int, seed: int) -> None:
-        self.size, self.seed, self.epoch = size, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(torch.randperm(self.size, generator=g).tolist())
-
-    def __len__(self) -> int:
-        return self.size
-
-
-class PairDataset(TensorDataset):
-    """``TensorDataset`` that gathers a whole batch with one index per tensor (``__getitems__``).
-
-    The plain ``TensorDataset`` + ``default_collate`` path indexes every pair separately and stacks
-    them (~8 ms per 1024-pair batch on one core, 20-30% of a small-graph step); this yields the same
-    batches. Use it with ``collate_fn=keep_batch``: the batch comes back already stacked.
-    """
-
-    def __getitems__(self, indices: list[int]) -> tuple[Tensor, ...]:
-        idx = torch.as_tensor(indices, dtype=torch.long)
-        return tuple(t[idx] for t in self.tensors)
-
-
-def keep_batch(batch: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-    """``collate_fn`` for :class:`PairDataset` (module-level, so that worker processes can pickle it)."""
-    return batch
-
-
 class SageI2IModule(pl.LightningModule):
     """Thin Lightning wrapper over :class:`GNNEncoder`: pair-reconstruction training, validation
     recall through a callable evaluator.
@@ -196,18 +159,6 @@ class SageI2IModule(pl.LightningModule):
         self.best = checkpoint.get("best_val_recall@50", float("-inf"))
 
 
-def make_logger(logger_cfg: dict[str, Any], run_dir: Path, run_config: dict[str, Any] | None) -> list:
-    """CSV always; Weights & Biases when ``logger.name=wandb`` (offline unless an API key is set)."""
-    from pytorch_lightning.loggers import CSVLogger
-
-    loggers: list = [CSVLogger(str(run_dir), name="csv", version="")]
-    if logger_cfg.get("name") == "wandb":
-        from graphrecall.tracking import wandb_logger
-
-        loggers.append(wandb_logger(logger_cfg, run_dir, run_config))
-    return loggers
-
-
 class SageRecall(PoolRecall):
     """GraphSAGE-style i2i: train the encoder (Lightning), embed every content, exact top-P pool,
     trigger selection. See the module docstring for the training protocol.
@@ -230,6 +181,9 @@ class SageRecall(PoolRecall):
     """
 
     name = "sage"
+    # Lightning callbacks added to the trainer's (e.g. graphrecall.search's Optuna pruning callback);
+    # objects, so not config: train.train(cfg, extra_callbacks=...) sets them
+    extra_callbacks: list | None = None
 
     def __init__(self, graph: dict, triggers: dict, encoder: dict, aggregator: dict, loss: dict,
                  sampling: dict, optim: dict, trainer: dict, logger: dict | None = None, pool_size: int = 100,
@@ -290,8 +244,6 @@ class SageRecall(PoolRecall):
 
     # ---- training
     def _train(self, fold: Fold, dataset: FeedDataset, topk: TopKGraph, features, run_dir: Path) -> dict[str, Any]:
-        from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
-
         pl.seed_everything(self.seed, workers=True, verbose=False)
         self.set_fallback(fold, dataset)
         self.module = self.build_module(dataset, features)
@@ -303,29 +255,10 @@ class SageRecall(PoolRecall):
         batch_size = int(self.optim.get("batch_size", 1024))
         train_loader = DataLoader(positives, batch_size=batch_size, collate_fn=keep_batch,
                                   sampler=EpochSeededSampler(len(positives), self.seed), drop_last=False)
-        val_loader = DataLoader(TensorDataset(torch.zeros(1)), batch_size=1)
-        cfg = dict(self.trainer_cfg)
-        patience = cfg.pop("early_stopping_patience", 3)
-        # a resumed run keeps writing into the checkpoint folder it resumes from, so that the
-        # checkpoint callback's record of the best epoch so far is restored with it
-        ckpt_dir = Path(self.resume_from).parent if self.resume_from else run_dir / "checkpoints"
-        ckpt = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best-{epoch}", monitor=VAL_METRIC,
-                               mode="max", save_last=True)
-        callbacks = [ckpt]
-        if patience:
-            callbacks.append(EarlyStopping(monitor=VAL_METRIC, mode="max", patience=int(patience)))
-        trainer = pl.Trainer(default_root_dir=str(run_dir), callbacks=callbacks,
-                             logger=make_logger(self.logger_cfg, run_dir, self.run_config), **cfg)
-        start = time.perf_counter()
-        trainer.fit(self.module, train_loader, val_loader, ckpt_path=self.resume_from)
-        seconds = time.perf_counter() - start
-        self.best_checkpoint = ckpt.best_model_path or None
-        if self.best_checkpoint:
-            state = torch.load(self.best_checkpoint, map_location="cpu", weights_only=False)
-            self.module.load_state_dict(state["state_dict"])
-        epochs = trainer.current_epoch
-        return {"train_seconds": seconds, "epochs": epochs, "best_val_recall@50": float(ckpt.best_model_score or 0.0),
-                "positives": len(positives), "epoch_seconds": seconds / max(epochs, 1)}
+        result = fit_with_selection(self.module, train_loader, self.trainer_cfg, self.logger_cfg, run_dir,
+                                    self.run_config, self.resume_from, self.extra_callbacks)
+        self.best_checkpoint = result.pop("best_checkpoint")
+        return {**result, "positives": len(positives)}
 
     def fit(self, fold: Fold, dataset: FeedDataset, cache_dir: str | None = None,
             run_dir: Path | None = None) -> dict[str, Any]:

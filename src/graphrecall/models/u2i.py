@@ -33,7 +33,7 @@ from graphrecall.data.schema import FeedDataset
 from graphrecall.data.splits import Fold
 from graphrecall.models.base import Recommendations
 from graphrecall.models.popular import popularity_counts, ranking_from_scores, recent_clicks, top_k_excluding
-from graphrecall.models.sage import VAL_METRIC, EpochSeededSampler, make_logger
+from graphrecall.training import VAL_METRIC, EpochSeededSampler, PairDataset, fit_with_selection, keep_batch
 from graphrecall.recall.triggers import seen_matrix
 
 log = logging.getLogger(__name__)
@@ -219,6 +219,8 @@ class U2IRecall:
     """
 
     name = "u2i"
+    # Lightning callbacks added to the trainer's (set by train.train(cfg, extra_callbacks=...))
+    extra_callbacks: list | None = None
 
     def __init__(self, optim: dict, trainer: dict, logger: dict | None = None, num_negatives: int = 1,
                  backfill_recent_days: float | None = 7, seed: int = 0, resume_from: str | None = None,
@@ -289,8 +291,6 @@ class U2IRecall:
 
     # ---- training
     def _train(self, fold: Fold, dataset: FeedDataset, run_dir: Path) -> dict[str, Any]:
-        from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
-
         pl.seed_everything(self.seed, workers=True, verbose=False)
         num_users, num_contents = len(dataset.users), dataset.num_contents
         users, contents = interaction_pairs(fold.train, num_contents)
@@ -303,30 +303,13 @@ class U2IRecall:
                                 seed=self.seed, run_config=self.run_config)
         info = self.bind(fold, dataset)
         self.module.attach(users * num_contents + contents, self.validation_evaluator(fold, dataset))
-        positives = TensorDataset(users, contents)
+        positives = PairDataset(users, contents)
         train_loader = DataLoader(positives, batch_size=int(self.optim.get("batch_size", 2048)),
                                   sampler=EpochSeededSampler(len(positives), self.seed))
-        val_loader = DataLoader(TensorDataset(torch.zeros(1)), batch_size=1)
-        cfg = dict(self.trainer_cfg)
-        patience = cfg.pop("early_stopping_patience", 3)
-        ckpt = ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), filename="best-{epoch}", monitor=VAL_METRIC,
-                               mode="max", save_last=True)
-        callbacks: list = [ckpt]
-        if patience:
-            callbacks.append(EarlyStopping(monitor=VAL_METRIC, mode="max", patience=int(patience)))
-        trainer = pl.Trainer(default_root_dir=str(run_dir), callbacks=callbacks,
-                             logger=make_logger(self.logger_cfg, run_dir, self.run_config), **cfg)
-        start = time.perf_counter()
-        trainer.fit(self.module, train_loader, val_loader, ckpt_path=self.resume_from)
-        seconds = time.perf_counter() - start
-        self.best_checkpoint = ckpt.best_model_path or None
-        if self.best_checkpoint:
-            state = torch.load(self.best_checkpoint, map_location="cpu", weights_only=False)
-            self.module.load_state_dict(state["state_dict"])
-        epochs = trainer.current_epoch
-        return {**info, "train_seconds": seconds, "epochs": epochs, "positives": len(positives),
-                "best_val_recall@50": float(ckpt.best_model_score or 0.0), "epoch_seconds": seconds / max(epochs, 1),
-                "trained_users": int(self.trained_users.sum())}
+        result = fit_with_selection(self.module, train_loader, self.trainer_cfg, self.logger_cfg, run_dir,
+                                    self.run_config, self.resume_from, self.extra_callbacks)
+        self.best_checkpoint = result.pop("best_checkpoint")
+        return {**info, **result, "positives": len(positives), "trained_users": int(self.trained_users.sum())}
 
     def fit(self, fold: Fold, dataset: FeedDataset, cache_dir: str | None = None,
             run_dir: Path | None = None) -> dict[str, Any]:

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Reproduces the tables of experiments/stage1/README.md (about 15 minutes on 2 CPU cores).
+# Run from the repository root after `make install`:  bash experiments/stage1/run.sh
+set -euo pipefail
+PY=${PY:-.venv/bin/python}
+OUT=${OUT:-outputs/experiments/stage1}
+HERE=experiments/stage1
+rm -rf "$OUT"
+for DATA in movielens100k synthetic; do
+  $PY train.py -m experiment=aggregators dataset=$DATA hydra.sweep.dir=$OUT/aggregators_$DATA
+  $PY -m graphrecall.report $OUT/aggregators_$DATA \
+      --metrics recall@20 recall@50 ndcg@50 active/recall@50 low_activity/recall@50 distinct_style@50 distinct_space@50 coverage@50 avg_pop@50 tail_share@50 \
+      --extra val/recall@50 val/fit/epoch_seconds val/fit/epochs \
+      --out $HERE/aggregators_$DATA.md
+done
+$PY -m graphrecall.report $OUT/aggregators_synthetic --fold test_interest_only --metrics recall@50 ndcg@50 \
+    --out $HERE/aggregators_synthetic_interest_only.md
