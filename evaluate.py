@@ -16,34 +16,14 @@ import logging
 from pathlib import Path
 
 import hydra
-import numpy as np
-import pandas as pd
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from graphrecall.data.schema import USER_ID, DataValidationError
 from graphrecall.data.splits import make_folds
-from graphrecall.evaluation import evaluate_model, export_recommendations, format_summary
+from graphrecall.evaluation import evaluate_model, export_recommendations, format_summary, read_users_file
 
 log = logging.getLogger("graphrecall.evaluate")
-
-
-def read_users_file(path: str, users: pd.DataFrame) -> np.ndarray:
-    """User rows for the ids listed in a CSV/parquet file with a ``user_id`` column."""
-    frame = pd.read_parquet(path) if str(path).endswith(".parquet") else pd.read_csv(path)
-    if USER_ID not in frame.columns:
-        raise DataValidationError(f"{path}: expected a '{USER_ID}' column, found {list(frame.columns)}")
-    ids = frame[USER_ID]
-    index = pd.Index(users[USER_ID])
-    if index.dtype != ids.dtype:  # CSV ids come back as numbers or text: compare as text
-        index, ids = index.astype(str), ids.astype(str)
-    rows = index.get_indexer(ids)
-    if (rows < 0).any():
-        raise DataValidationError(
-            f"{path}: {int((rows < 0).sum())} user_id(s) not in the dataset, e.g. {ids[rows < 0].head(3).tolist()}"
-        )
-    return np.unique(rows)
 
 
 def run_record(cfg: DictConfig) -> tuple[dict, Path]:

@@ -26,9 +26,22 @@ from omegaconf import DictConfig, OmegaConf
 
 from graphrecall.data.schema import FeedDataset
 from graphrecall.data.splits import Fold, encode_clicks, make_folds
-from graphrecall.evaluation import FoldEvaluation, evaluate_model, export_recommendations, format_summary
+from graphrecall.evaluation import (
+    FoldEvaluation,
+    evaluate_model,
+    export_recommendations,
+    format_summary,
+    read_users_file,
+)
 
 log = logging.getLogger("graphrecall.train")
+
+
+def write_atomically(path: Path, write) -> None:
+    """``write(tmp_path)`` then rename: an interrupted run never leaves a half-written file."""
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
 
 
 def seed_everything(seed: int) -> None:
@@ -127,13 +140,20 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> tuple[dict[st
         evaluations.extend(evs)
         if name == "test":
             model.save(out, dataset)
-            if cfg.eval.export.enabled:
-                export_recommendations(evs[0].recs, dataset).to_parquet(out / "recommendations.parquet", index=False)
+            export = cfg.eval.export
+            if export.enabled:
+                k = int(export.k)
+                if export.users_file:
+                    recs = model.recommend(read_users_file(export.users_file, dataset.users), fold, k)
+                else:
+                    recs = evs[0].recs
+                    recs.items = recs.items[:, :k]
+                write_atomically(out / "recommendations.parquet", lambda p: export_recommendations(recs, dataset).to_parquet(p, index=False))
 
     summaries = {ev.name: ev.summary.reset_index().to_dict(orient="records") for ev in evaluations}
-    (out / "metrics.json").write_text(
-        json.dumps({"metrics": metrics, "summary": summaries, "details": details}, indent=2, default=str)
-    )
+    # metrics.json marks a finished run (the report reads only runs that have one): written last, atomically
+    text = json.dumps({"metrics": metrics, "summary": summaries, "details": details}, indent=2, default=str)
+    write_atomically(out / "metrics.json", lambda p: p.write_text(text))
     table = format_summary(evaluations, ("recall@50", "ndcg@50", "distinct_style@50", "coverage@50"),
                            slices=("all", "low_activity", "cold"))
     (out / "metrics_table.txt").write_text(table + "\n")

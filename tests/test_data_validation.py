@@ -90,7 +90,7 @@ def test_parquet_folder_with_list_columns_and_mixed_id_types(tmp_path: Path) -> 
     ],
 )
 def test_iso_string_timestamps_exact_seconds(tmp_path: Path, text: str, expected: int) -> None:
-    ds = load(write_folder(tmp_path, clicks=clicks_csv(f"1,10,{text}", f"2,11,2020-09-13T12:27:41Z")))
+    ds = load(write_folder(tmp_path, clicks=clicks_csv(f"1,10,{text}", "2,11,2020-09-13T12:27:41Z")))
     assert ds.clicks["timestamp"].tolist() == [expected, T0 + 61]
 
 

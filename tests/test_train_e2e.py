@@ -99,3 +99,15 @@ def test_cli_multirun_and_report(tmp_path):
     coclick = [r for r in runs if r["label"] == "model=coclick"][0]
     row = [line for line in text.splitlines() if line.startswith("| model=coclick")][0]
     assert row.split("|")[-2].strip() == f"{coclick['metrics']['val/recall@50']:.4f}"
+
+
+def test_train_exports_listed_users(tiny_cfg, tmp_path):
+    users_file = tmp_path / "users.csv"
+    pd.DataFrame({"user_id": [0, 3, 7]}).to_csv(users_file, index=False)
+    cfg = tiny_cfg(["model=coclick", "eval.export.enabled=true", f"eval.export.users_file={users_file}",
+                    "eval.export.k=5"])
+    train_app.train(cfg)
+    recs = pd.read_parquet(Path(cfg.run_dir) / "recommendations.parquet")
+    assert sorted(recs["user_id"].unique()) == [0, 3, 7]
+    assert recs.groupby("user_id")["rank"].apply(list).map(lambda r: r == [1, 2, 3, 4, 5]).all()
+    assert not list(Path(cfg.run_dir).glob("*.tmp"))

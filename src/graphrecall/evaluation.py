@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from graphrecall.data.schema import CONTENT_ID, USER_ID, FeedDataset
+from graphrecall.data.schema import CONTENT_ID, USER_ID, DataValidationError, FeedDataset
 from graphrecall.data.splits import Fold
 from graphrecall.metrics import (
     global_metrics,
@@ -156,6 +156,23 @@ def evaluate_model(
     for key, targets in (extra_targets or {}).items():
         results.append(evaluate_recommendations(f"{fold.name}_{key}", recs, targets, fold, dataset, **common))
     return results
+
+
+def read_users_file(path: str, users: pd.DataFrame) -> np.ndarray:
+    """User rows for the ids listed in a CSV/parquet file with a ``user_id`` column."""
+    frame = pd.read_parquet(path) if str(path).endswith(".parquet") else pd.read_csv(path)
+    if USER_ID not in frame.columns:
+        raise DataValidationError(f"{path}: expected a '{USER_ID}' column, found {list(frame.columns)}")
+    ids = frame[USER_ID]
+    index = pd.Index(users[USER_ID])
+    if index.dtype != ids.dtype:  # CSV ids come back as numbers or text: compare as text
+        index, ids = index.astype(str), ids.astype(str)
+    rows = index.get_indexer(ids)
+    if (rows < 0).any():
+        raise DataValidationError(
+            f"{path}: {int((rows < 0).sum())} user_id(s) not in the dataset, e.g. {ids[rows < 0].head(3).tolist()}"
+        )
+    return np.unique(rows)
 
 
 def export_recommendations(recs: Recommendations, dataset: FeedDataset, scores: np.ndarray | None = None) -> pd.DataFrame:

@@ -26,7 +26,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from torch import Tensor
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 from torch_geometric.nn.models.lightgcn import BPRLoss
 
 from graphrecall.data.schema import FeedDataset
@@ -304,7 +304,7 @@ class U2IRecall:
         info = self.bind(fold, dataset)
         self.module.attach(users * num_contents + contents, self.validation_evaluator(fold, dataset))
         positives = PairDataset(users, contents)
-        train_loader = DataLoader(positives, batch_size=int(self.optim.get("batch_size", 2048)),
+        train_loader = DataLoader(positives, batch_size=int(self.optim.get("batch_size", 2048)), collate_fn=keep_batch,
                                   sampler=EpochSeededSampler(len(positives), self.seed))
         result = fit_with_selection(self.module, train_loader, self.trainer_cfg, self.logger_cfg, run_dir,
                                     self.run_config, self.resume_from, self.extra_callbacks)
