@@ -418,3 +418,21 @@ def test_hnsw_direct_call_excludes_self_and_pads():
     assert (pool.neighbors[:, :4] != np.arange(5)[:, None]).all()
     assert (np.sort(pool.neighbors[:, :4], axis=1) == np.array([[j for j in range(5) if j != i] for i in range(5)])).all()
     assert (pool.neighbors[:, 4:] == -1).all()
+
+
+def test_pair_losses_with_weights_scale_each_pair():
+    import math
+
+    from graphrecall.losses import BPRLoss, PairBCELoss
+
+    pos = torch.tensor([2.0, -1.0])
+    neg = torch.tensor([[0.5, -0.5], [1.0, 0.0]])
+    sp = lambda x: math.log1p(math.exp(x))  # noqa: E731  softplus = -log sigmoid(-x)
+    bce_pair0 = sp(-2.0) + (sp(0.5) + sp(-0.5)) / 2
+    bce_pair1 = sp(1.0) + (sp(1.0) + sp(0.0)) / 2
+    w = torch.tensor([1.5, 0.5])
+    assert PairBCELoss()(pos, neg, w).item() == pytest.approx((1.5 * bce_pair0 + 0.5 * bce_pair1) / 2, rel=1e-6)
+    assert PairBCELoss()(pos, neg).item() == pytest.approx((bce_pair0 + bce_pair1) / 2, rel=1e-6)
+    bpr_pair0 = (sp(0.5 - 2.0) + sp(-0.5 - 2.0)) / 2
+    bpr_pair1 = (sp(1.0 + 1.0) + sp(0.0 + 1.0)) / 2
+    assert BPRLoss()(pos, neg, w).item() == pytest.approx((1.5 * bpr_pair0 + 0.5 * bpr_pair1) / 2, rel=1e-6)

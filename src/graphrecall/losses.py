@@ -15,14 +15,17 @@ class PairBCELoss(nn.Module):
 
     Positives and negatives get equal total weight whatever the number M of negatives per positive.
 
+    With per-pair weights ``w`` (mean 1) both terms of pair ``b`` are scaled by ``w_b``.
+
     Shape:
-        - pos: ``[B]``; neg: ``[B, M]``; output: scalar.
+        - pos: ``[B]``; neg: ``[B, M]``; weight: ``[B]`` or None; output: scalar.
     """
 
-    def forward(self, pos: Tensor, neg: Tensor) -> Tensor:
-        pos_term = F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos))
-        neg_term = F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg))
-        return pos_term + neg_term
+    def forward(self, pos: Tensor, neg: Tensor, weight: Tensor | None = None) -> Tensor:
+        pos_term = F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos), reduction="none")
+        neg_term = F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg), reduction="none").mean(-1)
+        per_pair = pos_term + neg_term
+        return per_pair.mean() if weight is None else (weight * per_pair).mean()
 
 
 class BPRLoss(nn.Module):
@@ -30,11 +33,12 @@ class BPRLoss(nn.Module):
     pairs (``softplus(-x) = -log sigmoid(x)``, numerically stable; brief pitfall 4).
 
     Shape:
-        - pos: ``[B]``; neg: ``[B, M]``; output: scalar.
+        - pos: ``[B]``; neg: ``[B, M]``; weight: ``[B]`` or None (per-pair scale, mean 1); output: scalar.
     """
 
-    def forward(self, pos: Tensor, neg: Tensor) -> Tensor:
-        return F.softplus(neg - pos.unsqueeze(-1)).mean()
+    def forward(self, pos: Tensor, neg: Tensor, weight: Tensor | None = None) -> Tensor:
+        per_pair = F.softplus(neg - pos.unsqueeze(-1)).mean(-1)
+        return per_pair.mean() if weight is None else (weight * per_pair).mean()
 
 
 def make_loss(name: str) -> nn.Module:

@@ -114,8 +114,10 @@ class SageI2IModule(pl.LightningModule):
             self.log("train/negative_collisions", float(collisions), on_epoch=True, reduce_fx="sum", sync_dist=True)
         self.log("train/epoch_seconds", time.perf_counter() - self._epoch_start, on_epoch=True, sync_dist=True)
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        src, dst = batch
+    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
+        """``batch`` = (source nodes [B], positive neighbours [B], optional pair weights [B])."""
+        src, dst = batch[0], batch[1]
+        pair_weight = batch[2] if len(batch) > 2 else None
         # negatives and dropout draw from (seed, epoch, step, rank) alone, so a run resumed from a
         # checkpoint continues exactly as the uninterrupted run (whatever else used the global RNG)
         step_seed = self.hparams.seed * 1_000_003 + self.current_epoch * 10_007 + batch_idx * 101 + self.global_rank
@@ -129,7 +131,7 @@ class SageI2IModule(pl.LightningModule):
         hs, hd, hn = h[inverse[:b]], h[inverse[b : 2 * b]], h[inverse[2 * b :]].view(b, -1, h.shape[-1])
         pos_score = (hs * hd).sum(-1) / self.hparams.temperature
         neg_score = torch.einsum("bd,bmd->bm", hs, hn) / self.hparams.temperature
-        loss = self.loss_fn(pos_score, neg_score)
+        loss = self.loss_fn(pos_score, neg_score, pair_weight)
         if hasattr(self, "_epoch_sums"):  # logged per epoch in on_train_epoch_end (pair-weighted mean)
             self._epoch_sums[0] = self._epoch_sums[0] + loss.detach() * b
             self._epoch_sums[1] += b
@@ -249,7 +251,16 @@ class SageRecall(PoolRecall):
         self.module = self.build_module(dataset, features)
         self.module.attach(topk, features, self.validation_evaluator(fold, dataset))
         row = topk.row()
-        positives = PairDataset(row, topk.col)
+        if self.sampling.get("positive_weighting", "uniform") == "weight":
+            # importance of a pair = its share of the row's kept weight, scaled to mean 1 over pairs,
+            # so that strong co-click neighbours count more than the k-th one
+            pair_weight = topk.alpha * topk.degree()[row].float()
+        elif self.sampling.get("positive_weighting", "uniform") == "uniform":
+            pair_weight = torch.ones(topk.num_edges)
+        else:
+            raise ValueError(f"sampling.positive_weighting must be uniform or weight, got "
+                             f"'{self.sampling['positive_weighting']}'")
+        positives = PairDataset(row, topk.col, pair_weight)
         if len(positives) == 0:
             raise ValueError("the top-k content graph has no edge to train on: lower graph.tau or widen the window")
         batch_size = int(self.optim.get("batch_size", 1024))
