@@ -63,6 +63,42 @@ def make_logger(logger_cfg: dict[str, Any], run_dir: Path, run_config: dict[str,
     return loggers
 
 
+class RankingValidationModule(pl.LightningModule):
+    """Base of modules whose validation is one ranking over all contents per epoch.
+
+    Subclasses implement :meth:`validation_metrics` (e.g. serve the validation users from the
+    current vectors); this logs ``val/<metric>`` and the running best ``val/recall@50_best``, which
+    checkpoints keep, so a resumed run continues the same record.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.best = float("-inf")
+
+    def validation_metrics(self) -> dict[str, float] | None:
+        """``{"recall@50": ..., ...}`` of the current model, or None when no evaluator is attached."""
+        raise NotImplementedError
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        """Validation is a ranking over all contents, done once in :meth:`on_validation_epoch_end`."""
+
+    def on_validation_epoch_end(self) -> None:
+        metrics = self.validation_metrics()
+        if metrics is None:
+            return
+        if not self.trainer.sanity_checking:
+            self.best = max(self.best, metrics["recall@50"])
+        for k, v in metrics.items():
+            self.log(f"val/{k}", v, prog_bar=k == "recall@50", sync_dist=True)
+        self.log(f"{VAL_METRIC}_best", max(self.best, metrics["recall@50"]), sync_dist=True)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["best_val_recall@50"] = self.best
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.best = checkpoint.get("best_val_recall@50", float("-inf"))
+
+
 def fit_with_selection(
     module: pl.LightningModule,
     train_loader: DataLoader,

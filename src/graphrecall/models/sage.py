@@ -34,10 +34,16 @@ from graphrecall.models.encoders import GNNEncoder
 from graphrecall.models.features import FieldBags, content_features
 from graphrecall.models.i2i import PoolRecall
 from graphrecall.recall.ann import build_pool, exact_topk
-from graphrecall.training import VAL_METRIC, EpochSeededSampler, PairDataset, fit_with_selection, keep_batch
+from graphrecall.training import (
+    EpochSeededSampler,
+    PairDataset,
+    RankingValidationModule,
+    fit_with_selection,
+    keep_batch,
+)
 
 log = logging.getLogger(__name__)
-class SageI2IModule(pl.LightningModule):
+class SageI2IModule(RankingValidationModule):
     """Thin Lightning wrapper over :class:`GNNEncoder`: pair-reconstruction training, validation
     recall through a callable evaluator.
 
@@ -56,7 +62,6 @@ class SageI2IModule(pl.LightningModule):
         self.graph: TopKGraph | None = None
         self.features: dict[str, FieldBags] | None = None
         self.evaluator: Callable[[Tensor], dict[str, float]] | None = None
-        self.best = float("-inf")
         self._epoch_start = 0.0
         self._on_device: tuple[torch.device, TopKGraph, dict[str, FieldBags]] | None = None
 
@@ -138,27 +143,12 @@ class SageI2IModule(pl.LightningModule):
             self._epoch_sums[2] += collisions
         return loss
 
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        """Validation is a ranking over all contents, done once in :meth:`on_validation_epoch_end`."""
-
-    def on_validation_epoch_end(self) -> None:
-        if self.evaluator is None:
-            return
-        metrics = self.evaluator(self.embed_all())
-        if not self.trainer.sanity_checking:
-            self.best = max(self.best, metrics["recall@50"])
-        for k, v in metrics.items():
-            self.log(f"val/{k}", v, prog_bar=k == "recall@50", sync_dist=True)
-        self.log(f"{VAL_METRIC}_best", max(self.best, metrics["recall@50"]), sync_dist=True)
+    def validation_metrics(self) -> dict[str, float] | None:
+        return None if self.evaluator is None else self.evaluator(self.embed_all())
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["best_val_recall@50"] = self.best
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.best = checkpoint.get("best_val_recall@50", float("-inf"))
 
 
 class SageRecall(PoolRecall):

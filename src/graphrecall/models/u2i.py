@@ -33,7 +33,13 @@ from graphrecall.data.schema import FeedDataset
 from graphrecall.data.splits import Fold
 from graphrecall.models.base import Recommendations
 from graphrecall.models.popular import popularity_counts, ranking_from_scores, recent_clicks, top_k_excluding
-from graphrecall.training import VAL_METRIC, EpochSeededSampler, PairDataset, fit_with_selection, keep_batch
+from graphrecall.training import (
+    EpochSeededSampler,
+    PairDataset,
+    RankingValidationModule,
+    fit_with_selection,
+    keep_batch,
+)
 from graphrecall.recall.triggers import seen_matrix
 
 log = logging.getLogger(__name__)
@@ -77,7 +83,7 @@ def sample_negatives_uniform(users: Tensor, num_contents: int, num_negatives: in
     return neg, int(hit.sum())
 
 
-class U2IModule(pl.LightningModule):
+class U2IModule(RankingValidationModule):
     r"""Thin Lightning wrapper over a u2i network: BPR with sampled negatives and L2 on the batch's
     layer-0 rows (PyG's :class:`~torch_geometric.nn.models.lightgcn.BPRLoss`),
 
@@ -105,7 +111,6 @@ class U2IModule(pl.LightningModule):
         self.loss_fn = BPRLoss(lambda_reg)
         self.positive_keys = torch.zeros(0, dtype=torch.long)
         self.evaluator: Callable[[Tensor, Tensor], dict[str, float]] | None = None
-        self.best = float("-inf")
         self._epoch_start = 0.0
 
     def attach(self, positive_keys: Tensor, evaluator: Callable[[Tensor, Tensor], dict[str, float]] | None) -> None:
@@ -146,27 +151,12 @@ class U2IModule(pl.LightningModule):
                  batch_size=b, sync_dist=True)
         return loss
 
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        """Validation is a ranking over all contents, done once in :meth:`on_validation_epoch_end`."""
-
-    def on_validation_epoch_end(self) -> None:
-        if self.evaluator is None:
-            return
-        metrics = self.evaluator(*self.vectors())
-        if not self.trainer.sanity_checking:
-            self.best = max(self.best, metrics["recall@50"])
-        for k, v in metrics.items():
-            self.log(f"val/{k}", v, prog_bar=k == "recall@50", sync_dist=True)
-        self.log(f"{VAL_METRIC}_best", max(self.best, metrics["recall@50"]), sync_dist=True)
+    def validation_metrics(self) -> dict[str, float] | None:
+        return None if self.evaluator is None else self.evaluator(*self.vectors())
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["best_val_recall@50"] = self.best
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.best = checkpoint.get("best_val_recall@50", float("-inf"))
 
 
 @torch.inference_mode()
