@@ -200,3 +200,19 @@ def test_seen_matrix_stays_binary_with_many_repeat_clicks() -> None:
     seen = seen_matrix(history, np.array([0]), 4)
     assert seen.data.tolist() == [1, 1] and seen.indices.tolist() == [1, 2]
     assert top_k_excluding(np.array([2, 1, 0, 3]), seen, 2).tolist() == [[0, 3]]
+
+
+def test_trigger_slots_cap_the_pool_share_and_backfill_the_rest():
+    from graphrecall.recall.pool import CandidatePool
+    from graphrecall.recall.triggers import recall_with_triggers
+
+    pool = CandidatePool(np.array([[1, 2, 3, 4], [0, 2, 3, 4], [0, 1, 3, 4], [0, 1, 2, 4], [0, 1, 2, 3]]),
+                         np.ones((5, 4), dtype=np.float32))
+    seen = sp.csr_matrix(([1], ([0], [0])), shape=(1, 5))
+    full = recall_with_triggers(pool, [np.array([0])], seen, 4, fallback=np.array([4, 3, 2, 1, 0]))
+    capped = recall_with_triggers(pool, [np.array([0])], seen, 4, fallback=np.array([4, 3, 2, 1, 0]),
+                                  trigger_slots=1)
+    assert full.recs.tolist() == [[1, 2, 3, 4]] and full.backfilled.tolist() == [0]
+    # one slot from trigger 0's pool (content 1), then popularity order 4, 3, 2
+    assert capped.recs.tolist() == [[1, 4, 3, 2]]
+    assert capped.from_triggers.tolist() == [1] and capped.backfilled.tolist() == [3]

@@ -15,3 +15,11 @@ for DATA in movielens100k synthetic; do
 done
 $PY -m graphrecall.report $OUT/aggregators_synthetic --fold test_interest_only --metrics recall@50 ndcg@50 \
     --out $HERE/aggregators_synthetic_interest_only.md
+
+# trigger share: at most share*K slots come from the triggers' pool, the rest from popularity
+for DATA in movielens100k synthetic; do
+  $PY train.py -m dataset=$DATA model=coclick,sage recall.share=0.2,0.4,0.6,0.8,1.0 trainer.enable_progress_bar=false \
+      hydra.sweep.dir=$OUT/share_$DATA
+  $PY -m graphrecall.report $OUT/share_$DATA --metrics recall@50 active/recall@50 distinct_style@50 coverage@50 \
+      --extra val/recall@50 val/mean_backfilled --out $HERE/share_$DATA.md
+done

@@ -47,7 +47,9 @@ class PoolRecall:
     def serve(self, users: np.ndarray, context: tuple[list[np.ndarray], sp.csr_matrix], k: int) -> Recommendations:
         """Trigger selection over the current pool (``context`` from :meth:`user_context`)."""
         triggers, seen = context
-        res = recall_with_triggers(self.pool, triggers, seen, k, float(self.trigger_cfg["decay"]), self.fallback)
+        share = float(self.trigger_cfg.get("share", 1.0))
+        res = recall_with_triggers(self.pool, triggers, seen, k, float(self.trigger_cfg["decay"]), self.fallback,
+                                   trigger_slots=round(share * k))
         return Recommendations(users, res.recs, {"from_triggers": res.from_triggers, "backfilled": res.backfilled})
 
     def recommend(self, users: np.ndarray, fold: Fold, k: int) -> Recommendations:

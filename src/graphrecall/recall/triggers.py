@@ -101,6 +101,7 @@ def recall_with_triggers(
     k: int,
     decay: float = 0.8,
     fallback: np.ndarray | None = None,
+    trigger_slots: int | None = None,
 ) -> TriggerRecallResult:
     """Merge the pool neighbours of each user's triggers into a top-``k`` list.
 
@@ -111,11 +112,14 @@ def recall_with_triggers(
         k: list length.
         decay: per-rank quota decay (see :func:`recency_quota`).
         fallback: [C'] content rows in back-fill order (e.g. by popularity); None: no back-fill.
+        trigger_slots: at most this many slots come from the triggers (default ``k``); the rest
+            is back-filled. Splits the list between the i2i pool and popularity.
 
     Returns:
         A :class:`TriggerRecallResult`.
     """
     num_users = len(triggers)
+    k_trig = k if trigger_slots is None else max(0, min(int(trigger_slots), k))
     recs = np.full((num_users, k), -1, dtype=np.int64)
     from_triggers = np.zeros(num_users, dtype=np.int64)
     backfilled = np.zeros(num_users, dtype=np.int64)
@@ -124,7 +128,7 @@ def recall_with_triggers(
         chosen: list[tuple[int, int, int]] = []  # (neighbour rank, trigger rank, content)
         if len(trig):
             cand = pool.neighbors[trig]  # [m, P]
-            quota = recency_quota(len(trig), k, decay)
+            quota = recency_quota(len(trig), k_trig, decay)
             taken: set[int] = set()
             cursor = np.zeros(len(trig), dtype=np.int64)
             filled = np.zeros(len(trig), dtype=np.int64)
@@ -132,7 +136,7 @@ def recall_with_triggers(
             for pass_ in (0, 1):
                 for r in range(len(trig)):
                     row = cand[r]
-                    while cursor[r] < len(row) and len(chosen) < k:
+                    while cursor[r] < len(row) and len(chosen) < k_trig:
                         if pass_ == 0 and filled[r] >= quota[r]:
                             break
                         c = int(row[cursor[r]])
