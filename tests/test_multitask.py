@@ -67,3 +67,27 @@ def test_relation_alignment_projects_content_value_and_negatives():
     align("style", content, value, negs).backward()
     assert align.proj["style"].grad.abs().sum() > 0
     assert align.proj["space"].grad is None
+
+
+def test_m2grl_trains_every_task_and_logs_their_weights(tmp_path):
+    import sys
+
+    from tests.conftest import ROOT, TINY, compose_train
+
+    sys.path.insert(0, str(ROOT))
+    import train as train_app
+
+    cfg = compose_train(tmp_path, [*TINY, "model=m2grl", "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
+                                   "trainer.early_stopping_patience=0"])
+    metrics, objects = train_app.train(cfg)
+    module = objects["model"].module
+    assert set(module.weighting.tasks) == {"intra/content", *(f"{k}/{v}" for k in ("intra", "inter")
+                                                               for v in ("style", "space", "designer", "products",
+                                                                         "categories"))}
+    # uncertainty weights moved away from their initial 0.5 and are all finite
+    weights = [metrics[f"val/fit/task_weight/{t}"] for t in module.weighting.tasks]
+    assert all(math.isfinite(w) and w > 0 for w in weights) and any(abs(w - 0.5) > 1e-4 for w in weights)
+    csv = (tmp_path / "run" / "csv" / "metrics.csv").read_text()
+    assert "train/task_weight/inter/style" in csv and "train/task_loss/intra/products" in csv
+    assert (tmp_path / "run" / "view_vectors_style.npy").exists()
+    assert 0.0 <= metrics["test/recall@50"] <= 1.0

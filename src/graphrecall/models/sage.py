@@ -119,15 +119,23 @@ class SageI2IModule(RankingValidationModule):
             self.log("train/negative_collisions", float(collisions), on_epoch=True, reduce_fx="sum", sync_dist=True)
         self.log("train/epoch_seconds", time.perf_counter() - self._epoch_start, on_epoch=True, sync_dist=True)
 
-    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
-        """``batch`` = (source nodes [B], positive neighbours [B], optional pair weights [B])."""
-        src, dst = batch[0], batch[1]
-        pair_weight = batch[2] if len(batch) > 2 else None
-        # negatives and dropout draw from (seed, epoch, step, rank) alone, so a run resumed from a
-        # checkpoint continues exactly as the uninterrupted run (whatever else used the global RNG)
+    def step_generator(self, batch_idx: int) -> torch.Generator:
+        """Negatives and dropout draw from (seed, epoch, step, rank) alone, so a run resumed from a
+        checkpoint continues exactly as the uninterrupted run (whatever else used the global RNG)."""
         step_seed = self.hparams.seed * 1_000_003 + self.current_epoch * 10_007 + batch_idx * 101 + self.global_rank
         torch.manual_seed(step_seed)
-        gen = torch.Generator().manual_seed(step_seed)
+        return torch.Generator().manual_seed(step_seed)
+
+    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
+        """``batch`` = (source nodes [B], positive neighbours [B], optional pair weights [B])."""
+        loss, _, _ = self.pair_task(batch, self.step_generator(batch_idx))
+        return loss
+
+    def pair_task(self, batch: tuple[Tensor, ...], gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+        """The content graph's pair-reconstruction loss; also returns the sources and their vectors
+        ``(loss, src [B], h_src [B, d])`` for tasks that reuse them (M2GRL's alignment)."""
+        src, dst = batch[0], batch[1]
+        pair_weight = batch[2] if len(batch) > 2 else None
         neg, collisions = sample_negatives(self.graph, src.cpu(), self.hparams.num_negatives, gen)
         neg = neg.to(src.device)
         nodes, inverse = torch.unique(torch.cat([src, dst, neg.reshape(-1)]), return_inverse=True)
@@ -141,7 +149,7 @@ class SageI2IModule(RankingValidationModule):
             self._epoch_sums[0] = self._epoch_sums[0] + loss.detach() * b
             self._epoch_sums[1] += b
             self._epoch_sums[2] += collisions
-        return loss
+        return loss, src, hs
 
     def validation_metrics(self) -> dict[str, float] | None:
         return None if self.evaluator is None else self.evaluator(self.embed_all())
@@ -200,6 +208,10 @@ class SageRecall(PoolRecall):
         return wg, topk, features
 
     def build_module(self, dataset: FeedDataset, features: dict[str, FieldBags]) -> SageI2IModule:
+        return SageI2IModule(**self.module_kwargs(dataset, features))
+
+    def module_kwargs(self, dataset: FeedDataset, features: dict[str, FieldBags]) -> dict[str, Any]:
+        """The module's constructor arguments (plain values: checkpoints rebuild the module from them)."""
         enc = self.encoder_cfg
         encoder = {
             "field_sizes": {f: b.num_values for f, b in features.items()},
@@ -212,10 +224,10 @@ class SageRecall(PoolRecall):
             "dropout": float(enc.get("dropout", 0.1)),
             "normalize": bool(enc.get("normalize", False)),
         }
-        return SageI2IModule(encoder, self.loss_name, int(self.sampling.get("num_negatives", 5)),
-                             float(self.optim.get("lr", 5e-3)), float(self.optim.get("weight_decay", 0.0)),
-                             self.sampling.get("batching", "auto"), seed=self.seed,
-                             temperature=float(self.optim.get("temperature", 1.0)), run_config=self.run_config)
+        return {"encoder": encoder, "loss": self.loss_name, "num_negatives": int(self.sampling.get("num_negatives", 5)),
+                "lr": float(self.optim.get("lr", 5e-3)), "weight_decay": float(self.optim.get("weight_decay", 0.0)),
+                "batching": self.sampling.get("batching", "auto"), "seed": self.seed,
+                "temperature": float(self.optim.get("temperature", 1.0)), "run_config": self.run_config}
 
     def validation_evaluator(self, fold: Fold, dataset: FeedDataset) -> Callable[[Tensor], dict[str, float]]:
         """Validation recall of a set of content vectors, served exactly as at test time."""
