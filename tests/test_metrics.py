@@ -215,7 +215,7 @@ def test_per_user_metrics_matches_the_functions():
         RECS, TARGETS, ks=(2, 4), item_popularity=POP, is_tail=is_tail, item_weight=w,
         label_sets={"genre": labels},
     )
-    assert table.shape == (4, 2 * 8)
+    assert table.shape == (4, 2 * 9)  # 8 metrics + distinct_genre_clicked, at two cut-offs
     assert list(table.columns[:4]) == ["recall@2", "recall@4", "ndcg@2", "ndcg@4"]
     for k in (2, 4):
         assert_close(table[f"recall@{k}"], recall_at_k(RECS, TARGETS, k))
@@ -329,3 +329,16 @@ def test_means_match_torch_geometric():
         # ARP: PyG averages over all users, ours is per user (defined without test items too).
         arp_pyg = pyg(link_pred.LinkPredAveragePopularity(k, torch.from_numpy(pop)))
         assert np.mean(average_popularity_at_k(recs, pop, k)) == pytest.approx(arp_pyg, rel=1e-5)
+
+
+def test_distinct_values_of_clicked_recommendations():
+    from graphrecall.metrics import labels_to_csr, per_user_metrics
+
+    recs = np.array([[0, 1, 2], [2, 3, -1]])
+    targets = sp.csr_matrix(([1, 1, 1], ([0, 0, 1], [1, 2, 0])), shape=(2, 4))
+    labels, _ = labels_to_csr(["A", "A", "B", "C"])
+    table = per_user_metrics(recs, targets, ks=(2, 3), label_sets={"style": labels})
+    # user 0 clicks items 1 (A) and 2 (B); user 1 clicks nothing it was shown
+    assert table["distinct_style_clicked@3"].tolist() == [2, 0]
+    assert table["distinct_style_clicked@2"].tolist() == [1, 0]  # only item 1 is a hit in the top 2
+    assert table["distinct_style@3"].tolist() == [2, 2]

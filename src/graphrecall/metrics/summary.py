@@ -54,7 +54,8 @@ def per_user_metrics(
     Columns, metric-major (all ``k`` of one metric side by side): ``recall@k``, ``ndcg@k``,
     ``hit_rate@k``, ``precision@k``, then, when their input is given, ``ips_recall@k``
     (``item_weight``), ``avg_pop@k`` (``item_popularity``), ``tail_share@k`` (``is_tail``) and
-    ``distinct_<name>@k`` per entry of ``label_sets``. Accuracy columns are ``NaN`` for users
+    ``distinct_<name>@k`` per entry of ``label_sets`` and ``distinct_<name>_clicked@k`` (distinct
+    values among the hits only: the article's "clicks on distinct styles"). Accuracy columns are ``NaN`` for users
     without test items; the beyond-accuracy ones are defined for every non-empty list. The hits
     are computed once at the largest ``k`` and sliced.
 
@@ -106,6 +107,10 @@ def per_user_metrics(
     for name, labels in (label_sets or {}).items():
         for k in ks:
             columns[f"distinct_{name}@{k}"] = distinct_values_at_k(recs, labels, k)
+        # the article's online measure: distinct values among the *clicked* (hit) recommendations
+        clicked = np.where(hits, top, -1)
+        for k in ks:
+            columns[f"distinct_{name}_clicked@{k}"] = distinct_values_at_k(clicked, labels, k)
     return pd.DataFrame(columns)
 
 

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Reproduces the tables of experiments/stage2/README.md (about 10 minutes on 2 CPU cores).
+# Run from the repository root after `make install`:  bash experiments/stage2/run.sh
+set -euo pipefail
+PY=${PY:-.venv/bin/python}
+OUT=${OUT:-outputs/experiments/stage2}
+HERE=experiments/stage2
+rm -rf "$OUT"
+for DATA in movielens100k synthetic; do
+  $PY train.py -m experiment=views dataset=$DATA hydra.sweep.dir=$OUT/views_$DATA
+  $PY -m graphrecall.report $OUT/views_$DATA \
+      --metrics recall@50 ndcg@50 low_activity/recall@50 distinct_style@50 distinct_space@50 distinct_style_clicked@50 distinct_space_clicked@50 coverage@50 tail_share@50 \
+      --extra val/recall@50 val/fit/epoch_seconds val/fit/epochs \
+      --out $HERE/views_$DATA.md
+done
+$PY -m graphrecall.report $OUT/views_synthetic --fold test_interest_only --metrics recall@50 distinct_style@50 \
+    --out $HERE/views_synthetic_interest_only.md
