@@ -94,3 +94,10 @@ def test_ddp_on_two_cpu_processes_matches_single_process(tmp_path):
     single, ddp = results["single"]["val/recall@50"], results["ddp"]["val/recall@50"]
     assert abs(single - ddp) < 0.1, (single, ddp)
     assert results["ddp"]["val/fit/positives"] == results["single"]["val/fit/positives"]
+
+
+def test_hard_negatives_run_end_to_end(tmp_path):
+    metrics, objects = _metrics(tmp_path, ["trainer.max_epochs=2", "model.sampling.hard_negatives.enabled=true",
+                                           "model.sampling.hard_negatives.ranks=[5,20]"])
+    assert objects["model"].module._hard is not None and objects["model"].module._hard.shape[1] == 15
+    assert 0.0 <= metrics["test/recall@50"] <= 1.0

@@ -436,3 +436,20 @@ def test_pair_losses_with_weights_scale_each_pair():
     bpr_pair0 = (sp(0.5 - 2.0) + sp(-0.5 - 2.0)) / 2
     bpr_pair1 = (sp(1.0 + 1.0) + sp(0.0 + 1.0)) / 2
     assert BPRLoss()(pos, neg, w).item() == pytest.approx((1.5 * bpr_pair0 + 0.5 * bpr_pair1) / 2, rel=1e-6)
+
+
+def test_hard_negatives_come_from_the_near_miss_band_and_skip_neighbours():
+    from graphrecall.models.sage import SageI2IModule
+
+    module = SageI2IModule({"field_sizes": {}, "num_nodes": 6, "hidden_dim": 4, "field_dim": 4},
+                           num_negatives=4, hard_negatives={"enabled": True, "share": 0.5})
+    # node 0's kept neighbour is 1; its near-miss band is [1, 2, 3]: 1 is a neighbour (never used)
+    module.graph = top_k_graph(sp.csr_matrix(([1.0], ([0], [1])), shape=(6, 6)), 2)
+    module._hard = torch.tensor([[1, 2, 3], [0, 2, -1], [0, 1, 3], [0, 1, 2], [0, 1, 2], [0, 1, 2]])
+    src = torch.zeros(200, dtype=torch.long)
+    random_neg = torch.full((200, 4), 5)
+    out = module.mix_hard_negatives(src, random_neg, torch.Generator().manual_seed(0))
+    hard_cols, random_cols = out[:, :2], out[:, 2:]
+    assert (random_cols == 5).all()  # the other half stays random
+    assert set(hard_cols.unique().tolist()) == {2, 3, 5}  # band members 2, 3; neighbour 1 -> kept random 5
+    assert (hard_cols == 2).any() and (hard_cols == 3).any()

@@ -54,10 +54,12 @@ class SageI2IModule(RankingValidationModule):
 
     def __init__(self, encoder: dict[str, Any], loss: str = "bce", num_negatives: int = 5, lr: float = 5e-3,
                  weight_decay: float = 0.0, batching: str = "auto", full_graph_max_nodes: int = 50_000,
-                 seed: int = 0, temperature: float = 1.0, run_config: dict[str, Any] | None = None) -> None:
+                 seed: int = 0, temperature: float = 1.0, run_config: dict[str, Any] | None = None,
+                 hard_negatives: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.net = GNNEncoder(**encoder)
+        self._hard: Tensor | None = None  # [N, high - low] near misses of the current model
         self.loss_fn = make_loss(loss)
         self.graph: TopKGraph | None = None
         self.features: dict[str, FieldBags] | None = None
@@ -108,6 +110,12 @@ class SageI2IModule(RankingValidationModule):
 
     def on_train_epoch_start(self) -> None:
         self._epoch_start = time.perf_counter()
+        hard = self.hparams.get("hard_negatives") or {}
+        if hard.get("enabled") and self.current_epoch >= int(hard.get("start_epoch", 1)):
+            # near misses: the contents ranked low..high by the current vectors (brief: ~50-500)
+            low, high = (int(r) for r in hard.get("ranks", (50, 200)))
+            vectors = self.embed_all()
+            self._hard = torch.from_numpy(exact_topk(vectors.float().cpu(), high).neighbors[:, low:high])
         self._epoch_sums: list = [0.0, 0, 0]  # sum of loss x pairs, pairs, negative collisions
 
     def on_train_epoch_end(self) -> None:
@@ -137,6 +145,8 @@ class SageI2IModule(RankingValidationModule):
         src, dst = batch[0], batch[1]
         pair_weight = batch[2] if len(batch) > 2 else None
         neg, collisions = sample_negatives(self.graph, src.cpu(), self.hparams.num_negatives, gen)
+        if self._hard is not None:
+            neg = self.mix_hard_negatives(src.cpu(), neg, gen)
         neg = neg.to(src.device)
         nodes, inverse = torch.unique(torch.cat([src, dst, neg.reshape(-1)]), return_inverse=True)
         h = self.embed(nodes)
@@ -150,6 +160,23 @@ class SageI2IModule(RankingValidationModule):
             self._epoch_sums[1] += b
             self._epoch_sums[2] += collisions
         return loss, src, hs
+
+    def mix_hard_negatives(self, src: Tensor, neg: Tensor, gen: torch.Generator) -> Tensor:
+        """Replace the first ``share x num_negatives`` columns of ``neg`` [B, M] by random near misses
+        of each source (``self._hard``); a near miss that is padding or a true neighbour keeps the
+        random negative."""
+        share = float(self.hparams.hard_negatives.get("share", 0.2))
+        m = min(neg.shape[1], round(share * neg.shape[1]))
+        if m == 0 or self._hard.shape[1] == 0:
+            return neg
+        cand = self._hard[src]  # [B, band]
+        pick = torch.randint(cand.shape[1], (src.numel(), m), generator=gen)
+        hard = torch.gather(cand, 1, pick)
+        ok = (hard >= 0) & ~self.graph.contains(src.repeat_interleave(m), hard.reshape(-1).clamp(min=0)).view(-1, m)
+        ok &= hard != src.view(-1, 1)
+        out = neg.clone()
+        out[:, :m] = torch.where(ok, hard, neg[:, :m])
+        return out
 
     def validation_metrics(self) -> dict[str, float] | None:
         return None if self.evaluator is None else self.evaluator(self.embed_all())
@@ -227,7 +254,8 @@ class SageRecall(PoolRecall):
         return {"encoder": encoder, "loss": self.loss_name, "num_negatives": int(self.sampling.get("num_negatives", 5)),
                 "lr": float(self.optim.get("lr", 5e-3)), "weight_decay": float(self.optim.get("weight_decay", 0.0)),
                 "batching": self.sampling.get("batching", "auto"), "seed": self.seed,
-                "temperature": float(self.optim.get("temperature", 1.0)), "run_config": self.run_config}
+                "temperature": float(self.optim.get("temperature", 1.0)), "run_config": self.run_config,
+                "hard_negatives": dict(self.sampling.get("hard_negatives") or {})}
 
     def validation_evaluator(self, fold: Fold, dataset: FeedDataset) -> Callable[[Tensor], dict[str, float]]:
         """Validation recall of a set of content vectors, served exactly as at test time."""
