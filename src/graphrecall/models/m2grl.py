@@ -49,9 +49,10 @@ class M2GRLModule(SageI2IModule):
                  weighting: str = "uncertainty", task_weights: dict[str, float] | None = None,
                  view_batch: int = 1024, loss: str = "bce", num_negatives: int = 5, lr: float = 5e-3,
                  weight_decay: float = 0.0, batching: str = "auto", full_graph_max_nodes: int = 50_000,
-                 seed: int = 0, temperature: float = 1.0, run_config: dict[str, Any] | None = None) -> None:
+                 seed: int = 0, temperature: float = 1.0, run_config: dict[str, Any] | None = None,
+                 hard_negatives: dict[str, Any] | None = None) -> None:
         super().__init__(encoder, loss, num_negatives, lr, weight_decay, batching, full_graph_max_nodes, seed,
-                         temperature, run_config)
+                         temperature, run_config, hard_negatives)
         self.save_hyperparameters()
         dim = int(encoder["hidden_dim"])
         self.view_tables = nn.ModuleDict({v: nn.Embedding(n, dim) for v, n in views.items()})
