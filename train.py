@@ -8,6 +8,7 @@ Model selection reads ``val/...``; ``test/...`` is reported.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -121,8 +122,20 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> tuple[dict[st
     for name in cfg.eval.folds:
         fold = folds[name]
         details["folds"][name] = fold.describe()
+        extra_targets = interest_only_targets(dataset, fold, cfg)
+        # model selection reads the fold's targets; eval.select_on=interest_only selects on the
+        # synthetic interest-only targets instead (the unbiased protocol that DICE assumes)
+        select_on = cfg.eval.get("select_on", "targets")
+        if select_on == "interest_only":
+            if "interest_only" not in extra_targets:
+                raise ValueError("eval.select_on=interest_only needs synthetic data with eval.interest_only.enabled")
+            fit_fold = dataclasses.replace(fold, targets=extra_targets["interest_only"])
+        elif select_on == "targets":
+            fit_fold = fold
+        else:
+            raise ValueError(f"eval.select_on must be targets or interest_only, got '{select_on}'")
         t0 = time.perf_counter()
-        fit_info = model.fit(fold, dataset, cache_dir=cfg.get("cache_dir"), run_dir=out)
+        fit_info = model.fit(fit_fold, dataset, cache_dir=cfg.get("cache_dir"), run_dir=out)
         if process_rank() != 0:  # DDP: the other ranks only help to train; rank 0 evaluates and writes
             return {}, {"dataset": dataset, "folds": folds, "model": model, "evaluations": []}
         fit_info["fit_seconds"] = time.perf_counter() - t0
@@ -131,7 +144,7 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> tuple[dict[st
         t0 = time.perf_counter()
         evs = evaluate_model(
             model, fold, dataset, OmegaConf.to_container(cfg.eval, resolve=True), int(cfg.seed),
-            extra_targets=interest_only_targets(dataset, fold, cfg),
+            extra_targets=extra_targets,
         )
         metrics[f"{name}/eval_seconds"] = time.perf_counter() - t0
         for ev in evs:

@@ -118,3 +118,32 @@ def test_curriculum_decays_each_epoch():
     assert curriculum(40, 0) == 40
     assert curriculum(40, 2) == pytest.approx(40 * 0.81)
     assert curriculum(0.1, 3, decay=0.5) == pytest.approx(0.0125)
+
+
+def test_dice_model_end_to_end_on_groups(tmp_path):
+    import csv
+    import sys
+
+    from tests.conftest import ROOT, TINY, compose_train
+
+    sys.path.insert(0, str(ROOT))
+    import train as train_app
+
+    common = [*TINY, "model=dice", "trainer.max_epochs=2", "trainer.early_stopping_patience=0",
+              "trainer.enable_progress_bar=false", "model.dice.margin=2"]
+    metrics, objects = train_app.train(compose_train(tmp_path / "dice", common))
+    model = objects["model"]
+    # every user of a group with training clicks is served by the model, zero-click users included
+    zero_click = ~np.isin(np.arange(len(objects["dataset"].users)), objects["folds"]["val"].train["u"].to_numpy())
+    assert (model.trained_users & zero_click).any()
+    rows = list(csv.DictReader(open(tmp_path / "dice" / "run" / "csv" / "metrics.csv")))
+    shares = [float(r["train/more_popular_share"]) for r in rows if r.get("train/more_popular_share")]
+    margins = [float(r["train/margin"]) for r in rows if r.get("train/margin")]
+    assert len(shares) == 2 and all(0.0 < s < 1.0 for s in shares)
+    assert margins == pytest.approx([2.0, 1.8])  # the curriculum: x0.9 after each epoch
+    assert 0.0 <= metrics["test/recall@50"] <= 1.0
+    concat, objects_c = train_app.train(compose_train(tmp_path / "concat", [*common, "model.dice.serve=concat"]))
+    assert objects_c["model"].user_vectors.shape[1] == 2 * 64
+    base, objects_b = train_app.train(compose_train(tmp_path / "base", [*common, "model.dice.enabled=false",
+                                                                       "eval.select_on=interest_only"]))
+    assert objects_b["model"].module.conformity is None and np.isfinite(base["test_interest_only/recall@50"])
