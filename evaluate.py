@@ -48,6 +48,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     record, run_dir = run_record(cfg)
     record = dict(record)
     record.pop("choices", None)
+    record.pop("git_revision", None)
     train_cfg = OmegaConf.create(record)
     out = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else run_dir / "evaluate"
     out.mkdir(parents=True, exist_ok=True)

@@ -62,11 +62,29 @@ def run_directory(cfg: DictConfig) -> Path:
     return Path(cfg.get("run_dir") or "outputs/adhoc")
 
 
+def git_revision() -> str | None:
+    """The repository's commit (with ``+dirty`` for uncommitted changes), None outside a checkout."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        if rev.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return rev.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
 def config_record(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config as a plain dict plus the chosen group names (flat keys for loggers)."""
+    """The resolved config as a plain dict plus the chosen group names (flat keys for loggers) and
+    the git revision of the code that ran."""
     record = OmegaConf.to_container(cfg, resolve=True)
     if HydraConfig.initialized():
         record["choices"] = {k: v for k, v in HydraConfig.get().runtime.choices.items() if not k.startswith("hydra")}
+    record["git_revision"] = git_revision()
     return record
 
 

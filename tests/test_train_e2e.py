@@ -38,6 +38,8 @@ def test_every_model_config_trains_and_evaluates(model, tiny_cfg):
     assert per_user["recall@50"].mean() == pytest.approx(metrics["test/recall@50"])
     saved = json.loads((run / "config_resolved.json").read_text())
     assert saved["model"]["_target_"] == cfg.model._target_ and saved["seed"] == cfg.seed
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    assert saved["git_revision"] is None or saved["git_revision"].split("+")[0] == head
 
 
 def test_same_seed_same_metrics(tiny_cfg, tmp_path):
