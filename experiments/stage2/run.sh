@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the tables of experiments/stage2/README.md (about 10 minutes on 2 CPU cores).
+# Reproduces the tables of experiments/stage2/README.md (about 8 minutes on 2 CPU cores).
 # Run from the repository root after `make install`:  bash experiments/stage2/run.sh
 set -euo pipefail
 PY=${PY:-.venv/bin/python}

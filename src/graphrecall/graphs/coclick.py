@@ -280,16 +280,27 @@ class GraphStats:
         return asdict(self)
 
 
+def top_k_entries(m: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``k`` largest entries of every CSR row, by weight (ties: lower column first).
+
+    Returns:
+        (entries [E'] positions into ``m.data`` / ``m.indices``, ordered by row then rank;
+        their rows [E']; their 0-based rank within the row [E']).
+    """
+    deg = np.diff(m.indptr)
+    rows = np.repeat(np.arange(m.shape[0]), deg)
+    order = np.lexsort((m.indices, -m.data, rows))  # row, then weight desc, then column
+    rank = np.arange(len(order)) - np.repeat(m.indptr[:-1], deg)
+    keep = rank < k
+    entries = order[keep]
+    return entries, rows[entries], rank[keep]
+
+
 def top_k_per_row(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
     """Keep the ``k`` largest entries of every row (ties: lower column index first)."""
     m = m.tocsr()
-    m.sort_indices()
-    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
-    order = np.lexsort((m.indices, -m.data, rows))  # row, then weight desc, then column
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order)) - np.repeat(m.indptr[:-1], np.diff(m.indptr))
-    keep = rank < k
-    out = sp.csr_matrix((m.data[keep], (rows[keep], m.indices[keep])), shape=m.shape)
+    entries, rows, _ = top_k_entries(m, k)
+    out = sp.csr_matrix((m.data[entries], (rows, m.indices[entries])), shape=m.shape)
     out.sort_indices()
     return out
 

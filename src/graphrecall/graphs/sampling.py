@@ -18,6 +18,8 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
+from graphrecall.graphs.coclick import top_k_entries
+
 
 @dataclass
 class TopKGraph:
@@ -80,12 +82,8 @@ def top_k_graph(weights: sp.csr_matrix, k: int) -> TopKGraph:
     w = weights.tocsr(copy=True)
     w.eliminate_zeros()  # thresholded-to-zero entries stored explicitly are not neighbours
     n = w.shape[0]
-    deg = np.diff(w.indptr)
-    rows = np.repeat(np.arange(n), deg)
-    order = np.lexsort((w.indices, -w.data, rows))  # by row, weight desc, column asc
-    rank = np.arange(len(order)) - np.repeat(w.indptr[:-1], deg)
-    keep = order[rank < k]
-    rows_k, cols_k, vals_k = rows[keep], w.indices[keep], w.data[keep].astype(np.float64)
+    keep, rows_k, _ = top_k_entries(w, k)  # by row, weight desc, column asc
+    cols_k, vals_k = w.indices[keep], w.data[keep].astype(np.float64)
     deg_k = np.bincount(rows_k, minlength=n)
     rowptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(deg_k, out=rowptr[1:])

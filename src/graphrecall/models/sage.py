@@ -43,6 +43,8 @@ from graphrecall.training import (
 )
 
 log = logging.getLogger(__name__)
+
+
 class SageI2IModule(RankingValidationModule):
     """Thin Lightning wrapper over :class:`GNNEncoder`: pair-reconstruction training, validation
     recall through a callable evaluator.

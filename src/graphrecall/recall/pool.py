@@ -38,19 +38,15 @@ class CandidatePool:
     @classmethod
     def from_csr(cls, weights: sp.csr_matrix, size: int) -> "CandidatePool":
         """Top-``size`` entries of every row of a weighted graph, by weight (ties: lower index)."""
+        from graphrecall.graphs.coclick import top_k_entries
+
         w = weights.tocsr()
-        w.sort_indices()
         n = w.shape[0]
-        deg = np.diff(w.indptr)
-        rows = np.repeat(np.arange(n), deg)
-        order = np.lexsort((w.indices, -w.data, rows))
-        rank = np.arange(len(order)) - np.repeat(w.indptr[:-1], deg)
-        keep = rank < size
-        sel = order[keep]
+        entries, rows, rank = top_k_entries(w, size)
         neighbors = np.full((n, size), -1, dtype=np.int64)
         scores = np.full((n, size), np.nan, dtype=np.float32)
-        neighbors[rows[sel], rank[keep]] = w.indices[sel]
-        scores[rows[sel], rank[keep]] = w.data[sel]
+        neighbors[rows, rank] = w.indices[entries]
+        scores[rows, rank] = w.data[entries]
         return cls(neighbors, scores)
 
     def to_frame(self, content_ids: np.ndarray) -> pd.DataFrame:
