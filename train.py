@@ -34,6 +34,7 @@ from graphrecall.evaluation import (
     format_summary,
     read_users_file,
 )
+from graphrecall.tracking import finish_wandb
 
 log = logging.getLogger("graphrecall.train")
 
@@ -171,6 +172,8 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> tuple[dict[st
         evaluations.extend(evs)
         if name == "test":
             model.save(out, dataset)
+            if hasattr(model, "diagnostics"):  # model-specific checks (DICE: agreement with the truth, figure)
+                metrics.update({f"test/diag/{k}": float(v) for k, v in model.diagnostics(fold, dataset, out).items()})
             export = cfg.eval.export
             if export.enabled:
                 k = int(export.k)
@@ -189,12 +192,17 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> tuple[dict[st
                            slices=("all", "low_activity", "cold"))
     (out / "metrics_table.txt").write_text(table + "\n")
     print(f"\n[{cfg.model._target_.rsplit('.', 1)[-1]} on {dataset.name}] run dir: {out}\n{table}\n")
+    finish_wandb(metrics)  # final val/test metrics into the W&B summary, then close the run: each job its own
     return metrics, {"dataset": dataset, "folds": folds, "model": model, "evaluations": evaluations}
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics, _ = train(cfg)
+    try:
+        metrics, _ = train(cfg)
+    except BaseException:
+        finish_wandb(exit_code=1)  # a failed job closes its W&B run too
+        raise
     key = cfg.get("optimized_metric")
     if key is None:
         return None

@@ -14,9 +14,13 @@ from graphrecall.debias import (
     dice_losses,
     discrepancy,
     distance_correlation,
+    ips_weights,
+    popularity_relation,
+    sample_hard_negatives,
     sample_popularity_negatives,
     signed_discrepancy,
 )
+from graphrecall.metrics import rowwise_spearman
 
 POP = np.arange(100, dtype=float)  # content c has popularity c
 
@@ -86,6 +90,99 @@ def test_dice_losses_by_hand():
     assert all(torch.isfinite(v) for v in big.values())
 
 
+def test_dice_losses_with_a_neither_triple():
+    # mined hard negatives can be neither more popular (by the margin) nor less popular (below half):
+    # such a triple enters the click term only
+    s_int_pos, s_int_neg = torch.tensor([2.0, 0.5, 1.0]), torch.tensor([1.0, 1.5, 0.0])
+    s_con_pos, s_con_neg = torch.tensor([0.3, 1.0, 0.4]), torch.tensor([0.8, -0.2, 0.9])
+    more, less = torch.tensor([True, False, False]), torch.tensor([False, True, False])
+    out = dice_losses(s_int_pos, s_int_neg, s_con_pos, s_con_neg, more, less)
+    click = (sp_(1.8 - 2.3) + sp_(1.3 - 1.5) + sp_(0.9 - 1.4)) / 3
+    assert out["click"].item() == pytest.approx(click, rel=1e-6)
+    assert out["interest"].item() == pytest.approx(sp_(1.0 - 2.0) / 3, rel=1e-6)
+    assert out["conformity"].item() == pytest.approx((sp_(0.3 - 0.8) + sp_(-0.2 - 1.0)) / 3, rel=1e-6)
+    # without the less-popular mask every non-"more" triple is a conformity triple (the sampler's case)
+    old = dice_losses(s_int_pos, s_int_neg, s_con_pos, s_con_neg, more)
+    assert old["conformity"].item() == pytest.approx((sp_(0.3 - 0.8) + sp_(-0.2 - 1.0) + sp_(0.9 - 0.4)) / 3,
+                                                     rel=1e-6)
+
+
+def test_popularity_relation_by_hand():
+    more, less = popularity_relation(np.array([[10.0], [4.0]]), np.array([[25.0, 4.0, 12.0], [1.0, 2.0, 15.0]]), 10)
+    assert more.tolist() == [[True, False, False], [False, False, True]]
+    assert less.tolist() == [[False, True, False], [True, False, False]]
+
+
+def test_ips_weights_capped_and_normalised():
+    w = ips_weights(np.array([1, 2, 4, 10]), cap=4.0)  # max(pop)/pop = 10, 5, 2.5, 1 -> capped 4, 4, 2.5, 1
+    raw = np.array([4.0, 4.0, 2.5, 1.0])
+    np.testing.assert_allclose(w, raw / raw.mean(), rtol=1e-6)
+    assert w.mean() == pytest.approx(1.0)
+    np.testing.assert_allclose(ips_weights(np.array([2, 4])), [4 / 3, 2 / 3], rtol=1e-6)
+    with pytest.raises(ValueError, match="popularity >= 1"):
+        ips_weights(np.array([0, 3]))
+    with pytest.raises(ValueError, match="ips_cap"):
+        ips_weights(np.array([1, 3]), cap=0.5)
+
+
+def test_hard_negatives_come_from_the_row_band():
+    band = np.array([[5, 6, 7, -1], [-1, -1, -1, -1], [9, -1, -1, -1]])
+    rows = np.repeat([0, 1, 2], 400)
+    out = sample_hard_negatives(rows, band, 2, np.random.default_rng(0))
+    assert out.shape == (1200, 2)
+    assert set(out[rows == 0].ravel()) == {5, 6, 7}  # the -1 padding is never drawn
+    assert (out[rows == 1] == -1).all()  # empty band: the caller keeps its sampled negative
+    assert (out[rows == 2] == 9).all()
+    counts = np.bincount(out[rows == 0].ravel(), minlength=8)[5:]
+    assert counts.min() > 200  # uniform over the valid band entries (800 draws, 3 values)
+
+
+def test_rowwise_spearman_against_scipy():
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(4, 30))
+    scores[1, :10] = 0.5  # ties
+    ref = rng.normal(size=(4, 30))
+    got = rowwise_spearman(scores, ref)
+    for r in range(4):
+        assert got[r] == pytest.approx(spearmanr(scores[r], ref[r]).statistic, abs=1e-12)
+    shared = rowwise_spearman(scores, ref[0])  # one reference row for every user
+    assert shared[2] == pytest.approx(spearmanr(scores[2], ref[0]).statistic, abs=1e-12)
+    assert rowwise_spearman(np.array([[1.0, 2.0, 3.0]]), np.array([[3.0, 2.0, 1.0]]))[0] == pytest.approx(-1.0)
+    assert np.isnan(rowwise_spearman(np.ones((1, 5)), ref[0, :5])[0])
+
+
+def test_mined_band_is_the_models_ranking_without_positives():
+    from graphrecall.models.dice import DICEModule
+
+    torch.manual_seed(0)
+    module = DICEModule(3, 40, embedding_dim=8, hard_negatives={"enabled": True, "ranks": [2, 6], "share": 0.5})
+    g = torch.tensor([0, 0, 1, 2, 2])
+    c = torch.tensor([1, 3, 5, 7, 9])
+    positives = sp.csr_matrix((np.ones(5), (g.numpy(), c.numpy())), shape=(3, 40))
+    module.attach((g, c), np.arange(40, dtype=float), positives, None)
+    band = module.mine_hard_negatives()
+    with torch.no_grad():
+        q, v = module.interest()
+    scores = (q @ v.T).numpy()
+    for row in range(3):
+        ranked = [int(j) for j in np.argsort(-scores[row]) if positives[row, j] == 0]
+        assert band[row].tolist() == ranked[2:6]
+    with pytest.raises(ValueError, match="hard_negatives"):
+        DICEModule(3, 40, hard_negatives={"enabled": True, "ranks": [5, 5]})
+    with pytest.raises(ValueError, match="enabled=false"):
+        DICEModule(3, 40, ips=True)
+    ips = DICEModule(3, 40, enabled=False, ips=True, ips_cap=None)
+    assert ips.interest.lightgcn.embedding.weight.shape[1] == 2 * 64  # the baseline gets the 64 + 64 budget
+    pop = np.zeros(40)
+    pop[[1, 3, 5, 7, 9]] = [1, 2, 4, 1, 8]
+    ips.attach((g, c), pop, positives, None)
+    raw = np.array([8, 4, 2, 8, 1.0])
+    np.testing.assert_allclose(ips.ips_weight[[1, 3, 5, 7, 9]], raw / raw.mean(), rtol=1e-6)
+    assert ips.ips_weight.sum() == pytest.approx(5.0)  # unclicked contents weigh nothing
+
+
 def test_discrepancy_terms_and_signs():
     x = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
     y = torch.tensor([[1.0, 1.0], [0.0, 5.0]])
@@ -130,7 +227,7 @@ def test_dice_model_end_to_end_on_groups(tmp_path):
     import train as train_app
 
     common = [*TINY, "model=dice", "trainer.max_epochs=2", "trainer.early_stopping_patience=0",
-              "trainer.enable_progress_bar=false", "model.dice.margin=2"]
+              "trainer.enable_progress_bar=false", "model.dice.margin=2", "model.figure.method=pca"]
     metrics, objects = train_app.train(compose_train(tmp_path / "dice", common))
     model = objects["model"]
     # every user of a group with training clicks is served by the model, zero-click users included
@@ -142,8 +239,38 @@ def test_dice_model_end_to_end_on_groups(tmp_path):
     assert len(shares) == 2 and all(0.0 < s < 1.0 for s in shares)
     assert margins == pytest.approx([2.0, 1.8])  # the curriculum: x0.9 after each epoch
     assert 0.0 <= metrics["test/recall@50"] <= 1.0
+    # diagnostics: agreement with the synthetic truth per branch, and the article's figure
+    for key in ("test/diag/true_interest_spearman", "test/diag/interest/true_interest_spearman",
+                "test/diag/conformity/true_interest_spearman", "test/diag/conformity/popularity_spearman"):
+        assert -1.0 <= metrics[key] <= 1.0, key
+    assert metrics["test/diag/true_interest_spearman"] == metrics["test/diag/interest/true_interest_spearman"]
+    assert (tmp_path / "dice" / "run" / "interest_conformity.png").stat().st_size > 1000
     concat, objects_c = train_app.train(compose_train(tmp_path / "concat", [*common, "model.dice.serve=concat"]))
     assert objects_c["model"].user_vectors.shape[1] == 2 * 64
     base, objects_b = train_app.train(compose_train(tmp_path / "base", [*common, "model.dice.enabled=false",
                                                                        "eval.select_on=interest_only"]))
     assert objects_b["model"].module.conformity is None and np.isfinite(base["test_interest_only/recall@50"])
+    assert objects_b["model"].user_vectors.shape[1] == 2 * 64  # same budget as 64 + 64
+
+
+def test_dice_hard_negatives_and_ips_end_to_end(tmp_path):
+    import csv
+    import sys
+
+    from tests.conftest import ROOT, TINY, compose_train
+
+    sys.path.insert(0, str(ROOT))
+    import train as train_app
+
+    common = [*TINY, "trainer.max_epochs=2", "trainer.early_stopping_patience=0", "trainer.enable_progress_bar=false",
+              "model.dice.margin=2", "model.figure.enabled=false"]
+    hard = [*common, "model=dice", "model.dice.hard_negatives.enabled=true", "model.dice.hard_negatives.share=0.5",
+            "model.dice.hard_negatives.ranks=[5,50]"]
+    metrics, _ = train_app.train(compose_train(tmp_path / "hard", hard))
+    rows = list(csv.DictReader(open(tmp_path / "hard" / "run" / "csv" / "metrics.csv")))
+    shares = [float(r["train/hard_share"]) for r in rows if r.get("train/hard_share")]
+    assert len(shares) == 2 and all(s == pytest.approx(0.5, abs=0.02) for s in shares)  # 2 of 4 negatives mined
+    assert np.isfinite(metrics["test/recall@50"])
+    ips, objects = train_app.train(compose_train(tmp_path / "ips", [*common, "model=ips_bpr"]))
+    module = objects["model"].module
+    assert module.hparams.ips and module.conformity is None and np.isfinite(ips["test/recall@50"])

@@ -115,8 +115,14 @@ def bpr(pos: Tensor, neg: Tensor) -> Tensor:
 
 
 def dice_losses(s_int_pos: Tensor, s_int_neg: Tensor, s_con_pos: Tensor, s_con_neg: Tensor,
-                more_popular: Tensor) -> dict[str, Tensor]:
-    """The three BPR terms of DICE on a batch of triples (all tensors ``[B]``, mask bool ``[B]``).
+                more_popular: Tensor, less_popular: Tensor | None = None) -> dict[str, Tensor]:
+    """The three BPR terms of DICE on a batch of triples (all tensors ``[B]``, masks bool ``[B]``).
+
+    Args:
+        more_popular: negatives more popular than the positive by the margin (interest-driven click).
+        less_popular: negatives less popular (``pop_j < pop_i / 2``); ``None`` means every other
+            triple (the sampler draws only from the two sets). Triples in neither set (mined hard
+            negatives can fall between the two) enter the click term only.
 
     Returns:
         ``click`` (mean over all triples), ``interest`` (interest BPR on more-popular negatives,
@@ -125,10 +131,68 @@ def dice_losses(s_int_pos: Tensor, s_int_neg: Tensor, s_con_pos: Tensor, s_con_n
     """
     b = s_int_pos.numel()
     m = more_popular.to(s_int_pos.dtype)
+    less = (1 - m) if less_popular is None else (less_popular & ~more_popular).to(s_int_pos.dtype)
     click = bpr(s_int_pos + s_con_pos, s_int_neg + s_con_neg).mean()
     interest = (m * bpr(s_int_pos, s_int_neg)).sum() / b
-    conformity = (m * bpr(s_con_neg, s_con_pos) + (1 - m) * bpr(s_con_pos, s_con_neg)).sum() / b
+    conformity = (m * bpr(s_con_neg, s_con_pos) + less * bpr(s_con_pos, s_con_neg)).sum() / b
     return {"click": click, "interest": interest, "conformity": conformity}
+
+
+def popularity_relation(pop_positive: np.ndarray, pop_negative: np.ndarray,
+                        margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """(more popular, less popular) masks of negatives against their positives, the sampler's rules:
+    ``pop_j > pop_i + margin`` and ``pop_j < pop_i / 2`` (shapes broadcast: ``[B, 1]`` vs ``[B, n]``)."""
+    pop_positive, pop_negative = np.asarray(pop_positive, float), np.asarray(pop_negative, float)
+    return pop_negative > pop_positive + margin, pop_negative < pop_positive / 2.0
+
+
+def ips_weights(popularity: np.ndarray, cap: float | None = None) -> np.ndarray:
+    """Capped and normalised inverse-propensity weights of clicked contents (IPS-CN, the DICE
+    article's strongest IPS baseline).
+
+    Propensity ``p_i = pop_i / max(pop)``; weight ``1 / p_i`` clipped at ``cap`` (no clipping when
+    None), then divided by its mean over the given contents so the loss scale matches plain BPR.
+
+    Args:
+        popularity: [n] popularity of the clicked contents of the training pairs (counts >= 1).
+        cap: largest weight before normalisation (>= 1).
+
+    Returns:
+        [n] float32 weights with mean 1.
+    """
+    pop = np.asarray(popularity, dtype=np.float64)
+    if len(pop) == 0:
+        return pop.astype(np.float32)
+    if (pop <= 0).any():
+        raise ValueError("ips_weights: every clicked content needs popularity >= 1")
+    if cap is not None and cap < 1:
+        raise ValueError(f"dice.ips_cap must be >= 1, got {cap}")
+    w = pop.max() / pop
+    if cap is not None:
+        w = np.minimum(w, cap)
+    return (w / w.mean()).astype(np.float32)
+
+
+def sample_hard_negatives(rows: np.ndarray, band: np.ndarray, count: int,
+                          rng: np.random.Generator) -> np.ndarray:
+    """``count`` negatives per row drawn uniformly from that row's mined band (near misses).
+
+    Args:
+        rows: [B] query rows (groups or users).
+        band: [Q, w] mined contents per query (ranks lo..hi of the current model, positives
+            excluded), ``-1`` where the ranking ran out.
+        count: negatives per row.
+
+    Returns:
+        [B, count] contents, ``-1`` where a row's band is empty (the caller keeps its random negative).
+    """
+    sub = band[np.asarray(rows)]  # [B, w]
+    valid = (sub >= 0).sum(1)
+    pick = (rng.random((len(sub), count)) * np.maximum(valid, 1)[:, None]).astype(np.int64)
+    # valid entries come first in every band row (a ranking), so index < valid picks one of them
+    out = np.take_along_axis(sub, pick, axis=1) if sub.shape[1] else np.full((len(sub), count), -1)
+    out[valid == 0] = -1
+    return out
 
 
 def distance_correlation(x: Tensor, y: Tensor, eps: float = 1e-9) -> Tensor:

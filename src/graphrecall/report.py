@@ -1,12 +1,14 @@
 """Aggregate the runs of a sweep into one markdown table.
 
-``python -m graphrecall.report <sweep_dir> [--fold test] [--metrics recall@50 ndcg@50 ...]``
+``python -m graphrecall.report <sweep_dir> [--fold test] [--metrics recall@50 ndcg@50 ...] [--out results.md]
+[--plot recall50.png --plot-metric recall@50]``
 
 Every run directory below ``sweep_dir`` that holds a ``metrics.json`` is one row source. Runs are
 grouped by the command-line overrides that differ between runs, without ``seed=...`` and
 ``<group>.seed=...`` (so the seeds of one configuration form one row). A group of several seeds shows ``mean ± std`` over seeds; a single run shows its mean
 with the bootstrap 95% interval over users. ``--compare LABEL`` adds the paired bootstrap difference
-of every single-seed row against that row, user by user (``per_user_<fold>.parquet``).
+of every single-seed row against that row, user by user (``per_user_<fold>.parquet``). ``--plot``
+draws one metric as bars (mean ± std over seeds, :func:`graphrecall.plots.ablation_bars`).
 """
 
 from __future__ import annotations
@@ -65,28 +67,61 @@ def _ci_of(run: dict, fold: str, metric: str) -> tuple[float, float] | None:
     return None
 
 
+def aggregate(runs: list[dict], fold: str = "test", metrics: tuple[str, ...] = DEFAULT_METRICS,
+              extra: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The numbers behind :func:`results_table` and the bar plot, one row per (configuration, metric).
+
+    Args:
+        runs: :func:`collect_runs` records.
+        fold: ``metrics`` are read as ``<fold>/<metric>``.
+        metrics: metric names within the fold; ``extra``: full metric keys (``val/recall@50``).
+
+    Returns:
+        Columns ``run`` (label, in order of first appearance), ``seeds`` (runs with that label),
+        ``metric`` (as named in ``metrics`` / ``extra``), ``key`` (the metric key read), ``n``
+        (runs with a non-NaN value), ``mean``, ``std`` (ddof 1; NaN when n < 2), ``ci_low``,
+        ``ci_high`` (the bootstrap interval over users of a single run, when it has one; else NaN).
+    """
+    rows = []
+    for label in dict.fromkeys(r["label"] for r in runs):
+        group = [r for r in runs if r["label"] == label]
+        for m, key in [*((m, f"{fold}/{m}") for m in metrics), *((k, k) for k in extra)]:
+            values = np.array([r["metrics"][key] for r in group if key in r["metrics"]], dtype=float)
+            values = values[~np.isnan(values)]
+            ci = _ci_of(group[0], fold, m) if len(values) == 1 and key == f"{fold}/{m}" else None
+            if ci is None or any(v is None or np.isnan(v) for v in ci):
+                ci = (np.nan, np.nan)
+            rows.append({
+                "run": label, "seeds": len(group), "metric": m, "key": key, "n": len(values),
+                "mean": values.mean() if len(values) else np.nan,
+                "std": values.std(ddof=1) if len(values) > 1 else np.nan,
+                "ci_low": float(ci[0]), "ci_high": float(ci[1]),
+            })
+    return pd.DataFrame(rows, columns=["run", "seeds", "metric", "key", "n", "mean", "std", "ci_low", "ci_high"])
+
+
+def _cell(row) -> str:
+    if row.n == 0:
+        return "-"
+    if row.n == 1:
+        has_ci = np.isfinite(row.ci_low) and np.isfinite(row.ci_high)
+        return f"{row.mean:.4f}" + (f" [{row.ci_low:.4f}, {row.ci_high:.4f}]" if has_ci else "")
+    return f"{row.mean:.4f} ± {row.std:.4f}"
+
+
 def results_table(runs: list[dict], fold: str = "test", metrics: tuple[str, ...] = DEFAULT_METRICS,
                   extra: tuple[str, ...] = ()) -> pd.DataFrame:
     """Rows = configurations (labels), columns = metrics, cells formatted as strings.
 
     ``metrics`` are read as ``<fold>/<metric>``; ``extra`` are full metric keys (``val/recall@50``,
-    ``val/fit/epoch_seconds``) shown as they are.
+    ``val/fit/epoch_seconds``) shown as they are. A cell is ``mean ± std`` over several runs, a
+    single run's value with its bootstrap interval, or ``-`` (see :func:`aggregate`).
     """
+    long = aggregate(runs, fold, metrics, extra)
     rows = []
-    for label in dict.fromkeys(r["label"] for r in runs):
-        group = [r for r in runs if r["label"] == label]
-        row = {"run": label, "seeds": len(group)}
-        for m, key in [*((m, f"{fold}/{m}") for m in metrics), *((k, k) for k in extra)]:
-            values = np.array([r["metrics"][key] for r in group if key in r["metrics"]], dtype=float)
-            values = values[~np.isnan(values)]
-            if len(values) == 0:
-                row[m] = "-"
-            elif len(values) == 1:
-                ci = _ci_of(group[0], fold, m) if key == f"{fold}/{m}" else None
-                has_ci = ci is not None and not any(v is None or np.isnan(v) for v in ci)
-                row[m] = f"{values[0]:.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if has_ci else "")
-            else:
-                row[m] = f"{values.mean():.4f} ± {values.std(ddof=1):.4f}"
+    for label, group in long.groupby("run", sort=False):
+        row = {"run": label, "seeds": int(group["seeds"].iloc[0])}
+        row.update({r.metric: _cell(r) for r in group.itertuples(index=False)})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -130,7 +165,12 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--extra", nargs="*", default=[], help="full metric keys, e.g. val/recall@50")
     parser.add_argument("--compare", default=None, help="label of a reference run for paired differences")
     parser.add_argument("--compare-metric", default="recall@50")
+    parser.add_argument("--plot", default=None, help="also write a bar plot of --plot-metric to this image (.png/.pdf/.svg)")
+    parser.add_argument("--plot-metric", default="recall@50",
+                        help="a name of --metrics (read in --fold) or of --extra (default recall@50)")
     args = parser.parse_args(argv)
+    if args.plot and args.plot_metric not in (*args.metrics, *args.extra):
+        parser.error(f"--plot-metric '{args.plot_metric}' is neither in --metrics {args.metrics} nor in --extra {args.extra}")
     runs = collect_runs(args.sweep_dir)
     table = results_table(runs, args.fold, tuple(args.metrics), tuple(args.extra))
     if args.compare:
@@ -141,6 +181,13 @@ def main(argv: list[str] | None = None) -> str:
     text = f"{header}\n\n{md}\n"
     if args.out:
         Path(args.out).write_text(text)
+    if args.plot:
+        from graphrecall.plots import ablation_bars, save_figure
+
+        long = aggregate(runs, args.fold, tuple(args.metrics), tuple(args.extra))
+        name = args.plot_metric if args.plot_metric in args.extra else f"{args.fold}/{args.plot_metric}"
+        fig = ablation_bars(long, args.plot_metric, title=f"{name} in {Path(args.sweep_dir).name}", ylabel=name)
+        save_figure(fig, args.plot)
     print(text)
     return text
 

@@ -3,6 +3,7 @@
 - :mod:`~graphrecall.metrics.ranking`: recall, NDCG, hit rate, precision, IPS recall.
 - :mod:`~graphrecall.metrics.beyond_accuracy`: coverage, average popularity, long-tail share,
   distinct label values (styles, spaces, genres).
+- :mod:`~graphrecall.metrics.correlation`: per-user rank agreement of scores with a reference.
 - :mod:`~graphrecall.metrics.bootstrap`: bootstrap CIs over users and paired run comparisons.
 - :mod:`~graphrecall.metrics.summary`: all of them as tables (per user, global, per slice).
 
@@ -18,6 +19,7 @@ from graphrecall.metrics.beyond_accuracy import (
     long_tail_share_at_k,
     tail_items,
 )
+from graphrecall.metrics.correlation import rowwise_spearman
 from graphrecall.metrics.bootstrap import bootstrap_ci, paired_bootstrap_diff
 from graphrecall.metrics.ranking import (
     hit_matrix,
@@ -44,6 +46,7 @@ __all__ = [
     "labels_to_csr",
     "long_tail_share_at_k",
     "ndcg_at_k",
+    "rowwise_spearman",
     "paired_bootstrap_diff",
     "per_user_metrics",
     "precision_at_k",

@@ -12,6 +12,17 @@ sampler; ``L = L_click + a_int L_int + a_con L_con +/- b D`` with the margin and
 weights decayed by ``decay`` after every epoch. ``enabled=false`` is the same backbone with one
 vector and click BPR only (the non-disentangled baseline).
 
+Baselines behind the same entry point (``enabled=false``): one LightGCN branch of twice the
+dimension (the authors match the budget: 128 vs 64 + 64) trained with click BPR, or with
+inverse-propensity-weighted BPR (``ips=true``: capped, normalised weights ``max(pop) / pop_i`` of
+the clicked content, the article's IPS-CN).
+
+Hard negatives (``hard_negatives.enabled``): at the start of every epoch each query's contents
+ranked ``ranks[0]..ranks[1]`` by the current interest (baseline: click) score, its positives
+excluded, form a band of near misses; a ``share`` of every positive's negatives is drawn from it and
+tagged by its popularity relation to the positive (more popular / less popular / neither: a
+"neither" triple enters the click loss only).
+
 Serving: u2i recall by the group's **interest** vector (``serve=interest``) or the concatenation
 (``serve=concat``), so a user with no click of its own is served through its group. Training
 protocol as the other trainable models (validation fold, selection on val recall@50).
@@ -31,11 +42,21 @@ from torch.utils.data import DataLoader
 
 from graphrecall.data.schema import FeedDataset
 from graphrecall.data.splits import Fold
-from graphrecall.debias import bpr, curriculum, dice_losses, sample_popularity_negatives, signed_discrepancy
+from graphrecall.debias import (
+    bpr,
+    curriculum,
+    dice_losses,
+    ips_weights,
+    popularity_relation,
+    sample_hard_negatives,
+    sample_popularity_negatives,
+    signed_discrepancy,
+)
 from graphrecall.graphs.views import user_groups
 from graphrecall.models.lightgcn import LightGCNNet, bipartite_edge_index
 from graphrecall.models.popular import popularity_counts
-from graphrecall.models.u2i import U2IRecall
+from graphrecall.metrics import rowwise_spearman
+from graphrecall.models.u2i import U2IRecall, top_k_by_score, true_interest_agreement
 from graphrecall.training import EpochSeededSampler, PairDataset, RankingValidationModule, fit_with_selection, keep_batch
 
 
@@ -45,25 +66,44 @@ class DICEModule(RankingValidationModule):
     Args:
         num_groups, num_contents: node counts.
         embedding_dim, num_layers: per branch (authors: 64 + 64, 2 layers).
-        enabled: False -> one branch, click BPR only.
+        enabled: False -> one branch of ``2 * embedding_dim``, click BPR only (or IPS-BPR).
         num_negatives, margin, pool: sampler (margin in popularity units; decays with the curriculum).
         a_int, a_con, b: loss weights; dis_loss: l1 | l2 | dcor.
         decay: curriculum factor per epoch.
+        dis_sample: the discrepancy is computed on at most this many of the batch's unique groups and
+            contents (a seeded sample; dCor costs O(n^2)); None: all of them.
+        dropout: on the propagated vectors, training only (authors: 0.2).
+        ips, ips_cap: inverse-propensity-weighted click BPR (baseline only).
+        hard_negatives: ``enabled, share, ranks`` (see the module docstring).
         lr, weight_decay: Adam (authors: betas 0.5/0.99, amsgrad, weight decay 5e-8).
     """
 
     def __init__(self, num_groups: int, num_contents: int, embedding_dim: int = 64, num_layers: int = 2,
                  enabled: bool = True, num_negatives: int = 4, margin: float = 10.0, pool: int = 40,
                  a_int: float = 0.1, a_con: float = 0.1, b: float = 0.01, dis_loss: str = "dcor",
-                 decay: float = 0.9, lr: float = 1e-3, weight_decay: float = 5e-8, serve: str = "interest",
-                 seed: int = 0, run_config: dict[str, Any] | None = None) -> None:
+                 decay: float = 0.9, dis_sample: int | None = 1024, dropout: float = 0.0, ips: bool = False, ips_cap: float | None = None,
+                 hard_negatives: dict[str, Any] | None = None, lr: float = 1e-3,
+                 weight_decay: float = 5e-8, serve: str = "interest", seed: int = 0,
+                 run_config: dict[str, Any] | None = None) -> None:
         super().__init__()
+        if ips and enabled:
+            raise ValueError("model.dice.ips=true is the IPS-BPR baseline: it needs model.dice.enabled=false")
+        hard = dict(hard_negatives or {})
+        if hard.get("enabled"):
+            lo, hi = (int(r) for r in hard.get("ranks", (50, 500)))
+            share = float(hard.get("share", 0.25))
+            if not 0 <= lo < hi or not 0 < share <= 1:
+                raise ValueError(f"model.dice.hard_negatives needs 0 <= ranks[0] < ranks[1] and 0 < share <= 1, "
+                                 f"got ranks={hard.get('ranks')} share={share}")
         self.save_hyperparameters()
-        self.interest = LightGCNNet(num_groups, num_contents, embedding_dim, num_layers)
+        dim = embedding_dim if enabled else 2 * embedding_dim  # same budget as 64 + 64
+        self.interest = LightGCNNet(num_groups, num_contents, dim, num_layers)
         self.conformity = LightGCNNet(num_groups, num_contents, embedding_dim, num_layers) if enabled else None
         self.popularity: np.ndarray | None = None
         self.group_items: sp.csr_matrix | None = None
         self.evaluator: Callable[[Tensor, Tensor], dict[str, float]] | None = None
+        self.hard_band: np.ndarray | None = None  # [Q, w] mined near misses of the current epoch
+        self.ips_weight: np.ndarray | None = None  # [C] weight of a click on each content
 
     def attach(self, edges: tuple[Tensor, Tensor], popularity: np.ndarray, group_items: sp.csr_matrix,
                evaluator: Callable[[Tensor, Tensor], dict[str, float]] | None) -> None:
@@ -73,6 +113,24 @@ class DICEModule(RankingValidationModule):
             if net is not None:
                 net.set_graph(edge_index)
         self.popularity, self.group_items, self.evaluator = popularity, group_items, evaluator
+        if self.hparams.ips:
+            clicked = np.unique(group_items.indices)
+            weight = np.zeros(len(popularity), dtype=np.float32)
+            weight[clicked] = ips_weights(np.maximum(popularity[clicked], 1), self.hparams.ips_cap)
+            self.ips_weight = weight
+
+    def _dropout(self, *xs: Tensor) -> list[Tensor]:
+        p = float(self.hparams.dropout)
+        return [torch.nn.functional.dropout(x, p, self.training) if p > 0 else x for x in xs]
+
+    @torch.no_grad()
+    def mine_hard_negatives(self) -> np.ndarray:
+        """[Q, w] contents ranked ``ranks[0]..ranks[1]`` per query by the current interest score,
+        positives excluded (-1 where a query's ranking runs out)."""
+        lo, hi = (int(r) for r in self.hparams.hard_negatives.get("ranks", (50, 500)))
+        q_int, c_int = self.interest()
+        top = top_k_by_score(q_int.float().cpu(), c_int.float().cpu(), self.group_items, hi)
+        return top[:, lo:hi]
 
     def vectors(self, serve: str | None = None) -> tuple[Tensor, Tensor]:
         """([Q, d], [C, d]) served vectors: interest, or interest || conformity."""
@@ -83,7 +141,9 @@ class DICEModule(RankingValidationModule):
         return q_int, c_int
 
     def on_train_epoch_start(self) -> None:
-        self._sums = {"more_popular": 0.0, "negatives": 0, "loss": 0.0, "steps": 0}
+        self._sums = {"more_popular": 0.0, "negatives": 0, "loss": 0.0, "steps": 0, "hard": 0, "hard_neither": 0}
+        if (self.hparams.hard_negatives or {}).get("enabled"):
+            self.hard_band = self.mine_hard_negatives()
 
     def on_train_epoch_end(self) -> None:
         s = getattr(self, "_sums", None)
@@ -93,6 +153,9 @@ class DICEModule(RankingValidationModule):
                      sync_dist=True)
             self.log("train/margin", curriculum(self.hparams.margin, self.current_epoch, self.hparams.decay),
                      on_epoch=True, sync_dist=True)
+            if s["hard"]:
+                self.log("train/hard_share", s["hard"] / max(s["negatives"], 1), on_epoch=True, sync_dist=True)
+                self.log("train/hard_neither_share", s["hard_neither"] / s["hard"], on_epoch=True, sync_dist=True)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         q, pos = batch
@@ -101,30 +164,50 @@ class DICEModule(RankingValidationModule):
         torch.manual_seed(step_seed)
         rng = np.random.default_rng(step_seed)
         margin = curriculum(hp.margin, self.current_epoch, hp.decay)
-        negs = sample_popularity_negatives(q.cpu().numpy(), pos.cpu().numpy(), self.popularity, self.group_items,
+        q_np, pos_np = q.cpu().numpy(), pos.cpu().numpy()
+        negs = sample_popularity_negatives(q_np, pos_np, self.popularity, self.group_items,
                                            hp.num_negatives, margin, hp.pool, rng)
         n = hp.num_negatives
+        items, more, less = negs.items, negs.more_popular, ~negs.more_popular
+        hard = np.zeros_like(more)
+        if self.hard_band is not None:
+            count = max(1, int(round(hp.hard_negatives.get("share", 0.25) * n)))
+            mined = sample_hard_negatives(q_np, self.hard_band, min(count, n), rng)
+            hard[:, : mined.shape[1]] = mined >= 0
+            items = items.copy()
+            items[:, : mined.shape[1]] = np.where(mined >= 0, mined, items[:, : mined.shape[1]])
+            more_h, less_h = popularity_relation(self.popularity[pos_np][:, None], self.popularity[items], margin)
+            more, less = np.where(hard, more_h, more), np.where(hard, less_h, less)
         qq, ii = q.repeat_interleave(n), pos.repeat_interleave(n)
-        jj = torch.from_numpy(negs.items.reshape(-1)).to(q.device)
-        mask = torch.from_numpy(negs.more_popular.reshape(-1)).to(q.device)
-        q_int, c_int = self.interest()
+        jj = torch.from_numpy(items.reshape(-1)).to(q.device)
+        mask_more = torch.from_numpy(more.reshape(-1)).to(q.device)
+        mask_less = torch.from_numpy(less.reshape(-1)).to(q.device)
+        q_int, c_int = self._dropout(*self.interest())
         s_int_pos, s_int_neg = (q_int[qq] * c_int[ii]).sum(-1), (q_int[qq] * c_int[jj]).sum(-1)
         if self.conformity is None:
-            loss = bpr(s_int_pos, s_int_neg).mean()
+            pair_loss = bpr(s_int_pos, s_int_neg)
+            if self.ips_weight is not None:
+                pair_loss = pair_loss * torch.from_numpy(self.ips_weight).to(q.device)[ii]
+            loss = pair_loss.mean()
         else:
-            q_con, c_con = self.conformity()
+            q_con, c_con = self._dropout(*self.conformity())
             s_con_pos, s_con_neg = (q_con[qq] * c_con[ii]).sum(-1), (q_con[qq] * c_con[jj]).sum(-1)
-            parts = dice_losses(s_int_pos, s_int_neg, s_con_pos, s_con_neg, mask)
+            parts = dice_losses(s_int_pos, s_int_neg, s_con_pos, s_con_neg, mask_more, mask_less)
             uq, ui = torch.unique(q), torch.unique(torch.cat([pos, jj]))
-            disc = signed_discrepancy(torch.cat([q_int[uq], c_int[ui]]), torch.cat([q_con[uq], c_con[ui]]),
-                                      hp.dis_loss)
+            nodes_int, nodes_con = torch.cat([q_int[uq], c_int[ui]]), torch.cat([q_con[uq], c_con[ui]])
+            if hp.dis_sample and len(nodes_int) > hp.dis_sample:  # dCor is O(n^2): estimate it on a sample
+                keep = torch.randperm(len(nodes_int), device=nodes_int.device)[: int(hp.dis_sample)]
+                nodes_int, nodes_con = nodes_int[keep], nodes_con[keep]
+            disc = signed_discrepancy(nodes_int, nodes_con, hp.dis_loss)
             a_int = curriculum(hp.a_int, self.current_epoch, hp.decay)
             a_con = curriculum(hp.a_con, self.current_epoch, hp.decay)
             loss = parts["click"] + a_int * parts["interest"] + a_con * parts["conformity"] + hp.b * disc
         s = getattr(self, "_sums", None)
         if s is not None:
-            s["more_popular"] += float(negs.more_popular.sum())
-            s["negatives"] += negs.more_popular.size
+            s["more_popular"] += float(more.sum())
+            s["negatives"] += more.size
+            s["hard"] += int(hard.sum())
+            s["hard_neither"] += int((hard & ~more & ~less).sum())
             s["loss"] += float(loss.detach())
             s["steps"] += 1
         return loss
@@ -145,14 +228,16 @@ class DICERecall(U2IRecall):
         dice: :class:`DICEModule` settings (``enabled, embedding_dim, num_layers, num_negatives,
             margin, pool, a_int, a_con, b, dis_loss, decay, serve``).
         groups: ``mode`` (group | user), ``fields``, ``bins`` (from the dataset config).
+        figure: ``enabled, num_points, method`` (tsne | pca) of the interest/conformity figure.
         **kwargs: training arguments of :class:`U2IRecall` (optim, trainer, logger, seed, ...).
     """
 
     name = "dice"
 
-    def __init__(self, dice: dict[str, Any], groups: dict[str, Any], **kwargs: Any) -> None:
+    def __init__(self, dice: dict[str, Any], groups: dict[str, Any], figure: dict[str, Any] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.dice_cfg, self.groups_cfg = dict(dice), dict(groups)
+        self.dice_cfg, self.groups_cfg, self.figure_cfg = dict(dice), dict(groups), dict(figure or {})
 
     def _groups(self, dataset: FeedDataset) -> tuple[np.ndarray, int]:
         if self.groups_cfg.get("mode", "group") == "user":
@@ -165,8 +250,8 @@ class DICERecall(U2IRecall):
         q_of_user, num_groups = self._groups(dataset)
         c = dataset.num_contents
         pairs = fold.train.drop_duplicates(["u", "i"])
-        q = q_of_user[pairs["u"].to_numpy()]
-        i = pairs["i"].to_numpy()
+        q = np.array(q_of_user[pairs["u"].to_numpy()])
+        i = np.array(pairs["i"].to_numpy())
         keys = np.unique(q * c + i)
         edges = (torch.from_numpy(keys // c), torch.from_numpy(keys % c))
         group_items = sp.csr_matrix((np.ones(len(keys), np.int8), (keys // c, keys % c)), shape=(num_groups, c))
@@ -202,6 +287,52 @@ class DICERecall(U2IRecall):
         # a user is served by the model when its group has training clicks (zero-click users too)
         self.trained_users = trained_groups[q_of_user]
         return {"graph/edges": int(len(edges[0])), "groups_with_clicks": int(trained_groups.sum())}
+
+    def diagnostics(self, fold: Fold, dataset: FeedDataset, run_dir: Path | None = None) -> dict[str, float]:
+        """Per branch: Spearman agreement of its scores with the true interest (synthetic) and of its
+        content-side scores with popularity; the interest/conformity projection figure
+        (``figure.enabled``) saved as ``interest_conformity.png`` in ``run_dir``."""
+        out = super().diagnostics(fold, dataset, run_dir)
+        users = self.diagnostic_users(fold, seed=self.seed)
+        pop = popularity_counts(fold.train, dataset.num_contents, "users").astype(np.float64)
+        with torch.no_grad():
+            branches = {"interest": self.module.interest()}
+            if self.module.conformity is not None:
+                branches["conformity"] = self.module.conformity()
+        for name, (q_vec, c_vec) in branches.items():
+            u_vec, c_vec = q_vec[torch.from_numpy(self.q_of_user[users])].numpy(), c_vec.numpy()
+            if dataset.truth is not None:
+                out[f"{name}/true_interest_spearman"] = true_interest_agreement(u_vec, c_vec, dataset.truth, users)
+            rho = [rowwise_spearman(u_vec[s:s + 256] @ c_vec.T, pop) for s in range(0, len(users), 256)]
+            out[f"{name}/popularity_spearman"] = float(np.nanmean(np.concatenate(rho))) if rho else float("nan")
+        figure = dict(self.figure_cfg)
+        if figure.get("enabled") and "conformity" in branches and run_dir is not None:
+            out["figure_seconds"] = self.save_figure(branches["interest"][1].numpy(),
+                                                     branches["conformity"][1].numpy(), pop, Path(run_dir), figure)
+        return out
+
+    def save_figure(self, interest: np.ndarray, conformity: np.ndarray, popularity: np.ndarray,
+                    run_dir: Path, figure: dict[str, Any]) -> float:
+        """The article's figure (contents' interest and conformity vectors projected together, by
+        popularity level) as ``run_dir/interest_conformity.png``; logged to W&B when a run is active."""
+        import time
+
+        from graphrecall.plots import interest_conformity_projection, save_figure
+
+        start = time.perf_counter()
+        fig = interest_conformity_projection(interest, conformity, popularity,
+                                             num_points=int(figure.get("num_points", 3000)),
+                                             method=str(figure.get("method", "tsne")), seed=self.seed)
+        path = run_dir / "interest_conformity.png"
+        save_figure(fig, path)
+        try:
+            import wandb
+
+            if wandb.run is not None:
+                wandb.log({"interest_conformity": wandb.Image(str(path))})
+        except ImportError:  # W&B is a dependency; without it the PNG is the figure
+            pass
+        return time.perf_counter() - start
 
     def _set_vectors(self, group_vectors: Tensor, content_vectors: Tensor) -> None:
         super()._set_vectors(group_vectors[torch.from_numpy(self.q_of_user)], content_vectors)

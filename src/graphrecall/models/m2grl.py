@@ -6,13 +6,20 @@ Web-scale Recommender Systems", KDD 2020 (arXiv 2005.10110).
 Tasks, weighted by homoscedastic uncertainty (:class:`graphrecall.multitask.UncertaintyWeighting`):
 
 * ``intra/content``: the stage-1 task on the content co-click graph (GNN encoder with side info);
-* ``intra/<view>``: skip-gram with negative sampling on each side-info view's own co-click graph
-  (each content replaced by its value(s)), one embedding table per view;
+* ``intra/<view>``: the pair task on each side-info view's own co-click graph (each content replaced
+  by its value(s)), with one encoder per view (``view_encoder``): ``sgns``, skip-gram with negative
+  sampling over an embedding table (the paper), or ``gnn``, the stage-1 :class:`GNNEncoder` over a
+  value-id embedding and the view graph's top-k weighted neighbours (same aggregator as the content
+  task); separate parameters per view;
 * ``inter/<view>``: align each content vector with the vector of one of its values of that view in a
   relation space ``sigmoid(e W_view)``, against random values (projection applied to negatives).
 
 i2i recall uses the content vectors (same pool and trigger selection as stage 1); the view vectors
-are saved (``view_vectors_<view>.npy``) for diversity recall. Training protocol as stage 1.
+are saved (``view_vectors_<view>.npy``) and, with ``diversity.enabled``, feed the diversity recall of
+:mod:`graphrecall.recall.diversity` (the content pool merged with candidates reached through the
+nearest style / space values). Training protocol as stage 1; validation during training (checkpoint
+selection, early stopping) reads the plain content pool, so diversity off and on share the trained
+weights and differ only in serving.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.special import expit
 from torch import Tensor, nn
 
 from graphrecall.data.schema import FeedDataset
@@ -30,19 +38,31 @@ from graphrecall.graphs.cache import cached, frame_fingerprint
 from graphrecall.graphs.sampling import TopKGraph, top_k_graph
 from graphrecall.graphs.views import build_view_graph
 from graphrecall.losses import PairBCELoss
+from graphrecall.metrics import labels_to_csr
+from graphrecall.models.encoders import GNNEncoder
 from graphrecall.models.features import FieldBags
+from graphrecall.models.popular import popularity_counts
 from graphrecall.models.sage import SageI2IModule, SageRecall
 from graphrecall.multitask import RelationAlignment, UncertaintyWeighting
+from graphrecall.recall.diversity import merge_pools, nearest_values, value_rankings, view_candidates
+
+VIEW_ENCODERS = ("sgns", "gnn")
+RANK_BY = ("popularity", "relation")
 
 
 class M2GRLModule(SageI2IModule):
-    """Stage-1 content task + per-view SGNS tasks + content-to-value alignment tasks.
+    """Stage-1 content task + per-view pair tasks + content-to-value alignment tasks.
 
     Args (beyond :class:`SageI2IModule`'s):
         views (dict[str, int]): side-info view -> number of values.
         relation_dim (int): size of the relation space of the alignment tasks.
         weighting (str): ``uncertainty`` | ``equal`` | ``fixed``; ``task_weights`` for ``fixed``.
         view_batch (int): pairs per view task and step.
+        view_encoder (str): ``sgns`` (an embedding table per view) or ``gnn`` (a :class:`GNNEncoder`
+            per view over a value-id embedding and the view's top-k graph, built like ``encoder``).
+
+    Shapes:
+        - :meth:`view_matrix`: ``[V_view, hidden_dim]`` vectors of every value of a view
     """
 
     def __init__(self, encoder: dict[str, Any], views: dict[str, int], relation_dim: int = 32,
@@ -50,25 +70,50 @@ class M2GRLModule(SageI2IModule):
                  view_batch: int = 1024, loss: str = "bce", num_negatives: int = 5, lr: float = 5e-3,
                  weight_decay: float = 0.0, batching: str = "auto", full_graph_max_nodes: int = 50_000,
                  seed: int = 0, temperature: float = 1.0, run_config: dict[str, Any] | None = None,
-                 hard_negatives: dict[str, Any] | None = None) -> None:
+                 hard_negatives: dict[str, Any] | None = None, view_encoder: str = "sgns") -> None:
         super().__init__(encoder, loss, num_negatives, lr, weight_decay, batching, full_graph_max_nodes, seed,
                          temperature, run_config, hard_negatives)
         self.save_hyperparameters()
+        if view_encoder not in VIEW_ENCODERS:
+            raise ValueError(f"model.view_encoder must be one of {VIEW_ENCODERS}, got '{view_encoder}'")
         dim = int(encoder["hidden_dim"])
-        self.view_tables = nn.ModuleDict({v: nn.Embedding(n, dim) for v, n in views.items()})
-        for table in self.view_tables.values():
-            nn.init.normal_(table.weight, std=0.1)
+        self.view_names = list(views)
+        if view_encoder == "sgns":
+            self.view_tables = nn.ModuleDict({v: nn.Embedding(n, dim) for v, n in views.items()})
+            for table in self.view_tables.values():
+                nn.init.normal_(table.weight, std=0.1)
+        else:  # values have no side info of their own: a value-id embedding is the encoder's input
+            self.view_encoders = nn.ModuleDict(
+                {v: GNNEncoder(**{**encoder, "field_sizes": {}, "num_nodes": n}) for v, n in views.items()})
         self.alignment = RelationAlignment(list(views), dim, relation_dim)
         tasks = ["intra/content", *(f"intra/{v}" for v in views), *(f"inter/{v}" for v in views)]
         self.weighting = UncertaintyWeighting(tasks, weighting, task_weights)
         self.sgns = PairBCELoss()
         self.view_graphs: dict[str, TopKGraph] = {}
+        self._view_graphs_on: tuple[torch.device, dict[str, TopKGraph]] | None = None
 
     def attach_views(self, view_graphs: dict[str, TopKGraph]) -> None:
         """The side-info views' top-k co-click graphs (value ids as in the content features)."""
         self.view_graphs = view_graphs
+        self._view_graphs_on = None
 
-    def _view_task(self, view: str, gen: torch.Generator) -> Tensor | None:
+    def view_matrix(self, view: str) -> Tensor:
+        """``[V, d]`` vectors of every value of ``view``: the SGNS table, or a full-graph pass of the
+        view's GNN encoder (values are few: hundreds to a few thousand)."""
+        if self.hparams.view_encoder == "sgns":
+            return self.view_tables[view].weight
+        if view not in self.view_graphs:
+            raise RuntimeError(f"view_encoder=gnn needs the graph of view '{view}': call attach_views first")
+        dev = self.view_encoders[view].features.lin.weight.device
+        if self._view_graphs_on is None or self._view_graphs_on[0] != dev:
+            self._view_graphs_on = (dev, {v: g.to(dev) for v, g in self.view_graphs.items()})
+        g = self._view_graphs_on[1][view]
+        nodes = torch.arange(g.num_nodes, device=dev)
+        return self.view_encoders[view](nodes, g.edge_index(), g.alpha, {})
+
+    def _view_task(self, view: str, table: Tensor, gen: torch.Generator) -> Tensor | None:
+        """The intra-view pair task: (value, top-k neighbour) against random values, logistic loss.
+        ``table``: ``[V, d]`` the view's value vectors (:meth:`view_matrix`)."""
         graph = self.view_graphs.get(view)
         if graph is None or graph.num_edges == 0:
             return None  # absent from this batch: contributes 0 (not NaN)
@@ -76,13 +121,15 @@ class M2GRLModule(SageI2IModule):
         pick = torch.randint(graph.num_edges, (n,), generator=gen)
         src, dst = graph.row()[pick], graph.col[pick]
         neg = torch.randint(graph.num_nodes, (n, self.hparams.num_negatives), generator=gen)
-        table = self.view_tables[view].weight
         hs = table[src.to(table.device)]
         pos = (hs * table[dst.to(table.device)]).sum(-1)
         negs = torch.einsum("bd,bmd->bm", hs, table[neg.to(table.device)])
         return self.sgns(pos, negs)
 
-    def _alignment_task(self, view: str, src: Tensor, h_src: Tensor, gen: torch.Generator) -> Tensor | None:
+    def _alignment_task(self, view: str, table: Tensor, src: Tensor, h_src: Tensor,
+                        gen: torch.Generator) -> Tensor | None:
+        """Inter-view task of ``view``: content vectors ``h_src [B, d]`` of ``src [B]`` against one of
+        their values and random values, rows of ``table [V, d]``."""
         bags: FieldBags = self.features[view]
         counts = (bags.indptr[src.cpu() + 1] - bags.indptr[src.cpu()])
         has = counts > 0
@@ -93,7 +140,6 @@ class M2GRLModule(SageI2IModule):
         offset = (torch.rand(rows.numel(), generator=gen) * counts[rows]).long()
         values = bags.values[bags.indptr[src.cpu()[rows]] + offset]
         neg = torch.randint(bags.num_values, (rows.numel(), self.hparams.num_negatives), generator=gen)
-        table = self.view_tables[view].weight
         dev = table.device
         return self.alignment(view, h_src[rows.to(dev)], table[values.to(dev)], table[neg.to(dev)])
 
@@ -101,9 +147,10 @@ class M2GRLModule(SageI2IModule):
         gen = self.step_generator(batch_idx)
         content_loss, src, h_src = self.pair_task(batch, gen)
         losses: dict[str, Tensor | None] = {"intra/content": content_loss}
-        for view in self.view_tables:
-            losses[f"intra/{view}"] = self._view_task(view, gen)
-            losses[f"inter/{view}"] = self._alignment_task(view, src, h_src, gen)
+        for view in self.view_names:
+            table = self.view_matrix(view)  # one encoder pass per view and step, shared by both tasks
+            losses[f"intra/{view}"] = self._view_task(view, table, gen)
+            losses[f"inter/{view}"] = self._alignment_task(view, table, src, h_src, gen)
         total = self.weighting(losses)
         sums = getattr(self, "_task_sums", None)
         if sums is not None:
@@ -126,8 +173,14 @@ class M2GRLModule(SageI2IModule):
         for task, w in self.weighting.effective_weights().items():
             self.log(f"train/task_weight/{task}", w, on_epoch=True, sync_dist=True)
 
+    @torch.no_grad()
     def view_vectors(self) -> dict[str, np.ndarray]:
-        return {v: t.weight.detach().cpu().numpy() for v, t in self.view_tables.items()}
+        """``{view: [V, d]}`` value vectors (GNN views: eval mode, on the attached view graphs)."""
+        was_training = self.training
+        self.eval()
+        out = {v: self.view_matrix(v).detach().cpu().numpy() for v in self.view_names}
+        self.train(was_training)
+        return out
 
 
 class M2GRLRecall(SageRecall):
@@ -139,16 +192,30 @@ class M2GRLRecall(SageRecall):
         relation_dim: size of the alignment relation space.
         weighting: ``uncertainty`` | ``equal`` | ``fixed`` (with ``task_weights``).
         view_batch: pairs per view task and step.
+        view_encoder: ``sgns`` | ``gnn`` (see :class:`M2GRLModule`).
+        diversity: ``enabled, views, quota, neighbor_values, rank_by`` of the diversity recall
+            (:mod:`graphrecall.recall.diversity`); ``views`` are side-info fields or diversity roles
+            of the dataset (``style``/``space``: genres/decade on MovieLens).
     """
 
     name = "m2grl"
 
     def __init__(self, *args: Any, views: list[str] | None = None, view_neighbors: int = 10,
                  relation_dim: int = 32, weighting: str = "uncertainty",
-                 task_weights: dict[str, float] | None = None, view_batch: int = 1024, **kwargs: Any) -> None:
+                 task_weights: dict[str, float] | None = None, view_batch: int = 1024,
+                 view_encoder: str = "sgns", diversity: dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.views, self.view_neighbors, self.relation_dim = views, int(view_neighbors), int(relation_dim)
         self.weighting, self.task_weights, self.view_batch = weighting, task_weights, int(view_batch)
+        if view_encoder not in VIEW_ENCODERS:
+            raise ValueError(f"model.view_encoder must be one of {VIEW_ENCODERS}, got '{view_encoder}'")
+        self.view_encoder = view_encoder
+        self.diversity = {"enabled": False, "views": ["style", "space"], "quota": 0.2, "neighbor_values": 3,
+                          "rank_by": "popularity", **dict(diversity or {})}
+        if self.diversity["rank_by"] not in RANK_BY:
+            raise ValueError(f"model.diversity.rank_by must be one of {RANK_BY}, got '{self.diversity['rank_by']}'")
+        if not 0.0 <= float(self.diversity["quota"]) <= 1.0:
+            raise ValueError(f"model.diversity.quota must be in [0, 1], got {self.diversity['quota']}")
 
     def _view_names(self, dataset: FeedDataset) -> list[str]:
         views = list(dataset.side_info) if self.views is None else list(self.views)
@@ -179,16 +246,66 @@ class M2GRLRecall(SageRecall):
     def build_module(self, dataset: FeedDataset, features: dict[str, FieldBags]) -> M2GRLModule:
         module = M2GRLModule(views={v: features[v].num_values for v in self._view_names(dataset)},
                              relation_dim=self.relation_dim, weighting=self.weighting, task_weights=self.task_weights,
-                             view_batch=self.view_batch, **self.module_kwargs(dataset, features))
+                             view_batch=self.view_batch, view_encoder=self.view_encoder,
+                             **self.module_kwargs(dataset, features))
         module.attach_views(self._views)
         return module
 
     def fit(self, fold: Fold, dataset: FeedDataset, cache_dir: str | None = None,
             run_dir: Path | None = None) -> dict[str, Any]:
         info = super().fit(fold, dataset, cache_dir, run_dir)
+        self.module.attach_views(self._views)  # this fold's view graphs (GNN view encoders are inductive)
         info.update({f"task_weight/{t}": w for t, w in self.module.weighting.effective_weights().items()})
         info.update({f"graph/view_{v}_edges": g.num_edges for v, g in self._views.items()})
+        info.update({f"graph/view_{v}_isolated_values": g.isolated() for v, g in self._views.items()})
+        if self.diversity["enabled"]:
+            info.update({f"diversity/{k}": v for k, v in self.diversify(fold, dataset).items()})
         return info
+
+    def diversity_views(self, dataset: FeedDataset) -> dict[str, str]:
+        """``{configured name: side-info field}`` of ``diversity.views`` (roles such as ``style``
+        resolve through the dataset's diversity fields)."""
+        names = list(self.diversity["views"] or [])
+        if not names:
+            raise ValueError("model.diversity.views is empty: name at least one side-info view")
+        model_views = self._view_names(dataset)
+        out = {}
+        for name in names:
+            field = name if name in model_views else dataset.diversity_fields.get(name, name)
+            if field not in model_views:
+                raise ValueError(f"model.diversity.views: '{name}' is neither a view of the model {model_views} "
+                                 f"nor a diversity role {dataset.diversity_fields} mapping to one")
+            out[name] = field
+        return out
+
+    def diversify(self, fold: Fold, dataset: FeedDataset) -> dict[str, float]:
+        """Replace ``self.pool`` by the content pool merged with candidates reached through the
+        diversity views' nearest values; returns the merge's counts (slots taken / given back per
+        source, duplicates, short rows) and each source's share of the merged entries."""
+        cfg = self.diversity
+        views = self.diversity_views(dataset)
+        vectors = self.module.view_vectors()
+        popularity = popularity_counts(fold.train, dataset.num_contents)
+        sources = {"content": self.pool}
+        for name, field in views.items():
+            bags, _ = labels_to_csr(dataset.contents[field])  # [C, V], value ids as in the content features
+            bags = bags.tocsr()
+            bags.sort_indices()
+            rows = np.repeat(np.arange(bags.shape[0]), np.diff(bags.indptr))
+            if cfg["rank_by"] == "popularity":
+                entry_scores = popularity[rows]
+            else:  # the alignment task's relation-space score <f(e_content), f(e_value)>
+                w = self.module.alignment.proj[field].detach().cpu().numpy().astype(np.float64)
+                fc, fv = expit(self.vectors.astype(np.float64) @ w), expit(vectors[field].astype(np.float64) @ w)
+                entry_scores = (fc[rows] * fv[bags.indices]).sum(-1)
+            nearest, _ = nearest_values(vectors[field], bags, int(cfg["neighbor_values"]))
+            ranked, ranked_scores = value_rankings(bags, entry_scores, self.pool.size)
+            sources[name] = view_candidates(nearest, ranked, ranked_scores, self.pool.size)
+        merged = merge_pools(sources, float(cfg["quota"]))
+        self.pool = merged.pool
+        filled = max(int((merged.source >= 0).sum()), 1)
+        shares = {f"share/{n}": float((merged.source == s).sum()) / filled for s, n in enumerate(merged.names)}
+        return {**merged.stats, **shares}
 
     def save(self, directory: Path, dataset: FeedDataset) -> None:
         super().save(directory, dataset)

@@ -192,6 +192,25 @@ def top_k_by_score(user_vectors: Tensor, content_vectors: Tensor, seen, k: int,
     return out
 
 
+def true_interest_agreement(user_vectors: np.ndarray, content_vectors: np.ndarray, truth: dict[str, Any],
+                            user_rows: np.ndarray, chunk_size: int = 256) -> float:
+    """Mean per-user Spearman correlation between ``<u, c>`` over all contents and the synthetic
+    world's true interest of those users (NaN rows, constant scores, skipped).
+
+    Args:
+        user_vectors: [n, d]; content_vectors: [C, d]; truth: ``FeedDataset.truth``;
+        user_rows: [n] rows of the users in the user table.
+    """
+    from graphrecall.data.synthetic import true_interest_scores
+    from graphrecall.metrics import rowwise_spearman
+
+    rho = [rowwise_spearman(user_vectors[s:s + chunk_size] @ content_vectors.T,
+                            true_interest_scores(truth, user_rows[s:s + chunk_size]))
+           for s in range(0, len(user_rows), chunk_size)]
+    values = np.concatenate(rho) if rho else np.array([np.nan])
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+
 class U2IRecall:
     """A u2i embedding model behind the :class:`~graphrecall.models.base.Recommender` contract;
     subclasses say which network to build (:meth:`net_config`) and what it needs from a fold
@@ -278,6 +297,26 @@ class U2IRecall:
                     "ndcg@50": float(np.nanmean(ndcg_at_k(recs, targets, 50)))}
 
         return evaluate
+
+    # ---- diagnostics (after the test fold's evaluation)
+    def diagnostic_users(self, fold: Fold, max_users: int = 2000, seed: int = 0) -> np.ndarray:
+        """[n] sorted target users of the fold that the model serves (not back-filled), at most
+        ``max_users`` (a seeded sample)."""
+        users = np.unique(fold.targets["u"].to_numpy())
+        users = users[self.trained_users[users]]
+        if len(users) > max_users:
+            users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
+        return users
+
+    def diagnostics(self, fold: Fold, dataset: FeedDataset, run_dir: Path | None = None) -> dict[str, float]:
+        """Synthetic data only: mean over served target users of the Spearman correlation between
+        the served scores and the world's true interest, over all contents (``true_interest_spearman``)."""
+        if dataset.truth is None or self.user_vectors is None:
+            return {}
+        users = self.diagnostic_users(fold, seed=self.seed)
+        return {"true_interest_spearman": true_interest_agreement(self.user_vectors[users], self.content_vectors,
+                                                                  dataset.truth, users),
+                "diagnostic_users": float(len(users))}
 
     # ---- training
     def _train(self, fold: Fold, dataset: FeedDataset, run_dir: Path) -> dict[str, Any]:
