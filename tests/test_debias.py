@@ -274,3 +274,86 @@ def test_dice_hard_negatives_and_ips_end_to_end(tmp_path):
     ips, objects = train_app.train(compose_train(tmp_path / "ips", [*common, "model=ips_bpr"]))
     module = objects["model"].module
     assert module.hparams.ips and module.conformity is None and np.isfinite(ips["test/recall@50"])
+
+
+def test_dice_propagates_over_the_weighted_thresholded_group_graph():
+    """groups.weighted / groups.tau: LightGCN's adjacency is D^-1/2 W D^-1/2 of the brief's
+    w_tj = C(t,j) / sum_k C(t,k) kept above tau, checked against a hand computation."""
+    import pandas as pd
+
+    from graphrecall.data.splits import Fold, encode_clicks
+    from graphrecall.models.dice import DICEModule, DICERecall
+    from tests.test_graphs import HOUR, T0, make_dataset
+
+    users = pd.DataFrame({"user_id": ["u1", "u2", "u3", "u4"], "g": ["x", "x", "y", "z"]})
+    ds = make_dataset([("u1", "c1", T0), ("u1", "c1", T0 + HOUR), ("u1", "c2", T0 + 2 * HOUR),
+                       ("u2", "c1", T0 + 3 * HOUR), ("u3", "c3", T0 + 4 * HOUR)], users=users)
+    clicks = encode_clicks(ds)
+    fold = Fold("val", clicks, clicks, clicks.iloc[:0], None, {})
+    trainer = {"max_epochs": 1}
+    weighted = DICERecall(dice={}, groups={"fields": ["g"], "weighted": True, "tau": 0.3}, optim={}, trainer=trainer)
+    data = weighted._fold_data(fold, ds)
+    # C(x, c1) = 3, C(x, c2) = 1 -> w = 0.75, 0.25 (dropped by tau 0.3); C(y, c3) = 1 -> w = 1
+    assert data.num_groups == 3 and sorted(zip(data.edges[0].tolist(), data.edges[1].tolist())) == [(0, 0), (1, 2)]
+    np.testing.assert_allclose(sorted(data.edge_weight.tolist()), [0.75, 1.0])
+    assert data.group_items.nnz == 3  # x-c2 stays a positive (excluded from x's negatives) though not an edge
+    module = DICEModule(data.num_groups, ds.num_contents, embedding_dim=4)
+    module.attach(data.edges, np.ones(ds.num_contents), data.group_items, None, data.edge_weight)
+    adj = module.interest.adj.to_dense().numpy()
+    # nodes: groups 0..2, then contents 3..5; edge x-c1 (0-3) weight .75 with degrees .75 and .75 -> 1.0
+    expected = np.zeros((6, 6))
+    expected[0, 3] = expected[3, 0] = 0.75 / np.sqrt(0.75 * 0.75)
+    expected[1, 5] = expected[5, 1] = 1.0
+    np.testing.assert_allclose(adj, expected, rtol=1e-6)
+    plain = DICERecall(dice={}, groups={"fields": ["g"]}, optim={}, trainer=trainer)._fold_data(fold, ds)
+    assert plain.edge_weight is None and len(plain.edges[0]) == 3  # every clicked pair, unweighted
+    full = DICERecall(dice={}, groups={"fields": ["g"], "weighted": True}, optim={}, trainer=trainer)._fold_data(fold, ds)
+    module.attach(full.edges, np.ones(ds.num_contents), full.group_items, None, full.edge_weight)
+    adj = module.interest.adj.to_dense().numpy()
+    # group x: weighted degree .75 + .25 = 1; c1: .75; c2: .25 -> w / sqrt(d_x d_c)
+    assert adj[0, 3] == pytest.approx(0.75 / np.sqrt(1.0 * 0.75)) and adj[4, 0] == pytest.approx(0.25 / np.sqrt(0.25))
+
+
+def test_feature_backbone_propagates_side_info_vectors():
+    from graphrecall.models.dice import DICEModule
+    from graphrecall.models.features import FieldBags
+    from graphrecall.models.lightgcn import FeatureLightGCNNet, bipartite_edge_index
+
+    torch.manual_seed(0)
+    # 3 contents with a 2-value "style" field: content 0 -> {0}, 1 -> {1}, 2 -> {0, 1}
+    style = FieldBags(torch.tensor([0, 1, 2, 4]), torch.tensor([0, 1, 0, 1]), 2)
+    net = FeatureLightGCNNet(2, 3, embedding_dim=4, num_layers=2, field_sizes={"style": 2}, field_dim=3)
+    net.set_graph(bipartite_edge_index(torch.tensor([0, 0, 1]), torch.tensor([0, 2, 1]), 2))
+    with pytest.raises(RuntimeError, match="set_features"):
+        net()
+    net.set_features({"style": style})
+    users, contents = net()
+    x0 = torch.cat([net.user_embedding.weight, net.content_encoder(torch.arange(3), {"style": style})])
+    a = net.adj.to_dense()
+    expected = (x0 + a @ x0 + a @ a @ x0) / 3
+    torch.testing.assert_close(torch.cat([users, contents]), expected)
+    # content 2's layer-0 vector pools the two style embeddings (EmbeddingBag mean) plus its id row
+    enc = net.content_encoder
+    h = torch.cat([(enc.bags["style"].weight[0] + enc.bags["style"].weight[1]) / 2, enc.node_embedding.weight[2]])
+    torch.testing.assert_close(x0[2 + 2], torch.relu(enc.lin(h)))
+    with pytest.raises(ValueError, match="backbone"):
+        DICEModule(2, 3, backbone="mlp")
+    with pytest.raises(ValueError, match="side-info"):
+        DICEModule(2, 3, backbone="lightgcn_features", field_sizes={})
+    module = DICEModule(2, 3, embedding_dim=4, backbone="lightgcn_features", field_sizes={"style": 2})
+    assert module.interest is not module.conformity and isinstance(module.conformity, FeatureLightGCNNet)
+
+
+def test_dice_feature_backbone_end_to_end(tmp_path):
+    import sys
+
+    from tests.conftest import ROOT, TINY, compose_train
+
+    sys.path.insert(0, str(ROOT))
+    import train as train_app
+
+    overrides = [*TINY, "model=dice", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+                 "model.dice.margin=2", "model.figure.enabled=false", "model.dice.backbone=lightgcn_features"]
+    metrics, objects = train_app.train(compose_train(tmp_path, overrides))
+    assert set(objects["model"].module.hparams.field_sizes) == set(objects["dataset"].side_info)
+    assert np.isfinite(metrics["test/recall@50"]) and np.isfinite(metrics["test/diag/true_interest_spearman"])

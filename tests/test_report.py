@@ -110,14 +110,14 @@ def test_ablation_bars_heights_and_error_bars_match_the_table(sweep):
     fig = ablation_bars(long, "recall@50")
     ax = fig.axes[0]
     bars = [p for p in ax.patches if isinstance(p, Rectangle)]
-    assert [b.get_height() for b in bars] == pytest.approx(long["mean"].tolist())
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["aggregator=mean", "aggregator=gat", "aggregator=sum"]
+    assert [b.get_width() for b in bars] == pytest.approx(long["mean"].tolist())
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["aggregator=mean", "aggregator=gat", "aggregator=sum"]
     # error bars: std for several seeds, the bootstrap interval for the single run
     from matplotlib.container import BarContainer
 
     container = [c for c in ax.containers if isinstance(c, BarContainer)][0]
     segments = container.errorbar.lines[2][0].get_segments()
-    spans = [(s[0][1], s[1][1]) for s in segments]
+    spans = [(s[0][0], s[1][0]) for s in segments]  # horizontal error bars: x extents
     assert spans[0] == pytest.approx((0.31 - 0.01, 0.31 + 0.01))
     assert spans[2] == pytest.approx(SUM_CI)
     assert [t.get_text() for t in ax.texts] == ["n=3", "n=2", "n=1"]

@@ -25,3 +25,7 @@ $PY -m graphrecall.report $OUT/synthetic --metrics recall@50 ndcg@50 low_activit
 $PY -m graphrecall.report $OUT/synthetic --fold test_interest_only --metrics recall@20 recall@50 ndcg@50 \
     --out $HERE/synthetic_interest_only.md
 $PY -m graphrecall.report $OUT/ml100k_temporal --fold val --metrics recall@50 ndcg@50 --out $HERE/ml100k_temporal_val.md
+
+# plots (recall@50 per model, mean ± std over draws / worlds)
+$PY -m graphrecall.report $OUT/ml100k_intervened --metrics recall@50 --plot $HERE/ml100k_intervened_recall50.png > /dev/null
+$PY -m graphrecall.report $OUT/synthetic --metrics recall@50 --plot $HERE/synthetic_recall50.png > /dev/null

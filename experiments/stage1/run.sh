@@ -23,3 +23,16 @@ for DATA in movielens100k synthetic; do
   $PY -m graphrecall.report $OUT/share_$DATA --metrics recall@50 active/recall@50 distinct_style@50 coverage@50 \
       --extra val/recall@50 val/mean_backfilled --out $HERE/share_$DATA.md
 done
+
+# Optuna study of the GNN on MovieLens-100K (validation recall@50 only), then its best setting on 3 seeds
+$PY -m graphrecall.search hparams_search=sage dataset=movielens100k hparams_search.n_trials=60 \
+    hparams_search.output_dir=$OUT/optuna
+BEST=$($PY -c "import json,sys; b=json.load(open(sys.argv[1])); print(' '.join(o for o in b['best']['overrides'] if not o.startswith('trainer.')))" $OUT/optuna/sage/best.json)
+$PY train.py -m $BEST trainer.enable_progress_bar=false seed=0,1,2 hydra.sweep.dir=$OUT/optuna_best
+$PY -m graphrecall.report $OUT/optuna_best --metrics recall@50 low_activity/recall@50 cold/recall@50 distinct_style@50 coverage@50 \
+    --extra val/recall@50 --out $HERE/optuna_best_movielens100k.md
+
+# plots (recall@50 per aggregator, mean ± std over seeds)
+for DATA in movielens100k synthetic; do
+  $PY -m graphrecall.report $OUT/aggregators_$DATA --metrics recall@50 --plot $HERE/aggregators_${DATA}_recall50.png > /dev/null
+done

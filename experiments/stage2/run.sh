@@ -57,3 +57,10 @@ for DATA in movielens100k synthetic; do
     $PY -m graphrecall.report ${OUT}_${S}_$DATA --metrics $M --out $HERE/${S}_${DATA}.md
   done
 done
+
+# plots: recall@50 single vs multi-view; clicked distinct styles with diversity recall off / on
+for DATA in movielens100k synthetic; do
+  $PY -m graphrecall.report $OUT/views_$DATA --metrics recall@50 --plot $HERE/views_${DATA}_recall50.png > /dev/null
+  $PY -m graphrecall.report ${OUT}_diversity_$DATA --metrics distinct_style_clicked@50 \
+      --plot $HERE/diversity_${DATA}_styles_clicked.png --plot-metric distinct_style_clicked@50 > /dev/null
+done

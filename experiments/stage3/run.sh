@@ -2,11 +2,12 @@
 # Reproduces the tables of experiments/stage3/README.md (about 1.5 hours on 2 CPU cores; the
 # per-user sweep is most of it). The figure run is one DICE run with the projection enabled.
 set -euo pipefail
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}   # one thread per run: no oversubscription on shared cores
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-outputs/experiments/stage3}
 HERE=experiments/stage3
 METRICS="recall@50 ndcg@50 avg_pop@50 tail_share@50 coverage@50"
-DIAG="test/diag/true_interest_spearman test/diag/interest/popularity_spearman val/fit/epochs"
+DIAG="test/diag/true_interest_spearman test/diag/interest/popularity_spearman test/diag/truth/popularity_spearman val/fit/epochs"
 rm -rf "$OUT"
 # synthetic, user groups (age band x gender x traffic source)
 $PY train.py -m experiment=debias hydra.sweep.dir=$OUT/groups_synthetic
@@ -14,7 +15,9 @@ $PY train.py -m experiment=debias hydra.sweep.dir=$OUT/groups_synthetic
 $PY train.py -m experiment=debias model.groups.mode=user debias=dice,dice_hard,bpr,ips_bpr \
     hydra.sweep.dir=$OUT/users_synthetic
 # MovieLens-100K, groups = age band x gender x occupation; temporal and intervened splits
-$PY train.py -m experiment=debias_movielens hydra.sweep.dir=$OUT/groups_movielens100k
+for SPLIT in temporal intervened; do
+  $PY train.py -m experiment=debias_movielens dataset.split.kind=$SPLIT hydra.sweep.dir=$OUT/groups_movielens100k/$SPLIT
+done
 for S in groups_synthetic users_synthetic; do
   for FOLD in test_interest_only test; do
     $PY -m graphrecall.report $OUT/$S --fold $FOLD --metrics $METRICS --extra $DIAG \
@@ -25,5 +28,6 @@ $PY -m graphrecall.report $OUT/groups_movielens100k --fold test --metrics $METRI
     --out $HERE/groups_movielens100k_test.md
 # the article's figure: seed 0, per-user DICE, interest and conformity vectors of 3000 contents
 $PY train.py model=dice dataset=synthetic eval.select_on=interest_only model.groups.mode=user \
+    model.optim.batch_size=2048 model.optim.lr=0.005 trainer.early_stopping_patience=6 trainer.max_epochs=40 \
     trainer.enable_progress_bar=false hydra.run.dir=$OUT/figure
 cp $OUT/figure/interest_conformity.png $HERE/interest_conformity.png

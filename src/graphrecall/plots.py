@@ -75,17 +75,21 @@ def ablation_bars(table: pd.DataFrame, metric: str, title: str | None = None, yl
             lower[j] = upper[j] = r.std
         elif "ci_low" in rows.columns and np.isfinite(getattr(r, "ci_low", np.nan)):
             lower[j], upper[j] = r.mean - r.ci_low, r.ci_high - r.mean
-    fig = _figure(max(4.0, 1.1 * len(rows) + 1.5), 3.6)
+    # horizontal bars, first configuration on top: Hydra-override labels are long
+    labels = rows["run"].astype(str).tolist()
+    width = 4.5 + 0.07 * max(len(label) for label in labels)
+    fig = _figure(min(width, 14.0), 1.0 + 0.45 * len(rows))
     ax = fig.add_subplot()
-    x = np.arange(len(rows))
-    ax.bar(x, mean, yerr=np.vstack([lower, upper]), capsize=4, color="tab:blue", alpha=0.85)
-    for xi, top, n in zip(x, mean + upper, rows["n"].to_numpy()):
-        ax.annotate(f"n={int(n)}", (xi, top), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=8)
-    ax.set_xticks(x, rows["run"].astype(str).tolist(), rotation=20, ha="right")
-    ax.set_ylabel(ylabel or metric)
-    ax.set_title(title or f"{metric}: mean ± std over seeds")
-    ax.set_ylim(bottom=0)
-    ax.margins(y=0.12)
+    y = np.arange(len(rows))
+    ax.barh(y, mean, xerr=np.vstack([lower, upper]), capsize=4, color="tab:blue", alpha=0.85)
+    for yi, right, n in zip(y, mean + upper, rows["n"].to_numpy()):
+        ax.annotate(f"n={int(n)}", (right, yi), textcoords="offset points", xytext=(4, 0), va="center", fontsize=8)
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()
+    ax.set_xlabel(ylabel or metric)
+    fig.suptitle(title or f"{metric}: mean ± std over seeds", fontsize=10)  # centred on the figure, not the axes
+    ax.set_xlim(left=0)
+    ax.margins(x=0.2)  # room for the n= labels
     return fig
 
 

@@ -30,6 +30,7 @@ protocol as the other trainable models (validation fold, selection on val recall
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -52,12 +53,34 @@ from graphrecall.debias import (
     sample_popularity_negatives,
     signed_discrepancy,
 )
-from graphrecall.graphs.views import user_groups
-from graphrecall.models.lightgcn import LightGCNNet, bipartite_edge_index
+from graphrecall.graphs.views import build_group_graph, user_groups
+from graphrecall.models.features import content_features
+from graphrecall.models.lightgcn import FeatureLightGCNNet, LightGCNNet, bipartite_edge_index
 from graphrecall.models.popular import popularity_counts
 from graphrecall.metrics import rowwise_spearman
 from graphrecall.models.u2i import U2IRecall, top_k_by_score, true_interest_agreement
 from graphrecall.training import EpochSeededSampler, PairDataset, RankingValidationModule, fit_with_selection, keep_batch
+
+
+@dataclass
+class FoldGraph:
+    """What DICE needs from a fold.
+
+    Attributes:
+        q_of_user: [U] query row (group, or the user itself) of every user.
+        num_groups: Q.
+        queries, contents: [P] training positives (one per distinct user-content click, as query rows).
+        edges: ([E], [E]) query-content edges of the propagation graph; edge_weight: [E] or None.
+        group_items: [Q, C] CSR, nonzero where the query clicked the content (excluded from negatives).
+    """
+
+    q_of_user: np.ndarray
+    num_groups: int
+    queries: Tensor
+    contents: Tensor
+    edges: tuple[Tensor, Tensor]
+    edge_weight: Tensor | None
+    group_items: sp.csr_matrix
 
 
 class DICEModule(RankingValidationModule):
@@ -75,6 +98,9 @@ class DICEModule(RankingValidationModule):
         dropout: on the propagated vectors, training only (authors: 0.2).
         ips, ips_cap: inverse-propensity-weighted click BPR (baseline only).
         hard_negatives: ``enabled, share, ranks`` (see the module docstring).
+        backbone: ``lightgcn`` (free layer-0 rows, the authors' GNN variant) or ``lightgcn_features``
+            (content layer-0 vectors from side-info ID features, :class:`FeatureLightGCNNet`);
+            field_sizes, field_dim: the side-info fields of the latter.
         lr, weight_decay: Adam (authors: betas 0.5/0.99, amsgrad, weight decay 5e-8).
     """
 
@@ -82,7 +108,8 @@ class DICEModule(RankingValidationModule):
                  enabled: bool = True, num_negatives: int = 4, margin: float = 10.0, pool: int = 40,
                  a_int: float = 0.1, a_con: float = 0.1, b: float = 0.01, dis_loss: str = "dcor",
                  decay: float = 0.9, dis_sample: int | None = 1024, dropout: float = 0.0, ips: bool = False, ips_cap: float | None = None,
-                 hard_negatives: dict[str, Any] | None = None, lr: float = 1e-3,
+                 hard_negatives: dict[str, Any] | None = None, backbone: str = "lightgcn",
+                 field_sizes: dict[str, int] | None = None, field_dim: int = 32, lr: float = 1e-3,
                  weight_decay: float = 5e-8, serve: str = "interest", seed: int = 0,
                  run_config: dict[str, Any] | None = None) -> None:
         super().__init__()
@@ -96,9 +123,19 @@ class DICEModule(RankingValidationModule):
                 raise ValueError(f"model.dice.hard_negatives needs 0 <= ranks[0] < ranks[1] and 0 < share <= 1, "
                                  f"got ranks={hard.get('ranks')} share={share}")
         self.save_hyperparameters()
+        if backbone not in ("lightgcn", "lightgcn_features"):
+            raise ValueError(f"model.dice.backbone must be lightgcn or lightgcn_features, got '{backbone}'")
+        if backbone == "lightgcn_features" and not field_sizes:
+            raise ValueError("model.dice.backbone=lightgcn_features needs side-info fields (the dataset has none)")
+
+        def branch(dim: int) -> torch.nn.Module:  # separate parameters per branch
+            if backbone == "lightgcn":
+                return LightGCNNet(num_groups, num_contents, dim, num_layers)
+            return FeatureLightGCNNet(num_groups, num_contents, dim, num_layers, dict(field_sizes), field_dim)
+
         dim = embedding_dim if enabled else 2 * embedding_dim  # same budget as 64 + 64
-        self.interest = LightGCNNet(num_groups, num_contents, dim, num_layers)
-        self.conformity = LightGCNNet(num_groups, num_contents, embedding_dim, num_layers) if enabled else None
+        self.interest = branch(dim)
+        self.conformity = branch(embedding_dim) if enabled else None
         self.popularity: np.ndarray | None = None
         self.group_items: sp.csr_matrix | None = None
         self.evaluator: Callable[[Tensor, Tensor], dict[str, float]] | None = None
@@ -106,12 +143,21 @@ class DICEModule(RankingValidationModule):
         self.ips_weight: np.ndarray | None = None  # [C] weight of a click on each content
 
     def attach(self, edges: tuple[Tensor, Tensor], popularity: np.ndarray, group_items: sp.csr_matrix,
-               evaluator: Callable[[Tensor, Tensor], dict[str, float]] | None) -> None:
-        """The fold's (group, content) edges, content popularity and group positives."""
+               evaluator: Callable[[Tensor, Tensor], dict[str, float]] | None,
+               edge_weight: Tensor | None = None, features: dict | None = None) -> None:
+        """The fold's (group, content) edges ([E] each, optional weights [E]), content popularity [C],
+        group positives [Q, C] and, for ``backbone=lightgcn_features``, the contents' side-info bags."""
+        if self.hparams.backbone == "lightgcn_features":
+            if features is None:
+                raise ValueError("backbone=lightgcn_features: attach() needs the contents' features")
+            for net in (self.interest, self.conformity):
+                if net is not None:
+                    net.set_features(features)
         edge_index = bipartite_edge_index(edges[0], edges[1], self.hparams.num_groups)
+        weight = None if edge_weight is None else torch.cat([edge_weight, edge_weight]).float()
         for net in (self.interest, self.conformity):
             if net is not None:
-                net.set_graph(edge_index)
+                net.set_graph(edge_index, weight)
         self.popularity, self.group_items, self.evaluator = popularity, group_items, evaluator
         if self.hparams.ips:
             clicked = np.unique(group_items.indices)
@@ -246,24 +292,37 @@ class DICERecall(U2IRecall):
                                    dict(self.groups_cfg.get("bins") or {}))
         return codes, len(vocab)
 
-    def _fold_data(self, fold: Fold, dataset: FeedDataset):
+    def _fold_data(self, fold: Fold, dataset: FeedDataset) -> FoldGraph:
         q_of_user, num_groups = self._groups(dataset)
         c = dataset.num_contents
         pairs = fold.train.drop_duplicates(["u", "i"])
         q = np.array(q_of_user[pairs["u"].to_numpy()])
         i = np.array(pairs["i"].to_numpy())
         keys = np.unique(q * c + i)
-        edges = (torch.from_numpy(keys // c), torch.from_numpy(keys % c))
         group_items = sp.csr_matrix((np.ones(len(keys), np.int8), (keys // c, keys % c)), shape=(num_groups, c))
-        return q_of_user, num_groups, torch.from_numpy(q), torch.from_numpy(i), edges, group_items
+        # the propagation graph (brief, section 4): w_tj = C(t,j) / sum_k C(t,k) over the window's
+        # clicks, edges kept above groups.tau; unweighted (all clicked pairs) with groups.weighted=false
+        tau, weighted = float(self.groups_cfg.get("tau", 0.0)), bool(self.groups_cfg.get("weighted", False))
+        if weighted or tau > 0:
+            graph = build_group_graph(fold.train, dataset, q_of_user, np.arange(num_groups), tau=tau)
+            kept = graph.weights.tocoo()
+            edges = (torch.from_numpy(kept.row.astype(np.int64)), torch.from_numpy(kept.col.astype(np.int64)))
+            weight = torch.from_numpy(kept.data.astype(np.float32)) if weighted else None
+        else:
+            edges = (torch.from_numpy(keys // c), torch.from_numpy(keys % c))
+            weight = None
+        return FoldGraph(q_of_user, num_groups, torch.from_numpy(q), torch.from_numpy(i), edges, weight, group_items)
 
     def _train(self, fold: Fold, dataset: FeedDataset, run_dir: Path) -> dict[str, Any]:
         pl.seed_everything(self.seed, workers=True, verbose=False)
         self.set_fallback(fold, dataset)
-        q_of_user, num_groups, q, i, edges, group_items = self._fold_data(fold, dataset)
+        data = self._fold_data(fold, dataset)
+        q_of_user, num_groups, q, i = data.q_of_user, data.num_groups, data.queries, data.contents
         if len(q) == 0:
             raise ValueError(f"the {fold.name} fold has no training click to train on")
         self.q_of_user = q_of_user
+        if self.dice_cfg.get("backbone", "lightgcn") == "lightgcn_features":
+            self.dice_cfg["field_sizes"] = {f: b.num_values for f, b in content_features(dataset).items()}
         self.module = DICEModule(num_groups, dataset.num_contents, **self.dice_cfg, seed=self.seed,
                                  lr=float(self.optim.get("lr", 1e-3)),
                                  weight_decay=float(self.optim.get("weight_decay", 5e-8)), run_config=self.run_config)
@@ -278,15 +337,16 @@ class DICERecall(U2IRecall):
         return {**result, "positives": len(positives), "groups": num_groups}
 
     def bind(self, fold: Fold, dataset: FeedDataset) -> dict[str, Any]:
-        q_of_user, num_groups, _, _, edges, group_items = self._fold_data(fold, dataset)
+        data = self._fold_data(fold, dataset)
         pop = popularity_counts(fold.train, dataset.num_contents, "users")
         evaluator = self.module.evaluator
-        self.module.attach(edges, pop, group_items, evaluator)
-        trained_groups = np.zeros(num_groups, dtype=bool)
-        trained_groups[edges[0].numpy()] = True
+        features = content_features(dataset) if self.module.hparams.backbone == "lightgcn_features" else None
+        self.module.attach(data.edges, pop, data.group_items, evaluator, data.edge_weight, features)
+        trained_groups = np.asarray(data.group_items.getnnz(axis=1) > 0)
         # a user is served by the model when its group has training clicks (zero-click users too)
-        self.trained_users = trained_groups[q_of_user]
-        return {"graph/edges": int(len(edges[0])), "groups_with_clicks": int(trained_groups.sum())}
+        self.trained_users = trained_groups[data.q_of_user]
+        return {"graph/edges": int(len(data.edges[0])), "graph/clicked_pairs": int(data.group_items.nnz),
+                "groups_with_clicks": int(trained_groups.sum())}
 
     def diagnostics(self, fold: Fold, dataset: FeedDataset, run_dir: Path | None = None) -> dict[str, float]:
         """Per branch: Spearman agreement of its scores with the true interest (synthetic) and of its

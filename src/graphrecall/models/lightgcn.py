@@ -39,9 +39,10 @@ def bipartite_edge_index(users: Tensor, contents: Tensor, num_users: int) -> Ten
     return torch.stack([torch.cat([src, dst]), torch.cat([dst, src])])
 
 
-def normalized_adjacency(edge_index: Tensor, num_nodes: int) -> Tensor:
-    """[N, N] sparse CSR :math:`D^{-1/2} A D^{-1/2}` of an undirected graph (no self-loops)."""
-    edge_index, weight = gcn_norm(edge_index, None, num_nodes, add_self_loops=False)
+def normalized_adjacency(edge_index: Tensor, num_nodes: int, edge_weight: Tensor | None = None) -> Tensor:
+    """[N, N] sparse CSR :math:`D^{-1/2} A D^{-1/2}` of an undirected graph (no self-loops); with
+    ``edge_weight`` [E], ``A`` holds the weights and ``D`` the weighted degrees."""
+    edge_index, weight = gcn_norm(edge_index, edge_weight, num_nodes, add_self_loops=False)
     adj = torch.sparse_coo_tensor(edge_index, weight, (num_nodes, num_nodes), check_invariants=False)
     with warnings.catch_warnings():  # "sparse CSR support is in beta": sparse @ dense is all we use
         warnings.simplefilter("ignore", UserWarning)
@@ -74,9 +75,9 @@ class LightGCNNet(nn.Module):
         empty = torch.zeros(2, 0, dtype=torch.long)
         self.register_buffer("adj", normalized_adjacency(empty, num_nodes), persistent=False)
 
-    def set_graph(self, edge_index: Tensor) -> None:
-        """Propagate over ``edge_index`` ([2, E], undirected) from now on."""
-        adj = normalized_adjacency(edge_index, self.num_users + self.num_contents)
+    def set_graph(self, edge_index: Tensor, edge_weight: Tensor | None = None) -> None:
+        """Propagate over ``edge_index`` ([2, E], undirected; optional ``edge_weight`` [E]) from now on."""
+        adj = normalized_adjacency(edge_index, self.num_users + self.num_contents, edge_weight)
         self.adj = adj.to(self.lightgcn.embedding.weight.device)
 
     def forward(self) -> tuple[Tensor, Tensor]:
@@ -88,6 +89,62 @@ class LightGCNNet(nn.Module):
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.num_users} users, {self.num_contents} contents, {self.lightgcn})"
+
+
+class FeatureLightGCNNet(nn.Module):
+    """LightGCN propagation whose content layer-0 vectors come from side-info ID features
+    (:class:`~graphrecall.models.encoders.SideInfoEncoder`: one embedding table per field plus a
+    content-id embedding, concatenated, one FC) instead of a free embedding row; users (or groups)
+    keep a free embedding. Same propagation and layer mean as :class:`LightGCNNet`.
+
+    Args:
+        num_users: U; num_contents: C; embedding_dim: d; num_layers: L.
+        field_sizes: vocabulary size of every side-info field; field_dim: their embedding size.
+
+    Shapes:
+        - set_graph: ``edge_index [2, E]`` over ``U + C`` nodes, optional ``edge_weight [E]``
+        - set_features: ``{field: FieldBags}`` of the C contents (a fold-independent input)
+        - forward: ``() -> ([U, d], [C, d])``
+    """
+
+    def __init__(self, num_users: int, num_contents: int, embedding_dim: int, num_layers: int,
+                 field_sizes: dict[str, int], field_dim: int = 32) -> None:
+        super().__init__()
+        from graphrecall.models.encoders import SideInfoEncoder
+
+        self.num_users, self.num_contents, self.num_layers = num_users, num_contents, num_layers
+        self.user_embedding = nn.Embedding(num_users, embedding_dim)
+        nn.init.xavier_uniform_(self.user_embedding.weight)  # as PyG's LightGCN
+        self.content_encoder = SideInfoEncoder(field_sizes, field_dim, embedding_dim, num_nodes=num_contents)
+        self.features: dict | None = None
+        empty = torch.zeros(2, 0, dtype=torch.long)
+        self.register_buffer("adj", normalized_adjacency(empty, num_users + num_contents), persistent=False)
+
+    def set_graph(self, edge_index: Tensor, edge_weight: Tensor | None = None) -> None:
+        self.adj = normalized_adjacency(edge_index, self.num_users + self.num_contents, edge_weight).to(
+            self.user_embedding.weight.device)
+
+    def set_features(self, features: dict) -> None:
+        missing = set(self.content_encoder.fields) - set(features)
+        if missing:
+            raise ValueError(f"FeatureLightGCNNet: no features for fields {sorted(missing)}")
+        self.features = {f: b.to(self.user_embedding.weight.device) for f, b in features.items()}
+
+    def forward(self) -> tuple[Tensor, Tensor]:
+        if self.features is None:
+            raise RuntimeError("FeatureLightGCNNet: call set_features() before forward()")
+        contents = torch.arange(self.num_contents, device=self.user_embedding.weight.device)
+        x = torch.cat([self.user_embedding.weight, self.content_encoder(contents, self.features)])
+        out = x
+        for _ in range(self.num_layers):
+            x = self.adj @ x
+            out = out + x
+        out = out / (self.num_layers + 1)
+        return out[: self.num_users], out[self.num_users :]
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}({self.num_users} users, {self.num_contents} contents, "
+                f"{self.content_encoder}, layers={self.num_layers})")
 
 
 class LightGCNRecall(U2IRecall):

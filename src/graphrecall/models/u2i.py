@@ -310,12 +310,21 @@ class U2IRecall:
 
     def diagnostics(self, fold: Fold, dataset: FeedDataset, run_dir: Path | None = None) -> dict[str, float]:
         """Synthetic data only: mean over served target users of the Spearman correlation between
-        the served scores and the world's true interest, over all contents (``true_interest_spearman``)."""
+        the served scores and the world's true interest, over all contents (``true_interest_spearman``),
+        and, for reference, of the true interest with the training window's popularity."""
         if dataset.truth is None or self.user_vectors is None:
             return {}
+        from graphrecall.data.synthetic import true_interest_scores
+        from graphrecall.metrics import rowwise_spearman
+
         users = self.diagnostic_users(fold, seed=self.seed)
+        pop = popularity_counts(fold.train, dataset.num_contents, "users").astype(np.float64)
+        # reference: how far the world's true interest itself follows (training-window) popularity
+        truth_pop = [rowwise_spearman(true_interest_scores(dataset.truth, users[s:s + 256]), pop)
+                     for s in range(0, len(users), 256)]
         return {"true_interest_spearman": true_interest_agreement(self.user_vectors[users], self.content_vectors,
                                                                   dataset.truth, users),
+                "truth/popularity_spearman": float(np.nanmean(np.concatenate(truth_pop))) if truth_pop else float("nan"),
                 "diagnostic_users": float(len(users))}
 
     # ---- training
