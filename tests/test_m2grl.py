@@ -205,3 +205,14 @@ def test_m2grl_gnn_views_with_diversity_end_to_end(tmp_path):
             assert metrics[f"{fold}/fit/diversity/share/{view}"] == pytest.approx(taken[view] / (200 * 100))
     assert metrics["test/fit/diversity/share/style"] == pytest.approx(0.1, abs=0.02)
     assert 0.0 <= metrics["test/recall@50"] <= 1.0 and np.isfinite(metrics["test/distinct_style_clicked@50"])
+
+
+def test_graph_multi_sets_the_views(tmp_path):
+    from hydra.utils import instantiate
+
+    from tests.conftest import compose_train
+
+    cfg = compose_train(tmp_path, ["model=m2grl", "graph=multi", "graph.views=[style,space]"])
+    assert list(cfg.model.views) == ["style", "space"] and cfg.model.graph.view == "content"
+    assert instantiate(cfg.model, _convert_="all").views == ["style", "space"]
+    assert compose_train(tmp_path, ["model=m2grl"]).model.views is None  # graph=content: every side-info field

@@ -29,3 +29,14 @@ $PY -m graphrecall.report $OUT/ml100k_temporal --fold val --metrics recall@50 nd
 # plots (recall@50 per model, mean ± std over draws / worlds)
 $PY -m graphrecall.report $OUT/ml100k_intervened --metrics recall@50 --plot $HERE/ml100k_intervened_recall50.png > /dev/null
 $PY -m graphrecall.report $OUT/synthetic --metrics recall@50 --plot $HERE/synthetic_recall50.png > /dev/null
+
+# u2i references (BPR-MF, LightGCN), 3 seeds on each dataset
+for DATA in movielens100k synthetic; do
+  $PY train.py -m experiment=u2i_baselines dataset=$DATA hydra.sweep.dir=$OUT/u2i_$DATA
+  $PY -m graphrecall.report $OUT/u2i_$DATA --metrics recall@50 ndcg@50 low_activity/recall@50 cold/recall@50 \
+      distinct_style@50 coverage@50 avg_pop@50 tail_share@50 --extra val/recall@50 val/fit/epochs \
+      --out $HERE/u2i_$DATA.md
+done
+$PY -m graphrecall.report $OUT/u2i_synthetic --fold test_interest_only --metrics recall@50 ndcg@50 \
+    --out $HERE/u2i_synthetic_interest_only.md
+

@@ -36,3 +36,11 @@ $PY -m graphrecall.report $OUT/optuna_best --metrics recall@50 low_activity/reca
 for DATA in movielens100k synthetic; do
   $PY -m graphrecall.report $OUT/aggregators_$DATA --metrics recall@50 --plot $HERE/aggregators_${DATA}_recall50.png > /dev/null
 done
+
+# hard negatives on vs off (GNN, mean), 3 seeds on each dataset
+for DATA in movielens100k synthetic; do
+  $PY train.py -m experiment=hard_negatives dataset=$DATA hydra.sweep.dir=$OUT/hard_$DATA
+  $PY -m graphrecall.report $OUT/hard_$DATA --metrics recall@50 ndcg@50 low_activity/recall@50 distinct_style@50 \
+      coverage@50 --extra val/recall@50 val/fit/epochs val/fit/epoch_seconds --out $HERE/hard_negatives_$DATA.md
+done
+
