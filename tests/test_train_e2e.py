@@ -113,3 +113,15 @@ def test_train_exports_listed_users(tiny_cfg, tmp_path):
     assert sorted(recs["user_id"].unique()) == [0, 3, 7]
     assert recs.groupby("user_id")["rank"].apply(list).map(lambda r: r == [1, 2, 3, 4, 5]).all()
     assert not list(Path(cfg.run_dir).glob("*.tmp"))
+
+
+def test_experiment_recipes_override_the_primary_config(tmp_path):
+    """An experiment's own values (task_name, eval.select_on) must win over train.yaml's defaults."""
+    from tests.conftest import compose_train
+
+    cfg = compose_train(tmp_path, ["experiment=debias"])
+    assert cfg.task_name == "debias" and cfg.eval.select_on == "interest_only"
+    assert cfg.model.figure.enabled is False and cfg.trainer.early_stopping_patience == 6
+    assert compose_train(tmp_path, ["experiment=debias", "eval.select_on=targets"]).eval.select_on == "targets"
+    plain = compose_train(tmp_path, [])
+    assert plain.task_name == "train" and plain.eval.select_on == "targets"
