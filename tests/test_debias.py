@@ -20,7 +20,7 @@ from graphrecall.debias import (
     sample_popularity_negatives,
     signed_discrepancy,
 )
-from graphrecall.metrics import rowwise_spearman
+from graphrecall.metrics import mean_rowwise_spearman, rowwise_spearman
 
 POP = np.arange(100, dtype=float)  # content c has popularity c
 
@@ -151,6 +151,12 @@ def test_rowwise_spearman_against_scipy():
     assert shared[2] == pytest.approx(spearmanr(scores[2], ref[0]).statistic, abs=1e-12)
     assert rowwise_spearman(np.array([[1.0, 2.0, 3.0]]), np.array([[3.0, 2.0, 1.0]]))[0] == pytest.approx(-1.0)
     assert np.isnan(rowwise_spearman(np.ones((1, 5)), ref[0, :5])[0])
+    # chunked mean: the same as the mean over all rows at once, whatever the chunk size
+    whole = float(np.mean(rowwise_spearman(scores, ref)))
+    assert mean_rowwise_spearman(lambda r: scores[r], lambda r: ref[r], 4, chunk_size=3) == pytest.approx(whole)
+    assert mean_rowwise_spearman(lambda r: scores[r], lambda r: ref[0], 4, chunk_size=1) == pytest.approx(
+        float(np.mean(shared)))
+    assert np.isnan(mean_rowwise_spearman(lambda r: np.ones((2, 5))[r], lambda r: ref[0, :5], 2))
 
 
 def test_mined_band_is_the_models_ranking_without_positives():

@@ -19,7 +19,7 @@ from graphrecall.metrics.beyond_accuracy import (
     long_tail_share_at_k,
     tail_items,
 )
-from graphrecall.metrics.correlation import rowwise_spearman
+from graphrecall.metrics.correlation import mean_rowwise_spearman, rowwise_spearman
 from graphrecall.metrics.bootstrap import bootstrap_ci, paired_bootstrap_diff
 from graphrecall.metrics.ranking import (
     hit_matrix,
@@ -45,6 +45,7 @@ __all__ = [
     "ips_recall_at_k",
     "labels_to_csr",
     "long_tail_share_at_k",
+    "mean_rowwise_spearman",
     "ndcg_at_k",
     "rowwise_spearman",
     "paired_bootstrap_diff",

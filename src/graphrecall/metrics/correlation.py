@@ -3,6 +3,8 @@ interest, or content popularity), one value per user."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 from scipy.stats import rankdata
 
@@ -31,3 +33,19 @@ def rowwise_spearman(scores: np.ndarray, reference: np.ndarray) -> np.ndarray:
     denom = np.sqrt((a * a).sum(1) * (b * b).sum(1))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(denom > 0, (a * b).sum(1) / np.where(denom > 0, denom, 1.0), np.nan)
+
+
+def mean_rowwise_spearman(scores_of: Callable[[slice], np.ndarray], reference_of: Callable[[slice], np.ndarray],
+                          num_rows: int, chunk_size: int = 256) -> float:
+    """Mean over ``num_rows`` rows of :func:`rowwise_spearman`, computed ``chunk_size`` rows at a time
+    so that ``[n, m]`` score matrices never exist whole (NaN rows skipped; NaN when none is finite).
+
+    Args:
+        scores_of: ``rows -> [b, m]`` scores of a slice of rows (e.g. ``user_vectors[rows] @ C.T``).
+        reference_of: ``rows -> [b, m]`` (or a shared ``[m]``) reference of the same rows.
+        num_rows: n.
+    """
+    parts = [rowwise_spearman(scores_of(rows), reference_of(rows))
+             for rows in (slice(s, s + chunk_size) for s in range(0, num_rows, chunk_size))]
+    values = np.concatenate(parts) if parts else np.array([np.nan])
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")

@@ -57,7 +57,7 @@ from graphrecall.graphs.views import build_group_graph, user_groups
 from graphrecall.models.features import content_features
 from graphrecall.models.lightgcn import FeatureLightGCNNet, LightGCNNet, bipartite_edge_index
 from graphrecall.models.popular import popularity_counts
-from graphrecall.metrics import rowwise_spearman
+from graphrecall.metrics import mean_rowwise_spearman
 from graphrecall.models.u2i import U2IRecall, top_k_by_score, true_interest_agreement
 from graphrecall.training import EpochSeededSampler, PairDataset, RankingValidationModule, fit_with_selection, keep_batch
 
@@ -363,8 +363,8 @@ class DICERecall(U2IRecall):
             u_vec, c_vec = q_vec[torch.from_numpy(self.q_of_user[users])].numpy(), c_vec.numpy()
             if dataset.truth is not None:
                 out[f"{name}/true_interest_spearman"] = true_interest_agreement(u_vec, c_vec, dataset.truth, users)
-            rho = [rowwise_spearman(u_vec[s:s + 256] @ c_vec.T, pop) for s in range(0, len(users), 256)]
-            out[f"{name}/popularity_spearman"] = float(np.nanmean(np.concatenate(rho))) if rho else float("nan")
+            out[f"{name}/popularity_spearman"] = mean_rowwise_spearman(lambda rows: u_vec[rows] @ c_vec.T,
+                                                                       lambda rows: pop, len(users))
         figure = dict(self.figure_cfg)
         if figure.get("enabled") and "conformity" in branches and run_dir is not None:
             out["figure_seconds"] = self.save_figure(branches["interest"][1].numpy(),

@@ -202,13 +202,10 @@ def true_interest_agreement(user_vectors: np.ndarray, content_vectors: np.ndarra
         user_rows: [n] rows of the users in the user table.
     """
     from graphrecall.data.synthetic import true_interest_scores
-    from graphrecall.metrics import rowwise_spearman
+    from graphrecall.metrics import mean_rowwise_spearman
 
-    rho = [rowwise_spearman(user_vectors[s:s + chunk_size] @ content_vectors.T,
-                            true_interest_scores(truth, user_rows[s:s + chunk_size]))
-           for s in range(0, len(user_rows), chunk_size)]
-    values = np.concatenate(rho) if rho else np.array([np.nan])
-    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+    return mean_rowwise_spearman(lambda rows: user_vectors[rows] @ content_vectors.T,
+                                 lambda rows: true_interest_scores(truth, user_rows[rows]), len(user_rows), chunk_size)
 
 
 class U2IRecall:
@@ -315,17 +312,16 @@ class U2IRecall:
         if dataset.truth is None or self.user_vectors is None:
             return {}
         from graphrecall.data.synthetic import true_interest_scores
-        from graphrecall.metrics import rowwise_spearman
+        from graphrecall.metrics import mean_rowwise_spearman
 
         users = self.diagnostic_users(fold, seed=self.seed)
         pop = popularity_counts(fold.train, dataset.num_contents, "users").astype(np.float64)
         # reference: how far the world's true interest itself follows (training-window) popularity
-        truth_pop = [rowwise_spearman(true_interest_scores(dataset.truth, users[s:s + 256]), pop)
-                     for s in range(0, len(users), 256)]
+        truth_pop = mean_rowwise_spearman(lambda rows: true_interest_scores(dataset.truth, users[rows]),
+                                          lambda rows: pop, len(users))
         return {"true_interest_spearman": true_interest_agreement(self.user_vectors[users], self.content_vectors,
                                                                   dataset.truth, users),
-                "truth/popularity_spearman": float(np.nanmean(np.concatenate(truth_pop))) if truth_pop else float("nan"),
-                "diagnostic_users": float(len(users))}
+                "truth/popularity_spearman": truth_pop, "diagnostic_users": float(len(users))}
 
     # ---- training
     def _train(self, fold: Fold, dataset: FeedDataset, run_dir: Path) -> dict[str, Any]:
