@@ -166,6 +166,12 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> tuple[dict[st
             extra_targets=extra_targets,
         )
         metrics[f"{name}/eval_seconds"] = time.perf_counter() - t0
+        reference = getattr(model, "reference", None)
+        if reference is not None:  # model.refit: the validation-trained model on this fold, for comparison
+            evs = evs + evaluate_model(
+                reference, dataclasses.replace(fold, name=f"{name}_no_refit"), dataset,
+                OmegaConf.to_container(cfg.eval, resolve=True), int(cfg.seed), extra_targets=extra_targets,
+            )
         for ev in evs:
             metrics.update(ev.flat())
             ev.per_user.to_parquet(out / f"per_user_{ev.name}.parquet", index=False)
@@ -189,7 +195,7 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> tuple[dict[st
     text = json.dumps({"metrics": metrics, "summary": summaries, "details": details}, indent=2, default=str)
     write_atomically(out / "metrics.json", lambda p: p.write_text(text))
     table = format_summary(evaluations, ("recall@50", "ndcg@50", "distinct_style@50", "coverage@50"),
-                           slices=("all", "low_activity", "cold"))
+                           slices=("all", "warm", "cold"))
     (out / "metrics_table.txt").write_text(table + "\n")
     print(f"\n[{cfg.model._target_.rsplit('.', 1)[-1]} on {dataset.name}] run dir: {out}\n{table}\n")
     finish_wandb(metrics)  # final val/test metrics into the W&B summary, then close the run: each job its own

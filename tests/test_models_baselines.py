@@ -103,18 +103,23 @@ def test_popular_overall_recent_window(pop_setup: tuple[FeedDataset, Fold]) -> N
     ds, fold = pop_setup
     model = PopularRecall(recent_days=7)
     stats = model.fit(fold, ds)
-    # distinct users, days 14+: A 3, D 3, B 1, C 1, E 1 -> ties by lower row: A D B C E
-    assert model.rankings.tolist() == [[0, 3, 1, 2, 4]]
+    # distinct users, days 14+: A 3, D 3, B 1, C 1, E 1. Ties: all-window users (A 3, B 1, C 4,
+    # D 3, E 1), then the fixed pseudo-random tie order, computed here independently
+    tie = np.empty(5, dtype=np.int64)
+    tie[np.random.default_rng(0).permutation(5)] = np.arange(5)
+    assert tie.tolist() == [3, 4, 0, 2, 1]  # A B C D E: C first, then E, D, A, B
+    # A = D (3, 3) -> D (tie 2) before A (tie 3); C (4) > B = E (1) -> E (tie 1) before B (tie 4)
+    assert model.rankings.tolist() == [[3, 0, 2, 4, 1]]
     assert stats == {"popular_groups": 1, "popular_nonzero": 5}
     recs = model.recommend(rows(ds, "f0", "m4", "m3"), fold, 3)
     # f0 saw A, B; m4 saw C, D; m3 saw C, D, E
-    assert names(recs.items) == [["D", "C", "E"], ["A", "B", "E"], ["A", "B", "-"]]
+    assert names(recs.items) == [["D", "C", "E"], ["A", "E", "B"], ["A", "B", "-"]]
     assert recs.counters["backfilled"].tolist() == [0, 0, 0]
 
     everything = PopularRecall(recent_days=None)
     everything.fit(fold, ds)
-    # all time: C 4 users, A 3, D 3, B 1, E 1
-    assert everything.rankings.tolist() == [[2, 0, 3, 1, 4]]
+    # all time: C 4 users, A 3, D 3, B 1, E 1 (ties: D before A, E before B, as above)
+    assert everything.rankings.tolist() == [[2, 3, 0, 4, 1]]
     assert names(everything.recommend(rows(ds, "f0"), fold, 3).items) == [["C", "D", "E"]]
 
 
@@ -123,9 +128,9 @@ def test_popular_per_group(pop_setup: tuple[FeedDataset, Fold], tmp_path: Path) 
     model = PopularRecall(recent_days=7, per_group=True, groups={"fields": ["gender"]})
     assert model.name == "popular_group"
     assert model.fit(fold, ds)["popular_groups"] == 2
-    # F: A 3, B 1, C 1 (+ overall/4 breaks ties: B .25 = C .25 -> lower row) -> A B C D E
-    # M: D 3, E 1; A .75, B .25, C .25 from the overall popularity -> D E A B C
-    assert model.rankings.tolist() == [[0, 1, 2, 3, 4], [3, 4, 0, 1, 2]]
+    # F: A 3, B 1, C 1 (+ overall/4 breaks ties: B .25 = C .25 -> all-window users C 4 > B 1) -> A C B D E
+    # M: D 3, E 1; A .75, B .25, C .25 from the overall popularity, C before B -> D E A C B
+    assert model.rankings.tolist() == [[0, 2, 1, 3, 4], [3, 4, 0, 2, 1]]
     users = rows(ds, "f0", "f1", "m3", "m4", "m5")
     recs = model.recommend(users, fold, 3)
     expected = [["C", "D", "E"], ["B", "D", "E"], ["A", "B", "-"], ["E", "A", "B"], ["E", "A", "B"]]
@@ -146,7 +151,8 @@ def test_popular_per_group(pop_setup: tuple[FeedDataset, Fold], tmp_path: Path) 
 # N(A,B)=2, N(A,C)=1, N(B,C)=2, N(C,D)=1; row-normalised:
 #   A: B 2/3, C 1/3    B: A 1/2, C 1/2    C: B 1/2, A 1/4, D 1/4    D: C 1    E: -
 # Pool (ties to the lower row): A [B C]  B [A C]  C [B A D]  D [C]  E []
-# Back-fill: distinct users in the window: B 3, C 3, A 2, D 1, E 0 -> B C A D E
+# Back-fill: distinct users in the window: B 3, C 3, A 2, D 1, E 0 -> C B A D E (B = C, also over
+# the whole window: the fixed pseudo-random tie order puts C first)
 # Target user q clicked A (day 2) then D (day 3), before the window: triggers [D, A], seen {A, D}.
 COCLICK_LOG = [
     ("p0", "A", at(10)), ("p0", "B", at(10, 60)), ("p0", "C", at(10, 120)),
@@ -174,7 +180,7 @@ def test_coclick_end_to_end(coclick_setup: tuple[FeedDataset, Fold], tmp_path: P
     assert names(model.pool.neighbors) == [["B", "C", "-"], ["A", "C", "-"], ["B", "A", "D"], ["C", "-", "-"], ["-"] * 3]
     np.testing.assert_allclose(model.pool.scores[0, :2], [2 / 3, 1 / 3], rtol=1e-6)
     np.testing.assert_allclose(model.pool.scores[2], [1 / 2, 1 / 4, 1 / 4], rtol=1e-6)
-    assert names([model.fallback]) == [["B", "C", "A", "D", "E"]]
+    assert names([model.fallback]) == [["C", "B", "A", "D", "E"]]
 
     # q, k=4, decay .8: quota(2, 4, .8) = [2, 2] (exact 2.22, 1.78).
     # trigger D (newest): C (rank 0); the row ends. trigger A: B (rank 0), C taken.

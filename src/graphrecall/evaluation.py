@@ -3,8 +3,9 @@
 Metrics are computed for the users with at least one target in the fold, on top-K lists from which
 each user's history was removed before the cut-off. Popularity (for average popularity, long-tail
 share and IPS weights) is the number of distinct users per content in the fold's training clicks.
-Slices: ``all``; ``low_activity`` (1..``low_activity_max`` training clicks); ``active`` (more);
-``cold`` (no click in the history at all).
+Slices: ``all``; ``warm`` (at least one click before the cut: the headline slice, since every
+i2i model serves cold users the same back-fill); ``low_activity`` (1..``low_activity_max``
+training clicks); ``active`` (more); ``cold`` (no click in the history at all).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def user_slices(fold: Fold, users: np.ndarray, low_activity_max: int) -> dict[st
     train_clicks = fold.train["u"].value_counts().reindex(users, fill_value=0).to_numpy()
     hist_clicks = fold.history["u"].value_counts().reindex(users, fill_value=0).to_numpy()
     return {
+        "warm": hist_clicks > 0,
         "low_activity": (train_clicks >= 1) & (train_clicks <= low_activity_max),
         "active": train_clicks > low_activity_max,
         "cold": hist_clicks == 0,

@@ -47,3 +47,71 @@ def make_loss(name: str) -> nn.Module:
     if name not in losses:
         raise ValueError(f"unknown loss '{name}'; expected one of {sorted(losses)}")
     return losses[name]()
+
+
+def sampled_softmax_logits(
+    query: Tensor,
+    positive: Tensor,
+    uniform: Tensor,
+    query_ids: Tensor,
+    positive_ids: Tensor,
+    uniform_ids: Tensor,
+    log_q: Tensor | None,
+    temperature: float = 1.0,
+) -> Tensor:
+    r"""Logits of a softmax over in-batch positives plus uniformly drawn contents, logQ-corrected.
+
+    Each query ``b`` scores every positive of the batch (its own on the diagonal) and ``M`` shared
+    uniform draws. With the sampling-bias correction of Yi et al. (RecSys 2019, "Sampling-bias-
+    corrected neural modeling for large corpus item recommendations") a candidate's logit is
+
+    .. math::
+        s^c_{bj} = \langle q_b, c_j\rangle / T - \log Q_j
+
+    where ``Q_j`` is the expected number of times content ``j`` enters the candidate set (``log_q``,
+    see :func:`candidate_log_q`); the correction applies to the positive too. Candidates that are
+    the query's own positive (a duplicate positive in the batch, or a uniform draw hitting it) or
+    the query content itself are masked to ``-inf`` (accidental hits), except the diagonal.
+
+    Shapes:
+        - query, positive: ``[B, d]``; uniform: ``[M, d]``
+        - query_ids, positive_ids: ``[B]``; uniform_ids: ``[M]``
+        - log_q: ``[C]`` (indexed by content id) or None (no correction)
+        - output: ``[B, B + M]``, the target of row ``b`` is column ``b``.
+    """
+    cand = torch.cat([positive, uniform])
+    cand_ids = torch.cat([positive_ids, uniform_ids])
+    logits = query @ cand.T / temperature
+    if log_q is not None:
+        logits = logits - log_q[cand_ids].unsqueeze(0)
+    b = query.shape[0]
+    hit = (cand_ids.unsqueeze(0) == positive_ids.unsqueeze(1)) | (cand_ids.unsqueeze(0) == query_ids.unsqueeze(1))
+    hit[torch.arange(b, device=hit.device), torch.arange(b, device=hit.device)] = False
+    return logits.masked_fill(hit, float("-inf"))
+
+
+def candidate_log_q(positive_counts: Tensor, batch_size: int, num_uniform: int) -> Tensor:
+    r"""``log Q_j`` for :func:`sampled_softmax_logits`: the expected count of content ``j`` among
+    ``batch_size`` in-batch positives (drawn with the training examples' frequency
+    ``p_j = n_j / sum n``) plus ``num_uniform`` uniform draws over the ``C`` contents.
+
+    .. math::
+        Q_j = B\,p_j + M / C
+
+    Shape:
+        - positive_counts: ``[C]`` number of training examples whose positive is ``j``; output ``[C]``.
+    """
+    counts = positive_counts.double()
+    c = counts.numel()
+    q = batch_size * counts / counts.sum().clamp(min=1.0) + num_uniform / c
+    return torch.log(q.clamp(min=1e-12)).float()
+
+
+class SampledSoftmaxLoss(nn.Module):
+    """Cross-entropy of :func:`sampled_softmax_logits` with the diagonal as target, optionally
+    weighted per example (weights of mean 1)."""
+
+    def forward(self, logits: Tensor, weight: Tensor | None = None) -> Tensor:
+        target = torch.arange(logits.shape[0], device=logits.device)
+        per_example = F.cross_entropy(logits, target, reduction="none")
+        return per_example.mean() if weight is None else (weight * per_example).mean()

@@ -4,6 +4,7 @@ resume)."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -145,5 +146,42 @@ def fit_with_selection(
     if best:
         module.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
     epochs = trainer.current_epoch
+    # the selected epoch (0-based) from the best checkpoint's name ("best-epoch=N.ckpt"); a refit
+    # trains best_epoch + 1 epochs
+    match = re.search(r"epoch=(\d+)", Path(best).name) if best else None
+    best_epoch = int(match.group(1)) if match else max(epochs - 1, 0)
     return {"train_seconds": seconds, "epochs": epochs, "epoch_seconds": seconds / max(epochs, 1),
-            "best_val_recall@50": float(ckpt.best_model_score or 0.0), "best_checkpoint": best}
+            "best_val_recall@50": float(ckpt.best_model_score or 0.0), "best_epoch": best_epoch,
+            "best_checkpoint": best}
+
+
+def fit_fixed_epochs(
+    module: pl.LightningModule,
+    train_loader: DataLoader,
+    trainer_cfg: dict[str, Any],
+    logger_cfg: dict[str, Any],
+    run_dir: Path,
+    epochs: int,
+    run_config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train ``module`` for exactly ``epochs`` epochs, without validation (the refit on the test
+    fold's window once validation has chosen the epoch count); the last weights are kept and
+    checkpointed as ``<run_dir>/checkpoints/last.ckpt``.
+
+    Returns:
+        ``train_seconds, epochs, epoch_seconds``.
+    """
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    if epochs < 1:
+        raise ValueError(f"a refit needs at least one epoch, got {epochs}")
+    cfg = {k: v for k, v in trainer_cfg.items() if k not in ("early_stopping_patience", "check_val_every_n_epoch",
+                                                            "num_sanity_val_steps", "min_epochs")}
+    cfg.update(max_epochs=int(epochs), limit_val_batches=0, num_sanity_val_steps=0)
+    ckpt = ModelCheckpoint(dirpath=str(Path(run_dir) / "checkpoints"), save_last=True, save_top_k=0)
+    trainer = pl.Trainer(default_root_dir=str(run_dir), callbacks=[ckpt],
+                         logger=make_logger(logger_cfg, Path(run_dir), run_config), **cfg)
+    start = time.perf_counter()
+    trainer.fit(module, train_loader)
+    seconds = time.perf_counter() - start
+    return {"train_seconds": seconds, "epochs": trainer.current_epoch, "epoch_seconds": seconds / max(epochs, 1)}

@@ -192,3 +192,27 @@ def sample_negatives(
         neg[bad] = draw(int(bad.sum()))
         bad = graph.contains(rep.reshape(-1), neg.reshape(-1)).view(b, -1) | (neg == rep)
     return neg, int(bad.sum())
+
+
+def drop_pair_edges(edge_index: Tensor, alpha: Tensor, src: Tensor, dst: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
+    """Remove the edges between each ``(src[b], dst[b])`` pair, both directions, and renormalise.
+
+    Used by the next-click objective: an example's target must not be aggregated into its trigger
+    (or the trigger into the target), or the model only learns to copy the graph.
+
+    Args:
+        edge_index: [2, E] global ``(neighbour j, node i)`` pairs (node i aggregates j).
+        alpha: [E] aggregation weights (rows of a node sum to 1 or 0).
+        src, dst: [B] the example pairs.
+        num_nodes: N (ids < N).
+
+    Returns:
+        (keep [E] bool, alpha [E] renormalised over each node's kept edges; 0 where nothing is left).
+    """
+    key = edge_index[1] * num_nodes + edge_index[0]
+    banned = torch.cat([src * num_nodes + dst, dst * num_nodes + src])
+    keep = ~torch.isin(key, banned)
+    kept_alpha = torch.where(keep, alpha, torch.zeros_like(alpha))
+    row_sum = torch.zeros(num_nodes, dtype=alpha.dtype, device=alpha.device).index_add_(0, edge_index[1], kept_alpha)
+    denom = row_sum[edge_index[1]]
+    return keep, torch.where(denom > 0, kept_alpha / denom.clamp(min=1e-12), torch.zeros_like(alpha))

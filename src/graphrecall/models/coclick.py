@@ -48,8 +48,10 @@ class CoClickRecall(PoolRecall):
         graph = content_graph(fold, dataset, self.graph_cfg, cache_dir)
         self.pool = CandidatePool.from_csr(graph.weights, self.pool_size)
         self.set_fallback(fold, dataset)
+        serving = self.choose_serving(fold, dataset) if self.popularity_beta is None or fold.name == "val" else {}
         return {
             **{f"graph/{k}": v for k, v in graph.stats.as_dict().items() if k != "name"},
+            **serving,
             "pool/empty_rows": self.pool.empty_rows(),
             "fit_seconds": time.perf_counter() - start,
         }

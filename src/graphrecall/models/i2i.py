@@ -3,6 +3,7 @@ recent-popularity back-fill (design brief, section 2). Models differ only in how
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,11 @@ import scipy.sparse as sp
 from graphrecall.data.schema import CONTENT_ID, FeedDataset
 from graphrecall.data.splits import Fold
 from graphrecall.models.base import Recommendations
-from graphrecall.models.popular import popularity_counts, ranking_from_scores, recent_clicks
+from graphrecall.models.popular import popularity_ranking
 from graphrecall.recall.pool import CandidatePool
-from graphrecall.recall.triggers import recall_with_triggers, seen_matrix, trigger_lists
+from graphrecall.recall.triggers import aggregate_recall, recall_with_triggers, seen_matrix, trigger_lists
+
+SERVING_MODES = ("quota", "aggregate")
 
 
 class PoolRecall:
@@ -22,7 +25,12 @@ class PoolRecall:
 
     Args:
         pool_size: P, neighbours kept per content in the offline pool.
-        triggers: trigger config (``max_triggers, decay``).
+        triggers: the ``recall`` config: ``max_triggers, decay, share``, ``mode`` (``quota``: the
+            article's per-trigger quotas; ``aggregate``: every candidate scored once by the decayed
+            sum of its similarity to the triggers, see
+            :func:`graphrecall.recall.triggers.aggregate_recall`) and ``popularity_beta``
+            (aggregate: ``beta * log(1 + recent clicks)`` added to every candidate's score; a list
+            is a grid, chosen on the validation fold by :meth:`choose_serving`).
         backfill_recent_days: popularity window of the back-fill ranking.
     """
 
@@ -31,26 +39,77 @@ class PoolRecall:
     def __init__(self, pool_size: int = 100, triggers: dict[str, Any] | None = None,
                  backfill_recent_days: float | None = 7) -> None:
         self.pool_size = pool_size
-        self.trigger_cfg = {"max_triggers": 10, "decay": 0.8, **dict(triggers or {})}
+        self.trigger_cfg = {"max_triggers": 10, "decay": 0.8, "mode": "quota", "popularity_beta": 0.0,
+                            **dict(triggers or {})}
+        if self.trigger_cfg["mode"] not in SERVING_MODES:
+            raise ValueError(f"recall.mode must be one of {SERVING_MODES}, got '{self.trigger_cfg['mode']}'")
+        beta = self.trigger_cfg["popularity_beta"]
+        self.beta_grid = [float(b) for b in (beta if isinstance(beta, (list, tuple)) else [beta])]
+        if not self.beta_grid:
+            raise ValueError("recall.popularity_beta must be a number or a non-empty list of numbers")
+        if self.trigger_cfg["mode"] == "quota" and any(b != 0.0 for b in self.beta_grid):
+            raise ValueError("recall.popularity_beta needs recall.mode=aggregate (quota serving ranks by "
+                             "neighbour rank, not by score)")
+        # one value: fixed; a grid: chosen on the validation fold (choose_serving)
+        self.popularity_beta: float | None = self.beta_grid[0] if len(self.beta_grid) == 1 else None
         self.backfill_recent_days = backfill_recent_days
         self.pool: CandidatePool | None = None
+        self.recent_log_popularity: np.ndarray | None = None
 
     def set_fallback(self, fold: Fold, dataset: FeedDataset) -> None:
-        pop = popularity_counts(recent_clicks(fold.train, self.backfill_recent_days), dataset.num_contents)
-        self.fallback = ranking_from_scores(pop)
+        self.fallback, recent = popularity_ranking(fold.train, dataset.num_contents, self.backfill_recent_days)
+        self.recent_log_popularity = np.log1p(recent)
 
     def user_context(self, users: np.ndarray, fold: Fold, num_contents: int) -> tuple[list[np.ndarray], sp.csr_matrix]:
         """What serving needs of the users, independent of the pool: (triggers, seen contents)."""
         triggers = trigger_lists(fold.history, users, int(self.trigger_cfg["max_triggers"]))
         return triggers, seen_matrix(fold.history, users, num_contents)
 
-    def serve(self, users: np.ndarray, context: tuple[list[np.ndarray], sp.csr_matrix], k: int) -> Recommendations:
-        """Trigger selection over the current pool (``context`` from :meth:`user_context`)."""
+    def serve(self, users: np.ndarray, context: tuple[list[np.ndarray], sp.csr_matrix], k: int,
+              beta: float | None = None) -> Recommendations:
+        """Trigger selection over the current pool (``context`` from :meth:`user_context`);
+        ``beta`` overrides the chosen ``popularity_beta`` (aggregate mode)."""
         triggers, seen = context
         share = float(self.trigger_cfg.get("share", 1.0))
-        res = recall_with_triggers(self.pool, triggers, seen, k, float(self.trigger_cfg["decay"]), self.fallback,
-                                   trigger_slots=round(share * k))
+        decay = float(self.trigger_cfg["decay"])
+        if self.trigger_cfg["mode"] == "quota":
+            res = recall_with_triggers(self.pool, triggers, seen, k, decay, self.fallback, trigger_slots=round(share * k))
+        else:
+            beta = self.popularity_beta if beta is None else beta
+            if beta is None:
+                raise ValueError("recall.popularity_beta is a grid and has not been chosen: the validation "
+                                 "fold (eval.folds must start with val) chooses it")
+            bonus = beta * self.recent_log_popularity if beta else None
+            res = aggregate_recall(self.pool, triggers, seen, k, decay, self.fallback, bonus, round(share * k))
         return Recommendations(users, res.recs, {"from_triggers": res.from_triggers, "backfilled": res.backfilled})
+
+    def beta_evaluator(self, fold: Fold, dataset: FeedDataset):
+        """A callable ``() -> {beta: val recall@50}`` over :attr:`beta_grid` for the current pool
+        (the users' context is built once)."""
+        from graphrecall.evaluation import targets_matrix
+        from graphrecall.metrics import recall_at_k
+
+        users = np.unique(fold.targets["u"].to_numpy())
+        targets = targets_matrix(fold.targets, users, dataset.num_contents)
+        context = self.user_context(users, fold, dataset.num_contents)
+
+        def evaluate() -> dict[float, float]:
+            return {b: float(np.nanmean(recall_at_k(self.serve(users, context, 50, beta=b).items, targets, 50)))
+                    for b in self.beta_grid}
+
+        return evaluate
+
+    def choose_serving(self, fold: Fold, dataset: FeedDataset) -> dict[str, float]:
+        """Choose ``popularity_beta`` from its grid on this fold's recall@50; the fold must be the
+        validation fold (the test fold is never read for a choice). Ties: the first in grid order."""
+        if len(self.beta_grid) == 1:
+            return {}
+        if fold.name != "val":
+            raise ValueError(f"recall.popularity_beta is a grid: it is chosen on the val fold, not on '{fold.name}'")
+        by_beta = self.beta_evaluator(fold, dataset)()
+        self.popularity_beta = max(self.beta_grid, key=lambda b: (by_beta[b], -self.beta_grid.index(b)))
+        return {"serving/popularity_beta": self.popularity_beta,
+                **{f"serving/val_recall@50_beta={b:g}": r for b, r in by_beta.items()}}
 
     def recommend(self, users: np.ndarray, fold: Fold, k: int) -> Recommendations:
         return self.serve(users, self.user_context(users, fold, self.pool.num_contents), k)
@@ -58,7 +117,13 @@ class PoolRecall:
     def save(self, directory: Path, dataset: FeedDataset) -> None:
         self.pool.save(Path(directory) / "pool.parquet", dataset.contents[CONTENT_ID].to_numpy())
         np.save(Path(directory) / "fallback.npy", self.fallback)
+        np.save(Path(directory) / "recent_log_popularity.npy", self.recent_log_popularity)
+        (Path(directory) / "serving.json").write_text(json.dumps({"popularity_beta": self.popularity_beta}))
 
     def load(self, directory: Path, fold: Fold, dataset: FeedDataset) -> None:
-        self.pool = CandidatePool.load(Path(directory) / "pool.parquet", dataset.contents[CONTENT_ID].to_numpy())
-        self.fallback = np.load(Path(directory) / "fallback.npy")
+        directory = Path(directory)
+        self.pool = CandidatePool.load(directory / "pool.parquet", dataset.contents[CONTENT_ID].to_numpy())
+        self.fallback = np.load(directory / "fallback.npy")
+        if (directory / "serving.json").exists():  # runs saved before aggregate serving have neither file
+            self.recent_log_popularity = np.load(directory / "recent_log_popularity.npy")
+            self.popularity_beta = json.loads((directory / "serving.json").read_text())["popularity_beta"]

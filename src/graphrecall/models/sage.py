@@ -14,6 +14,7 @@ as a production model trained on yesterday's graph serves today's; the test is n
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from pathlib import Path
@@ -27,8 +28,9 @@ from torch.utils.data import DataLoader
 
 from graphrecall.data.schema import FeedDataset
 from graphrecall.data.splits import Fold
-from graphrecall.graphs.sampling import TopKGraph, k_hop_subgraph, sample_negatives, top_k_graph
-from graphrecall.losses import make_loss
+from graphrecall.data.next_click import next_click_pairs
+from graphrecall.graphs.sampling import TopKGraph, drop_pair_edges, k_hop_subgraph, sample_negatives, top_k_graph
+from graphrecall.losses import SampledSoftmaxLoss, candidate_log_q, make_loss, sampled_softmax_logits
 from graphrecall.models.coclick import content_graph
 from graphrecall.models.encoders import GNNEncoder
 from graphrecall.models.features import FieldBags, content_features
@@ -38,11 +40,13 @@ from graphrecall.training import (
     EpochSeededSampler,
     PairDataset,
     RankingValidationModule,
+    fit_fixed_epochs,
     fit_with_selection,
     keep_batch,
 )
 
 log = logging.getLogger(__name__)
+OBJECTIVES = ("reconstruction", "next_click")
 
 
 class SageI2IModule(RankingValidationModule):
@@ -57,12 +61,19 @@ class SageI2IModule(RankingValidationModule):
     def __init__(self, encoder: dict[str, Any], loss: str = "bce", num_negatives: int = 5, lr: float = 5e-3,
                  weight_decay: float = 0.0, batching: str = "auto", full_graph_max_nodes: int = 50_000,
                  seed: int = 0, temperature: float = 1.0, run_config: dict[str, Any] | None = None,
-                 hard_negatives: dict[str, Any] | None = None) -> None:
+                 hard_negatives: dict[str, Any] | None = None, objective: str = "reconstruction",
+                 next_click: dict[str, Any] | None = None) -> None:
         super().__init__()
+        if objective not in OBJECTIVES:
+            raise ValueError(f"model.objective must be one of {OBJECTIVES}, got '{objective}'")
         self.save_hyperparameters()
         self.net = GNNEncoder(**encoder)
         self._hard: Tensor | None = None  # [N, high - low] near misses of the current model
         self.loss_fn = make_loss(loss)
+        self.softmax_loss = SampledSoftmaxLoss()
+        # [C] log of each content's expected count among a step's candidates (next_click, logQ);
+        # rebuilt from the training examples, not stored in checkpoints
+        self.log_q: Tensor | None = None
         self.graph: TopKGraph | None = None
         self.features: dict[str, FieldBags] | None = None
         self.evaluator: Callable[[Tensor], dict[str, float]] | None = None
@@ -85,14 +96,26 @@ class SageI2IModule(RankingValidationModule):
         mode = self.hparams.batching
         return mode == "full" or (mode == "auto" and self.graph.num_nodes <= self.hparams.full_graph_max_nodes)
 
-    def embed(self, nodes: Tensor) -> Tensor:
-        """[n, d] vectors of the given nodes from their top-k neighbourhoods."""
+    def embed(self, nodes: Tensor, drop_pairs: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """[n, d] vectors of the given nodes from their top-k neighbourhoods.
+
+        ``drop_pairs = (src [B], dst [B])`` removes the edges between each pair (both directions,
+        weights renormalised) for this pass: the next-click examples' own edges.
+        """
         g, features = self._graph_on(nodes.device)
         if self._full_graph():
             all_nodes = torch.arange(g.num_nodes, device=nodes.device)
-            return self.net(all_nodes, g.edge_index(), g.alpha, features)[nodes]
+            edge_index, alpha = g.edge_index(), g.alpha
+            if drop_pairs is not None:
+                keep, alpha = drop_pair_edges(edge_index, alpha, *drop_pairs, g.num_nodes)
+                edge_index, alpha = edge_index[:, keep], alpha[keep]
+            return self.net(all_nodes, edge_index, alpha, features)[nodes]
         sub = k_hop_subgraph(g, nodes, len(self.net.convs))
-        h = self.net(sub.nodes, sub.edge_index, sub.alpha, features)
+        edge_index, alpha = sub.edge_index, sub.alpha
+        if drop_pairs is not None:
+            keep, alpha = drop_pair_edges(sub.nodes[edge_index], alpha, *drop_pairs, g.num_nodes)
+            edge_index, alpha = edge_index[:, keep], alpha[keep]
+        h = self.net(sub.nodes, edge_index, alpha, features)
         pos = torch.full((g.num_nodes,), -1, dtype=torch.long, device=nodes.device)
         pos[sub.nodes[: sub.num_seeds]] = torch.arange(sub.num_seeds, device=nodes.device)
         return h[pos[nodes]]
@@ -142,8 +165,11 @@ class SageI2IModule(RankingValidationModule):
         return loss
 
     def pair_task(self, batch: tuple[Tensor, ...], gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
-        """The content graph's pair-reconstruction loss; also returns the sources and their vectors
-        ``(loss, src [B], h_src [B, d])`` for tasks that reuse them (M2GRL's alignment)."""
+        """The content task's loss (``objective``: pair reconstruction or next click); also returns
+        the sources and their vectors ``(loss, src [B], h_src [B, d])`` for tasks that reuse them
+        (M2GRL's alignment)."""
+        if self.hparams.objective == "next_click":
+            return self.next_click_task(batch, gen)
         src, dst = batch[0], batch[1]
         pair_weight = batch[2] if len(batch) > 2 else None
         neg, collisions = sample_negatives(self.graph, src.cpu(), self.hparams.num_negatives, gen)
@@ -161,6 +187,28 @@ class SageI2IModule(RankingValidationModule):
             self._epoch_sums[0] = self._epoch_sums[0] + loss.detach() * b
             self._epoch_sums[1] += b
             self._epoch_sums[2] += collisions
+        return loss, src, hs
+
+    def next_click_task(self, batch: tuple[Tensor, ...], gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+        """Softmax over in-batch targets plus ``num_uniform`` uniform contents, logQ-corrected
+        (:func:`graphrecall.losses.sampled_softmax_logits`); the batch's example edges are removed
+        from the graph for this pass. ``batch`` = (triggers [B], later clicks [B], optional weights)."""
+        src, dst = batch[0], batch[1]
+        weight = batch[2] if len(batch) > 2 else None
+        cfg = self.hparams.next_click or {}
+        num_uniform = int(cfg.get("num_uniform", 1024))
+        uniform = torch.randint(self.graph.num_nodes, (num_uniform,), generator=gen).to(src.device)
+        nodes, inverse = torch.unique(torch.cat([src, dst, uniform]), return_inverse=True)
+        drop = (src, dst) if cfg.get("drop_example_edges", True) else None
+        h = self.embed(nodes, drop_pairs=drop)
+        b = src.numel()
+        hs, hd, hu = h[inverse[:b]], h[inverse[b : 2 * b]], h[inverse[2 * b :]]
+        log_q = None if self.log_q is None else self.log_q.to(src.device)
+        logits = sampled_softmax_logits(hs, hd, hu, src, dst, uniform, log_q, self.hparams.temperature)
+        loss = self.softmax_loss(logits, weight)
+        if hasattr(self, "_epoch_sums"):
+            self._epoch_sums[0] = self._epoch_sums[0] + loss.detach() * b
+            self._epoch_sums[1] += b
         return loss, src, hs
 
     def mix_hard_negatives(self, src: Tensor, neg: Tensor, gen: torch.Generator) -> Tensor:
@@ -207,6 +255,14 @@ class SageRecall(PoolRecall):
         ann: pool search, ``method`` (exact | faiss | hnsw) and its arguments; hnsw reports its
             recall against exact search (``pool/recall``).
         resume_from: a checkpoint to resume training from.
+        objective: ``reconstruction`` (the article: the top-k co-click edges, BCE/BPR against
+            random negatives) | ``next_click`` (a user's later click within ``horizon_days`` of a
+            trigger, softmax over in-batch + ``num_uniform`` uniform candidates with logQ
+            correction; the example's own edges are dropped from the graph for its pass).
+        next_click: ``horizon_days, context, num_uniform, logq, drop_example_edges``.
+        refit: for the test fold, retrain from scratch on its window (everything before the cut)
+            for the validation-selected number of epochs, same seed; the validation-trained
+            model's test metrics are reported beside (``test_no_refit/...``).
     """
 
     name = "sage"
@@ -217,8 +273,17 @@ class SageRecall(PoolRecall):
     def __init__(self, graph: dict, triggers: dict, encoder: dict, aggregator: dict, loss: dict,
                  sampling: dict, optim: dict, trainer: dict, logger: dict | None = None, pool_size: int = 100,
                  backfill_recent_days: float | None = 7, seed: int = 0, resume_from: str | None = None,
-                 ann: dict | None = None) -> None:
+                 ann: dict | None = None, objective: str = "reconstruction", next_click: dict | None = None,
+                 refit: bool = False) -> None:
         super().__init__(pool_size, triggers, backfill_recent_days)
+        if objective not in OBJECTIVES:
+            raise ValueError(f"model.objective must be one of {OBJECTIVES}, got '{objective}'")
+        self.objective = objective
+        self.next_click = {"horizon_days": 1.0, "context": 5, "num_uniform": 1024, "logq": True,
+                           "drop_example_edges": True, **dict(next_click or {})}
+        self.refit = bool(refit)
+        self.selected_epochs: int | None = None  # epochs of the validation-selected model (refit reuses it)
+        self.reference: PoolRecall | None = None  # test fold with refit: the validation-trained model
         self.ann_cfg = dict(ann or {"method": "exact"})
         self.graph_cfg, self.encoder_cfg, self.aggregator_cfg = dict(graph), dict(encoder), dict(aggregator)
         self.loss_name = dict(loss).get("name", "bce")
@@ -257,7 +322,8 @@ class SageRecall(PoolRecall):
                 "lr": float(self.optim.get("lr", 5e-3)), "weight_decay": float(self.optim.get("weight_decay", 0.0)),
                 "batching": self.sampling.get("batching", "auto"), "seed": self.seed,
                 "temperature": float(self.optim.get("temperature", 1.0)), "run_config": self.run_config,
-                "hard_negatives": dict(self.sampling.get("hard_negatives") or {})}
+                "hard_negatives": dict(self.sampling.get("hard_negatives") or {}),
+                "objective": self.objective, "next_click": dict(self.next_click)}
 
     def validation_evaluator(self, fold: Fold, dataset: FeedDataset) -> Callable[[Tensor], dict[str, float]]:
         """Validation recall of a set of content vectors, served exactly as at test time."""
@@ -269,19 +335,38 @@ class SageRecall(PoolRecall):
         context = self.user_context(users, fold, dataset.num_contents)  # the same every epoch: built once
 
         def evaluate(vectors: Tensor) -> dict[str, float]:
+            # a popularity_beta grid: the epoch is judged at its best beta (chosen for good after training)
             self.pool = exact_topk(vectors.float(), self.pool_size)
-            recs = self.serve(users, context, 50).items
-            return {"recall@50": float(np.nanmean(recall_at_k(recs, targets, 50))),
-                    "ndcg@50": float(np.nanmean(ndcg_at_k(recs, targets, 50)))}
+            best: dict[str, float] = {}
+            for beta in self.beta_grid if self.popularity_beta is None else [self.popularity_beta]:
+                recs = self.serve(users, context, 50, beta=beta).items
+                out = {"recall@50": float(np.nanmean(recall_at_k(recs, targets, 50))),
+                       "ndcg@50": float(np.nanmean(ndcg_at_k(recs, targets, 50)))}
+                if not best or out["recall@50"] > best["recall@50"]:
+                    best = out
+            return best
 
         return evaluate
 
     # ---- training
-    def _train(self, fold: Fold, dataset: FeedDataset, topk: TopKGraph, features, run_dir: Path) -> dict[str, Any]:
-        pl.seed_everything(self.seed, workers=True, verbose=False)
-        self.set_fallback(fold, dataset)
-        self.module = self.build_module(dataset, features)
-        self.module.attach(topk, features, self.validation_evaluator(fold, dataset))
+    def training_examples(self, fold: Fold, topk: TopKGraph) -> tuple[PairDataset, Tensor | None]:
+        """The content task's examples and, for next_click with logQ, ``log Q`` [C].
+
+        reconstruction: the top-k graph's edges (optionally weighted by their share of the row);
+        next_click: (trigger, later click) pairs of the fold's training window.
+        """
+        if self.objective == "next_click":
+            if (self.sampling.get("hard_negatives") or {}).get("enabled"):
+                raise ValueError("sampling.hard_negatives is for model.objective=reconstruction")
+            src, dst = next_click_pairs(fold.train, float(self.next_click["horizon_days"]),
+                                        int(self.next_click["context"]))
+            src, dst = torch.from_numpy(src), torch.from_numpy(dst)
+            log_q = None
+            if self.next_click.get("logq", True):
+                counts = torch.bincount(dst, minlength=topk.num_nodes)
+                log_q = candidate_log_q(counts, int(self.optim.get("batch_size", 1024)),
+                                        int(self.next_click["num_uniform"]))
+            return PairDataset(src, dst), log_q
         row = topk.row()
         if self.sampling.get("positive_weighting", "uniform") == "weight":
             # importance of a pair = its share of the row's kept weight, scaled to mean 1 over pairs,
@@ -292,16 +377,44 @@ class SageRecall(PoolRecall):
         else:
             raise ValueError(f"sampling.positive_weighting must be uniform or weight, got "
                              f"'{self.sampling['positive_weighting']}'")
-        positives = PairDataset(row, topk.col, pair_weight)
-        if len(positives) == 0:
-            raise ValueError("the top-k content graph has no edge to train on: lower graph.tau or widen the window")
+        return PairDataset(row, topk.col, pair_weight), None
+
+    def _loader(self, examples: PairDataset) -> DataLoader:
+        if len(examples) == 0:
+            raise ValueError(f"no {self.objective} training example: for reconstruction lower graph.tau or widen "
+                             "the window; for next_click raise model.next_click.horizon_days or .context")
         batch_size = int(self.optim.get("batch_size", 1024))
-        train_loader = DataLoader(positives, batch_size=batch_size, collate_fn=keep_batch,
-                                  sampler=EpochSeededSampler(len(positives), self.seed), drop_last=False)
-        result = fit_with_selection(self.module, train_loader, self.trainer_cfg, self.logger_cfg, run_dir,
+        return DataLoader(examples, batch_size=batch_size, collate_fn=keep_batch,
+                          sampler=EpochSeededSampler(len(examples), self.seed), drop_last=False)
+
+    def _train(self, fold: Fold, dataset: FeedDataset, topk: TopKGraph, features, run_dir: Path) -> dict[str, Any]:
+        pl.seed_everything(self.seed, workers=True, verbose=False)
+        self.set_fallback(fold, dataset)
+        self.module = self.build_module(dataset, features)
+        self.module.attach(topk, features, self.validation_evaluator(fold, dataset))
+        examples, self.module.log_q = self.training_examples(fold, topk)
+        result = fit_with_selection(self.module, self._loader(examples), self.trainer_cfg, self.logger_cfg, run_dir,
                                     self.run_config, self.resume_from, self.extra_callbacks)
         self.best_checkpoint = result.pop("best_checkpoint")
-        return {**result, "positives": len(positives)}
+        self.selected_epochs = int(result["best_epoch"]) + 1
+        return {**result, "positives": len(examples), "selected_epochs": self.selected_epochs}
+
+    def _refit(self, fold: Fold, dataset: FeedDataset, topk: TopKGraph, features, run_dir: Path) -> dict[str, Any]:
+        """Retrain from scratch on this fold's window for the selected number of epochs (same seed)."""
+        pl.seed_everything(self.seed, workers=True, verbose=False)
+        self.module = self.build_module(dataset, features)
+        self.module.attach(topk, features, None)
+        examples, self.module.log_q = self.training_examples(fold, topk)
+        result = fit_fixed_epochs(self.module, self._loader(examples), self.trainer_cfg, self.logger_cfg,
+                                  Path(run_dir) / "refit", self.selected_epochs, self.run_config)
+        return {f"refit/{k}": v for k, v in result.items()} | {"refit/positives": len(examples)}
+
+    def _pool_from_module(self, topk: TopKGraph, features) -> tuple[np.ndarray, Any, dict[str, Any]]:
+        self.module.attach(topk, features, None)
+        self.module.to("cpu")
+        vectors = self.module.embed_all()
+        pool, pool_info = build_pool(vectors, self.pool_size, **self.ann_cfg)
+        return vectors.numpy(), pool, pool_info
 
     def fit(self, fold: Fold, dataset: FeedDataset, cache_dir: str | None = None,
             run_dir: Path | None = None) -> dict[str, Any]:
@@ -310,15 +423,24 @@ class SageRecall(PoolRecall):
         info: dict[str, Any] = {f"graph/{k}": v for k, v in wg.stats.as_dict().items() if k != "name"}
         info["graph/topk_edges"] = topk.num_edges
         info["graph/topk_isolated_nodes"] = topk.isolated()
+        run_dir = Path(run_dir or "outputs/adhoc")
+        self.reference = None
         if self.module is None:  # first fold (validation): train and select
-            info.update(self._train(fold, dataset, topk, features, Path(run_dir or "outputs/adhoc")))
-        self.module.attach(topk, features, None)
-        self.module.to("cpu")
-        vectors = self.module.embed_all()
-        self.vectors = vectors.numpy()
-        self.pool, pool_info = build_pool(vectors, self.pool_size, **self.ann_cfg)
+            info.update(self._train(fold, dataset, topk, features, run_dir))
+        elif self.refit:  # later fold: the selected model is kept as a reference, then refit
+            if self.selected_epochs is None:
+                raise ValueError("model.refit needs the epoch count selected on the val fold (eval.folds: [val, test])")
+            reference = copy.copy(self)
+            _, reference.pool, _ = self._pool_from_module(topk, features)
+            reference.set_fallback(fold, dataset)
+            reference.module, reference.reference = None, None
+            self.reference = reference
+            info.update(self._refit(fold, dataset, topk, features, run_dir))
+        self.vectors, self.pool, pool_info = self._pool_from_module(topk, features)
         info.update({f"pool/{k}": v for k, v in pool_info.items() if isinstance(v, (int, float))})
         self.set_fallback(fold, dataset)
+        if fold.name == "val" or self.popularity_beta is None:
+            info.update(self.choose_serving(fold, dataset))
         info["fit_seconds"] = time.perf_counter() - start
         return info
 

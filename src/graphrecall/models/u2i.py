@@ -32,7 +32,11 @@ from torch_geometric.nn.models.lightgcn import BPRLoss
 from graphrecall.data.schema import FeedDataset
 from graphrecall.data.splits import Fold
 from graphrecall.models.base import Recommendations
-from graphrecall.models.popular import popularity_counts, ranking_from_scores, recent_clicks, top_k_excluding
+from graphrecall.models.popular import (
+    popularity_counts,
+    popularity_ranking,
+    top_k_excluding,
+)
 from graphrecall.training import (
     EpochSeededSampler,
     PairDataset,
@@ -254,8 +258,7 @@ class U2IRecall:
 
     # ---- serving
     def set_fallback(self, fold: Fold, dataset: FeedDataset) -> None:
-        pop = popularity_counts(recent_clicks(fold.train, self.backfill_recent_days), dataset.num_contents)
-        self.fallback = ranking_from_scores(pop)
+        self.fallback, _ = popularity_ranking(fold.train, dataset.num_contents, self.backfill_recent_days)
 
     def _set_vectors(self, user_vectors: Tensor, content_vectors: Tensor) -> None:
         self.user_vectors = user_vectors.detach().float().cpu().numpy()

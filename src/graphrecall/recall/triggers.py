@@ -165,3 +165,94 @@ def recall_with_triggers(
         backfilled[u] = len(items) - from_triggers[u]
         recs[u, : len(items)] = items
     return TriggerRecallResult(recs, from_triggers, backfilled)
+
+
+def trigger_weights(triggers: list[np.ndarray], num_contents: int, decay: float) -> sp.csr_matrix:
+    """[U, C] matrix with ``decay ** r`` at the r-th (0 = newest) trigger of every user."""
+    lengths = np.array([len(t) for t in triggers], dtype=np.int64)
+    rows = np.repeat(np.arange(len(triggers)), lengths)
+    cols = np.concatenate(triggers).astype(np.int64) if lengths.sum() else np.zeros(0, dtype=np.int64)
+    ranks = np.concatenate([np.arange(n) for n in lengths]) if lengths.sum() else np.zeros(0)
+    return sp.csr_matrix((decay ** ranks.astype(np.float64), (rows, cols)), shape=(len(triggers), num_contents))
+
+
+def aggregate_recall(
+    pool: CandidatePool,
+    triggers: list[np.ndarray],
+    seen: sp.csr_matrix,
+    k: int,
+    decay: float = 0.8,
+    fallback: np.ndarray | None = None,
+    bonus: np.ndarray | None = None,
+    trigger_slots: int | None = None,
+) -> TriggerRecallResult:
+    r"""Score every candidate once: the decayed sum of its pool similarity to the user's triggers.
+
+    .. math::
+        s_u(c) = \sum_r \mathrm{decay}^r \, \mathrm{sim}(t_r, c) + \mathrm{bonus}(c)
+
+    over the candidates ``c`` found in at least one trigger's pool row (``sim`` = the pool score; a
+    trigger whose row lacks ``c`` adds 0), without the contents the user has seen. Candidates are
+    taken by descending score; ties go to the earlier content of ``fallback`` (the back-fill order:
+    recent popularity, then popularity, then a fixed pseudo-random order). Missing slots are
+    back-filled from ``fallback`` and counted, as in :func:`recall_with_triggers`.
+
+    Args:
+        pool: the offline candidate pool.
+        triggers: U arrays of trigger content rows, newest first.
+        seen: [U, C] contents to exclude per user.
+        k: list length.
+        decay: trigger weight ``decay ** r`` (in (0, 1]).
+        fallback: [C'] back-fill order; None: no back-fill (ties then by content row).
+        bonus: [C] added to every candidate's score (e.g. ``beta * log(1 + recent clicks)``).
+        trigger_slots: at most this many slots come from the candidates (default ``k``).
+
+    Returns:
+        A :class:`TriggerRecallResult`.
+    """
+    if not 0.0 < decay <= 1.0:
+        raise ValueError(f"recall.decay must be in (0, 1], got {decay}")
+    c = pool.num_contents
+    k_trig = k if trigger_slots is None else max(0, min(int(trigger_slots), k))
+    valid = (pool.neighbors >= 0) & np.isfinite(pool.scores)
+    rows = np.repeat(np.arange(c), valid.sum(1))
+    sim = sp.csr_matrix((pool.scores[valid].astype(np.float64), (rows, pool.neighbors[valid])), shape=(c, c))
+    member = sp.csr_matrix((np.ones(len(rows)), (rows, pool.neighbors[valid])), shape=(c, c))
+    tw = trigger_weights(triggers, c, decay)
+    scores = (tw @ sim).tocsr()
+    found = (tw @ member).tocsr()  # nonzero where c is in some trigger's row (even at similarity 0)
+    scores.sort_indices()
+    found.sort_indices()
+    tie_rank = np.full(c, c, dtype=np.int64)
+    if fallback is not None:
+        tie_rank[np.asarray(fallback, dtype=np.int64)] = np.arange(len(fallback))
+    tie_rank = tie_rank * (c + 1) + np.arange(c)  # contents absent from the fallback: by row
+    num_users = len(triggers)
+    recs = np.full((num_users, k), -1, dtype=np.int64)
+    from_triggers = np.zeros(num_users, dtype=np.int64)
+    backfilled = np.zeros(num_users, dtype=np.int64)
+    for u in range(num_users):
+        excluded = seen.indices[seen.indptr[u] : seen.indptr[u + 1]]
+        cand = found.indices[found.indptr[u] : found.indptr[u + 1]]
+        s = np.zeros(len(cand))
+        su_idx = scores.indices[scores.indptr[u] : scores.indptr[u + 1]]
+        s[np.searchsorted(cand, su_idx)] = scores.data[scores.indptr[u] : scores.indptr[u + 1]]
+        if bonus is not None:
+            s = s + bonus[cand]
+        keep = ~np.isin(cand, excluded)
+        cand, s = cand[keep], s[keep]
+        top = cand[np.lexsort((tie_rank[cand], -s))][:k_trig]
+        items = top.tolist()
+        from_triggers[u] = len(items)
+        if len(items) < k and fallback is not None:
+            have = set(excluded.tolist()) | set(items)
+            for x in fallback:
+                x = int(x)
+                if x not in have:
+                    items.append(x)
+                    have.add(x)
+                    if len(items) == k:
+                        break
+        backfilled[u] = len(items) - from_triggers[u]
+        recs[u, : len(items)] = items
+    return TriggerRecallResult(recs, from_triggers, backfilled)

@@ -1,0 +1,48 @@
+"""Training examples for the next-click objective: (trigger content, a later click of the same user).
+
+The article's recipe reconstructs the co-click edges the encoder aggregates over; these examples
+instead ask the model what a user clicks *next* after a trigger, the question online recall asks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from graphrecall.data.schema import TIMESTAMP
+from graphrecall.data.splits import DAY
+
+
+def next_click_pairs(clicks: pd.DataFrame, horizon_days: float = 1.0, context: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs ``(a, b)``: content ``b`` clicked by a user after content ``a``, within ``horizon_days``.
+
+    Each click ``b`` is paired with the user's ``context`` clicks just before it (in time order;
+    clicks of the same second keep the log's order), skipping those older than the horizon and
+    those on ``b`` itself. A pair appears once per (click, earlier click), so frequent
+    transitions count more.
+
+    Args:
+        clicks: clicks with ``u``, ``i``, ``timestamp``.
+        horizon_days: the latest a target may follow its trigger.
+        context: how many earlier clicks each click is paired with.
+
+    Returns:
+        (trigger content rows [E], target content rows [E]), int64.
+    """
+    if context < 1:
+        raise ValueError(f"model.next_click.context must be >= 1, got {context}")
+    if horizon_days <= 0:
+        raise ValueError(f"model.next_click.horizon_days must be > 0, got {horizon_days}")
+    order = np.lexsort((clicks[TIMESTAMP].to_numpy(), clicks["u"].to_numpy()))  # stable: ties keep log order
+    u = clicks["u"].to_numpy()[order]
+    i = clicks["i"].to_numpy()[order].astype(np.int64)
+    t = clicks[TIMESTAMP].to_numpy()[order].astype(np.int64)
+    horizon = int(horizon_days * DAY)
+    src, dst = [], []
+    for lag in range(1, min(context, max(len(u) - 1, 0)) + 1):
+        keep = (u[lag:] == u[:-lag]) & (t[lag:] - t[:-lag] <= horizon) & (i[lag:] != i[:-lag])
+        src.append(i[:-lag][keep])
+        dst.append(i[lag:][keep])
+    if not src:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(src), np.concatenate(dst)
