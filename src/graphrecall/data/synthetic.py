@@ -103,8 +103,9 @@ class SyntheticConfig:
         conformity_beta: Beta(a, b) of conformity per activity level (zero, low, medium, high).
         mean_session_length / max_session_length: session length is geometric, capped.
         num_candidates: size of the exposed candidate set per click.
-        uniform_exposure: share of exposures drawn uniformly over the (published) catalogue
-            instead of by the popularity prior.
+        uniform_exposure: share of exposures drawn uniformly over the catalogue instead of by the
+            popularity prior (with arrival: over the published contents, each weighted by its
+            freshness multiplier, like the prior part).
         interest_scale: weight of the true interest in the click utility.
         intent_bonus: utility bonus per matched session intent (style, space).
         intent_temperature: sharpness of drawing the session intent from the user's interest.
