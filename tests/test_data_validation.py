@@ -316,3 +316,89 @@ def test_bad_side_info_kind() -> None:
     clicks, contents = _frames()
     with pytest.raises(DataValidationError, match="side_info kinds must be 'single' or 'multi'"):
         build_dataset("demo", clicks, contents, None, {"style": "list"}, DIVERSITY)  # type: ignore[dict-item]
+
+
+# ------------------------------------------------------------------------------- published_at
+
+PUBLISHED_CSV = (
+    "content_id,style,products,published_at\n"
+    f"10,modern,sofa,{T0}\n"
+    f"11,nordic,lamp,{T0 + 60}\n"
+    f"12,x,rug,{T0 + 1_000}\n"
+)
+
+
+def test_published_at_parsed_and_kept(tmp_path: Path) -> None:
+    ds = load(write_folder(tmp_path, contents=PUBLISHED_CSV))
+    assert ds.contents.columns.tolist() == ["content_id", "style", "products", "published_at"]
+    assert ds.contents["published_at"].tolist() == [T0, T0 + 60, T0 + 1_000]
+    assert ds.contents["published_at"].dtype == "int64"
+    assert ds.report.counts == {}  # clicks at or after publication are fine (11 is clicked at T0 + 60)
+    # ISO strings and datetimes are parsed like click timestamps.
+    iso = PUBLISHED_CSV.replace(str(T0 + 60), "2020-09-13T12:27:40Z").replace(str(T0 + 1_000), "2020-09-13T12:43:20Z")
+    iso = iso.replace(f",{T0}\n", ",2020-09-13 12:26:40\n")
+    ds = load(write_folder(tmp_path, contents=iso))
+    assert ds.contents["published_at"].tolist() == [T0, T0 + 60, T0 + 1_000]
+
+
+def test_click_before_publication_is_an_error(tmp_path: Path) -> None:
+    clicks = clicks_csv(f"1,10,{T0}", f"1,11,{T0 + 59}", f"2,12,{T0 + 120}", f"2,12,{T0 + 999}")
+    with pytest.raises(DataValidationError) as err:
+        load(write_folder(tmp_path, clicks=clicks, contents=PUBLISHED_CSV))
+    msg = str(err.value)
+    assert "clicks.csv" in msg and "contents.csv" in msg and "'published_at'" in msg
+    assert "3 click(s) before their content's publication" in msg
+    # The example is the first offending row of the file, with both times.
+    assert "content_id=11" in msg and f"timestamp={T0 + 59}" in msg and f"published_at={T0 + 60}" in msg
+    assert "before_publication=drop" in msg
+
+
+def test_click_before_publication_drop_counted(tmp_path: Path) -> None:
+    clicks = clicks_csv(f"1,10,{T0}", f"1,11,{T0 + 59}", f"2,12,{T0 + 120}", f"2,12,{T0 + 1_000}")
+    ds = load(write_folder(tmp_path, clicks=clicks, contents=PUBLISHED_CSV), before_publication="drop")
+    kept = list(zip(ds.clicks["content_id"], ds.clicks["timestamp"]))
+    assert kept == [(10, T0), (12, T0 + 1_000)]
+    assert ds.report.counts == {"clicks before their content's publication dropped": 2}
+    assert ds.report.lines() == ["custom: 2 clicks before their content's publication dropped"]
+
+
+def test_unparsable_published_at_names_file_and_column(tmp_path: Path) -> None:
+    contents = "content_id,style,products,published_at\n10,a,x,soon\n11,b,y,\n12,c,z,\n"
+    with pytest.raises(DataValidationError) as err:
+        load(write_folder(tmp_path, contents=contents))
+    msg = str(err.value)
+    assert "contents.csv" in msg and "'published_at'" in msg
+
+
+def test_published_at_in_milliseconds_rejected(tmp_path: Path) -> None:
+    contents = f"content_id,style,products,published_at\n10,a,x,{T0 * 1000}\n11,b,y,{T0}\n12,c,z,{T0}\n"
+    with pytest.raises(DataValidationError, match=r"contents\.csv: column 'published_at' has 1 timestamp\(s\) outside"):
+        load(write_folder(tmp_path, contents=contents))
+
+
+def test_before_publication_policy_checked_and_not_side_info() -> None:
+    clicks, contents = _frames()
+    with pytest.raises(ValueError, match="before_publication must be 'error' or 'drop'"):
+        build_dataset("demo", clicks, contents, None, SIDE_INFO, DIVERSITY, before_publication="warn")  # type: ignore[arg-type]
+    contents["published_at"] = [T0, T0]
+    with pytest.raises(DataValidationError, match=r"demo/contents: column 'published_at' is the publication time"):
+        build_dataset("demo", clicks, contents, None, {**SIDE_INFO, "published_at": "single"}, DIVERSITY)
+
+
+def test_predefined_split_file_before_publication(tmp_path: Path) -> None:
+    from graphrecall.data.splits import make_folds
+
+    clicks = pd.DataFrame({"user_id": [1, 2, 1], "content_id": [10, 11, 11], "timestamp": [T0, T0 + 10, T0 + 20]})
+    contents = pd.DataFrame(
+        {"content_id": [10, 11], "style": ["a", "b"], "products": [["x"], ["y"]], "published_at": [T0, T0 + 5]}
+    )
+    ds = build_dataset("demo", clicks, contents, None, SIDE_INFO, DIVERSITY)
+    files = {}
+    for name, rows in (("train", [(1, 10, T0)]), ("val", [(2, 11, T0 + 10)]), ("test", [(1, 11, T0 + 1)])):
+        path = tmp_path / f"{name}.csv"
+        pd.DataFrame(rows, columns=["user_id", "content_id", "timestamp"]).to_csv(path, index=False)
+        files[name] = str(path)
+    with pytest.raises(DataValidationError) as err:
+        make_folds(ds, {"kind": "predefined", "predefined": {"files": files}})
+    msg = str(err.value)
+    assert "test.csv" in msg and "'published_at'" in msg and "1 click(s) before" in msg

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from graphrecall.data.schema import CONTENT_ID, TIMESTAMP, TRAFFIC_SOURCE, USER_ID, FeedDataset
+from graphrecall.data.schema import CONTENT_ID, PUBLISHED_AT, TIMESTAMP, TRAFFIC_SOURCE, USER_ID, FeedDataset
 from graphrecall.data.synthetic import (
     DIVERSITY_FIELDS,
     SIDE_INFO,
@@ -219,3 +221,144 @@ def test_alias_sampler_matches_distribution() -> None:
     draws = _sample_alias(rng, _alias_table(p), (200_000,))
     freq = np.bincount(draws, minlength=30) / len(draws)
     assert np.abs(freq - p).max() < 0.01
+
+
+# ------------------------------------------------------------------- content arrival (`fresh`)
+
+DAY = 86_400
+
+
+def _digest(ds: FeedDataset) -> str:
+    """sha256 over every column of the three tables and every truth array, computed here.
+
+    Non-numeric columns are hashed through their text (lists joined), never through object pointers.
+    """
+    h = hashlib.sha256()
+    for name in ("clicks", "contents", "users"):
+        df = getattr(ds, name)
+        for col in df.columns:
+            v = df[col]
+            h.update(f"{name}.{col}:{v.dtype}".encode())
+            if pd.api.types.is_numeric_dtype(v) or pd.api.types.is_bool_dtype(v):
+                h.update(np.ascontiguousarray(v.to_numpy()).tobytes())
+            else:
+                h.update("\x1e".join("\x1f".join(x) if isinstance(x, list) else str(x) for x in v).encode())
+    for key in sorted(ds.truth):
+        h.update(key.encode())
+        h.update(np.ascontiguousarray(np.asarray(ds.truth[key])).tobytes())
+    return h.hexdigest()
+
+
+# Computed on d75b35f, before content arrival existed (numpy / pandas of the project's venv). A
+# change here means the size presets no longer give the data every earlier result was measured on.
+PINNED = {
+    "tiny": "240db1733fcddce5cf8996465f11bb974df7d1fa5f2dcc484c7251ae81409db2",
+    "small": "d7b82901e03e6bf4e953e6beb9f1a8b1674678ad57892678e2d87f8b42d1566c",
+}
+PINNED_INTEREST_ONLY_TINY = (1937, "326f033d1081624ed1229a289aa53ce0fcd61e8533faaa70c2652add6767b2b8")
+
+
+@pytest.fixture(scope="module")
+def fresh() -> FeedDataset:
+    return generate_home_feed("fresh", seed=0)
+
+
+def _published(ds: FeedDataset) -> np.ndarray:
+    return ds.contents.set_index(CONTENT_ID)[PUBLISHED_AT].to_numpy()
+
+
+def test_size_presets_unchanged_by_content_arrival(tiny: FeedDataset, small: FeedDataset) -> None:
+    # The size presets keep arrival off: no published_at column, and the very same seeded data.
+    for name, ds in (("tiny", tiny), ("small", small)):
+        assert PUBLISHED_AT not in ds.contents.columns
+        assert _digest(ds) == PINNED[name], name
+    test = interest_only_test(tiny, np.unique(tiny.clicks[USER_ID]), clicks_per_user=10, seed=0)
+    h = hashlib.sha256()
+    for col in (USER_ID, CONTENT_ID, TIMESTAMP):
+        h.update(test[col].to_numpy().tobytes())
+    assert (len(test), h.hexdigest()) == PINNED_INTEREST_ONLY_TINY
+
+
+def test_fresh_preset_tables(fresh: FeedDataset, small: FeedDataset) -> None:
+    assert len(fresh.users) == len(small.users) and fresh.num_contents == small.num_contents
+    assert 0.99 * len(small.clicks) <= len(fresh.clicks) <= 100_000
+    assert list(fresh.contents.columns) == [CONTENT_ID, *SIDE_INFO, PUBLISHED_AT]
+    assert fresh.contents[PUBLISHED_AT].dtype == np.int64
+    assert fresh.report is not None and fresh.report.counts == {}
+
+
+def test_fresh_no_click_before_publication(fresh: FeedDataset) -> None:
+    pub = _published(fresh)[fresh.clicks[CONTENT_ID].to_numpy()]
+    assert (fresh.clicks[TIMESTAMP].to_numpy() >= pub).all()
+    # Not vacuous: many clicks fall on contents published during the log, some within hours of it.
+    new_click = pub > START_TIMESTAMP
+    assert new_click.mean() > 0.2
+    assert ((fresh.clicks[TIMESTAMP].to_numpy() - pub)[new_click] < 2 * 3_600).sum() > 10
+
+
+def test_fresh_arrival_share_and_days(fresh: FeedDataset) -> None:
+    pub = fresh.contents[PUBLISHED_AT].to_numpy()
+    arrived = pub > START_TIMESTAMP
+    assert abs(arrived.mean() - 0.5) < 0.01
+    assert (pub[~arrived] == START_TIMESTAMP).all()  # the others exist from the start
+    assert pub.max() < START_TIMESTAMP + 30 * DAY
+    per_day = np.bincount((pub[arrived] - START_TIMESTAMP) // DAY, minlength=30)
+    assert len(per_day) == 30
+    # ~33 a day, uniform: Poisson-like spread, no empty or crowded day.
+    assert per_day.min() >= 12 and per_day.max() <= 60
+    assert abs(per_day[:15].sum() - per_day[15:].sum()) < 0.15 * arrived.sum()
+    # Overriding arrival on another preset works and rounds the share to a count.
+    tiny_arrival = generate_home_feed("tiny", seed=0, arrival_share=0.3)
+    assert (tiny_arrival.contents[PUBLISHED_AT] > START_TIMESTAMP).sum() == 60
+
+
+def _early_late_rate(ds: FeedDataset) -> float:
+    """Clicks per content-day in a content's first 2 days / in its days 6-12 (contents published on days 1-15)."""
+    pub = _published(ds)
+    new = np.flatnonzero((pub > START_TIMESTAMP + DAY) & (pub < START_TIMESTAMP + 15 * DAY))
+    ci = ds.clicks[CONTENT_ID].to_numpy()
+    age = (ds.clicks[TIMESTAMP].to_numpy() - pub[ci]) / DAY
+    on_new = np.isin(ci, new)
+    early = (on_new & (age < 2)).sum() / (2 * len(new))
+    late = (on_new & (age >= 6) & (age < 12)).sum() / (6 * len(new))
+    return float(early / late)
+
+
+def test_fresh_boost_visible(fresh: FeedDataset) -> None:
+    # Boost 1 + 4 exp(-age / 3 days): about 3.9x on day 1 vs 1.2x at day 9 -> measured ~3.5x.
+    assert _early_late_rate(fresh) > 2.5
+    # Without the boost the two periods are close (a little more competition later on).
+    assert _early_late_rate(generate_home_feed("fresh", seed=0, fresh_boost=0.0)) < 1.5
+
+
+def test_fresh_uniform_exposure_weakens_popularity(fresh: FeedDataset) -> None:
+    def pop_corr(ds: FeedDataset) -> float:
+        counts = np.bincount(ds.clicks[CONTENT_ID], minlength=ds.num_contents)
+        old = ds.contents[PUBLISHED_AT].to_numpy() == START_TIMESTAMP  # same exposure time for all
+        return float(np.corrcoef(np.log1p(counts[old]), _log_prior(ds)[old])[0, 1])
+
+    assert pop_corr(fresh) < pop_corr(generate_home_feed("fresh", seed=0, uniform_exposure=0.3)) - 0.05
+
+
+def test_interest_only_test_respects_publication(fresh: FeedDataset) -> None:
+    users = np.unique(fresh.clicks[USER_ID])[:500]
+    mid = START_TIMESTAMP + 15 * DAY
+    pub = _published(fresh)
+    test = interest_only_test(fresh, users, clicks_per_user=10, start_timestamp=mid, seed=0)
+    assert len(test) > 0.8 * 10 * len(users)
+    assert (pub[test[CONTENT_ID].to_numpy()] <= mid).all()
+    assert (pub > mid).sum() > 200  # ~250 contents were excluded
+    # At the end of the log everything is published and can be drawn.
+    late = interest_only_test(fresh, users, clicks_per_user=10, seed=0)
+    assert (pub[late[CONTENT_ID].to_numpy()] > mid).mean() > 0.05
+    with pytest.raises(ValueError, match="no content is published"):
+        interest_only_test(fresh, users, start_timestamp=START_TIMESTAMP - 1)
+
+
+def test_arrival_parameter_errors() -> None:
+    with pytest.raises(ValueError, match="arrival_share"):
+        generate_home_feed("tiny", arrival_share=1.0)
+    with pytest.raises(ValueError, match="fresh_days"):
+        generate_home_feed("tiny", arrival_share=0.5, fresh_days=0.0)
+    with pytest.raises(ValueError, match="uniform_exposure"):
+        generate_home_feed("tiny", uniform_exposure=1.5)

@@ -50,6 +50,16 @@ def test_same_seed_same_metrics(tiny_cfg, tmp_path):
     assert drop(a) == drop(b)
 
 
+@pytest.mark.parametrize("model", ["coclick", "sage"])
+def test_trains_and_evaluates_with_content_arrival(model, tiny_cfg):
+    # The `fresh` preset's parameters on the tiny world: a published_at column flows through training.
+    arrival = ["+dataset.loader.arrival_share=0.5", "+dataset.loader.fresh_boost=4.0", "+dataset.loader.uniform_exposure=0.6"]
+    metrics, objects = train_app.train(tiny_cfg([f"model={model}", *arrival]))
+    assert "published_at" in objects["dataset"].contents.columns
+    for key in ("test/recall@50", "test_interest_only/recall@50"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+
+
 def test_coclick_serves_warm_users_from_triggers(tiny_cfg):
     metrics, objects = train_app.train(tiny_cfg(["model=coclick"]))
     ev = [e for e in objects["evaluations"] if e.name == "test"][0]

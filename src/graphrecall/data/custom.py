@@ -3,10 +3,10 @@
 Expected files (one format per table)::
 
     <folder>/clicks.parquet   | clicks.csv     user_id, content_id, timestamp [, traffic_source]
-    <folder>/contents.parquet | contents.csv   content_id + side-info columns
+    <folder>/contents.parquet | contents.csv   content_id + side-info columns [, published_at]
     <folder>/users.parquet    | users.csv      user_id + attributes (optional)
 
-Timestamps may be Unix seconds, datetimes or ISO-8601 strings. In CSV, multi-valued side-info
+Timestamps (and ``published_at``) may be Unix seconds, datetimes or ISO-8601 strings. In CSV, multi-valued side-info
 fields are ``list_separator``-joined strings (``"sofa|lamp"``); in parquet, list columns.
 Validation (see :mod:`graphrecall.data.schema`) names the offending file and column.
 
@@ -94,6 +94,7 @@ def load_custom(
     list_separator: str = "|",
     unknown_contents: Literal["error", "drop"] = "error",
     duplicates: Literal["error", "drop"] = "drop",
+    before_publication: Literal["error", "drop"] = "error",
 ) -> FeedDataset:
     """Load and validate your own click, content and (optional) user tables.
 
@@ -106,6 +107,8 @@ def load_custom(
         unknown_contents: clicks on contents absent from the contents table: ``"error"`` or
             ``"drop"`` (counted in ``dataset.report``).
         duplicates: exact duplicate clicks: ``"drop"`` (counted) or ``"error"``.
+        before_publication: clicks before their content's ``published_at`` (when the contents
+            table has that column): ``"error"`` or ``"drop"`` (counted in ``dataset.report``).
 
     Returns:
         The validated :class:`FeedDataset` named ``custom``.
@@ -140,4 +143,5 @@ def load_custom(
         unknown_contents=unknown_contents,
         duplicates=duplicates,
         list_separator=list_separator,
+        before_publication=before_publication,
     )

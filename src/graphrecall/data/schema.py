@@ -5,12 +5,15 @@ Every data source (synthetic, MovieLens-100K, a user's own files) is converted t
 * ``clicks``:   ``user_id, content_id, timestamp`` (+ optional ``traffic_source``);
   ``timestamp`` is int64 Unix seconds after validation.
 * ``contents``: ``content_id`` + side-info columns. Single-valued fields hold one value per row,
-  multi-valued fields (mounted products, their categories, genres) hold a list per row.
+  multi-valued fields (mounted products, their categories, genres) hold a list per row. An optional
+  ``published_at`` column (parsed like ``timestamp``, int64 Unix seconds) says when a content
+  appeared; a click before it is an error or, when asked for, a counted drop.
 * ``users``:    ``user_id`` + attribute columns (demographics, traffic source, ...).
 
 Validation raises :class:`DataValidationError` naming the source, the column and what was
-expected; rows dropped by documented policy (exact duplicate clicks, clicks on unknown contents when
-asked for) are counted in a :class:`ValidationReport`, never dropped silently.
+expected; rows dropped by documented policy (exact duplicate clicks; clicks on unknown contents or
+before their content's publication, when asked for) are counted in a :class:`ValidationReport`,
+never dropped silently.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ USER_ID = "user_id"
 CONTENT_ID = "content_id"
 TIMESTAMP = "timestamp"
 TRAFFIC_SOURCE = "traffic_source"
+PUBLISHED_AT = "published_at"
 CLICK_COLUMNS = (USER_ID, CONTENT_ID, TIMESTAMP)
 
 # Timestamps outside this range are almost surely unit mistakes (ms or ns read as seconds).
@@ -176,6 +180,9 @@ def validate_clicks(
     known_contents: pd.Index | None = None,
     unknown_contents: Literal["error", "drop"] = "error",
     duplicates: Literal["error", "drop"] = "drop",
+    published_at: pd.Series | None = None,
+    before_publication: Literal["error", "drop"] = "error",
+    contents_source: str = "contents",
 ) -> pd.DataFrame:
     """Validate and normalise a click table.
 
@@ -186,12 +193,17 @@ def validate_clicks(
         known_contents: the catalogue; clicks on other contents are an error or a counted drop.
         unknown_contents: policy for clicks on contents missing from the catalogue.
         duplicates: policy for exact duplicate rows (same user, content, timestamp).
+        published_at: publication time (int64 seconds) indexed by content id, or None; a click with
+            ``timestamp < published_at`` of its content is an error or a counted drop.
+        before_publication: policy for such clicks.
+        contents_source: file or source name of the content table (named in that error).
 
     Returns:
         The canonical click table, timestamp as int64 seconds, sorted by (timestamp, user_id).
     """
     # A misspelled policy ("warn", "ignore") would otherwise silently act as "drop".
-    for arg, value in (("unknown_contents", unknown_contents), ("duplicates", duplicates)):
+    policies = {"unknown_contents": unknown_contents, "duplicates": duplicates, "before_publication": before_publication}
+    for arg, value in policies.items():
         if value not in ("error", "drop"):
             raise ValueError(f"{arg} must be 'error' or 'drop', got {value!r}")
     _require_columns(clicks, CLICK_COLUMNS, source)
@@ -221,6 +233,21 @@ def validate_clicks(
                 )
             report.count("clicks on contents absent from the contents table dropped", int(unknown.sum()))
             out = out[~unknown]
+    if published_at is not None and len(out):
+        published = published_at.reindex(out[CONTENT_ID]).to_numpy()
+        early = out[TIMESTAMP].to_numpy() < published  # NaN (content unknown to published_at) is never early
+        if early.any():
+            if before_publication == "error":
+                first = int(np.flatnonzero(early)[0])  # the first offending row in file order
+                user, content, ts = (out[c].iloc[[first]].tolist()[0] for c in (USER_ID, CONTENT_ID, TIMESTAMP))
+                raise DataValidationError(
+                    f"{source}: {int(early.sum())} click(s) before their content's publication "
+                    f"(column '{PUBLISHED_AT}' of {contents_source}), e.g. row {out.index[first]}: "
+                    f"user_id={user!r}, content_id={content!r}, timestamp={ts} < "
+                    f"published_at={int(published[first])}; fix the tables or set before_publication=drop"
+                )
+            report.count("clicks before their content's publication dropped", int(early.sum()))
+            out = out[~early]
     if len(out) == 0:
         raise DataValidationError(f"{source}: no clicks left after validation")
     return out.sort_values([TIMESTAMP, USER_ID], kind="stable").reset_index(drop=True)
@@ -251,7 +278,8 @@ def validate_contents(
     """Validate a content table: unique non-null ids, every declared side-info column present.
 
     Multi-valued fields may arrive as lists or as ``list_separator``-joined strings (CSV); they are
-    returned as Python lists. Missing single values become the category ``"<unknown>"``.
+    returned as Python lists. Missing single values become the category ``"<unknown>"``. An optional
+    ``published_at`` column is kept (last), converted like click timestamps to int64 Unix seconds.
     """
     _require_columns(contents, [CONTENT_ID, *side_info], source)
     _require_no_nulls(contents, CONTENT_ID, source)
@@ -264,7 +292,14 @@ def validate_contents(
     bad_kinds = {k: v for k, v in side_info.items() if v not in ("single", "multi")}
     if bad_kinds:
         raise DataValidationError(f"{source}: side_info kinds must be 'single' or 'multi', got {bad_kinds}")
-    out = contents[[CONTENT_ID, *side_info]].copy()
+    if PUBLISHED_AT in side_info:
+        raise DataValidationError(
+            f"{source}: column '{PUBLISHED_AT}' is the publication time, not a side-info field; remove it from side_info"
+        )
+    has_published = PUBLISHED_AT in contents.columns
+    out = contents[[CONTENT_ID, *side_info, *([PUBLISHED_AT] if has_published else [])]].copy()
+    if has_published:
+        out[PUBLISHED_AT] = to_unix_seconds(out[PUBLISHED_AT], source, column=PUBLISHED_AT)
     for col, kind in side_info.items():
         if kind == "multi":
             out[col] = [_as_list(v, list_separator) for v in out[col]]
@@ -298,12 +333,15 @@ def build_dataset(
     duplicates: Literal["error", "drop"] = "drop",
     truth: dict[str, Any] | None = None,
     list_separator: str = "|",
+    before_publication: Literal["error", "drop"] = "error",
 ) -> FeedDataset:
     """Validate three raw tables together and return a :class:`FeedDataset`.
 
     Users who click but are absent from the user table are added with null attributes (counted in
     the report); ``sources`` maps ``clicks|contents|users`` to file names for error messages;
-    ``list_separator`` splits multi-valued side info given as strings (CSV).
+    ``list_separator`` splits multi-valued side info given as strings (CSV). When the content table
+    has ``published_at``, clicks before their content's publication are an error or, with
+    ``before_publication="drop"``, a counted drop.
     """
     sources = {"clicks": f"{name}/clicks", "contents": f"{name}/contents", "users": f"{name}/users", **(sources or {})}
     report = ValidationReport(source=name)
@@ -314,9 +352,15 @@ def build_dataset(
             f"{sources['contents']}: diversity field(s) {missing_div} name columns that are not side-info "
             f"columns {list(side_info)}"
         )
-    clicks_v = validate_clicks(
-        clicks, sources["clicks"], report, pd.Index(contents_v[CONTENT_ID]), unknown_contents, duplicates
+    published = (
+        pd.Series(contents_v[PUBLISHED_AT].to_numpy(), index=contents_v[CONTENT_ID])
+        if PUBLISHED_AT in contents_v.columns
+        else None
     )
+    clicks_v = validate_clicks(
+        clicks, sources["clicks"], report, pd.Index(contents_v[CONTENT_ID]), unknown_contents, duplicates,
+        published_at=published, before_publication=before_publication, contents_source=sources["contents"],
+    )  # fmt: skip
     if users is None:
         users = pd.DataFrame({USER_ID: pd.unique(clicks_v[USER_ID])})
     users_v = validate_users(users, sources["users"])

@@ -19,7 +19,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from graphrecall.data.schema import CONTENT_ID, TIMESTAMP, USER_ID, DataValidationError, FeedDataset
+from graphrecall.data.schema import (
+    CONTENT_ID,
+    PUBLISHED_AT,
+    TIMESTAMP,
+    USER_ID,
+    DataValidationError,
+    FeedDataset,
+)
 
 log = logging.getLogger(__name__)
 DAY = 86_400
@@ -221,7 +228,12 @@ def _read_click_file(path: str, dataset: FeedDataset) -> pd.DataFrame:
     else:
         raise DataValidationError(f"split.files: '{p}' must be a .parquet or .csv file")
     report = dataset.report if dataset.report is not None else ValidationReport(dataset.name)
-    clicks = validate_clicks(raw, p, report, pd.Index(dataset.contents[CONTENT_ID]))
+    published = None
+    if PUBLISHED_AT in dataset.contents.columns:  # a predefined click before publication is an error
+        published = pd.Series(dataset.contents[PUBLISHED_AT].to_numpy(), index=dataset.contents[CONTENT_ID])
+    clicks = validate_clicks(
+        raw, p, report, pd.Index(dataset.contents[CONTENT_ID]), published_at=published, contents_source=dataset.name
+    )
     unknown_users = ~clicks[USER_ID].isin(dataset.users[USER_ID])
     if unknown_users.any():
         raise DataValidationError(

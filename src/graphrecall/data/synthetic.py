@@ -22,9 +22,17 @@ The world (design brief, section 5):
                       + conformity_u * gamma * log(C * prior_i)
 
   A few clicks repeat an earlier click of the same user.
+* **Content arrival** (off in the size presets, on in ``fresh``): a share ``arrival_share`` of the
+  contents is published during the log, at a uniform time; the others exist from the start. The
+  content table then has a ``published_at`` column (Unix seconds; log start for the initial
+  catalogue). A content has no exposure before it is published, and after it its exposure is
+  multiplied by ``1 + fresh_boost * exp(-age_days / fresh_days)`` (the initial catalogue counts as
+  old: no boost). Exposure is then recomputed every hour (a content becomes visible at the first
+  hour boundary at or after its publication), so no click precedes its content's publication.
 
 Because the truth is known, :func:`interest_only_test` draws clicks with conformity off, uniform
-exposure and no session intent: the intervention that the DICE unbiased protocol approximates.
+exposure and no session intent: the intervention that the DICE unbiased protocol approximates
+(with arrival: uniform over the contents published by the test's start).
 
 Everything is vectorised in numpy over batches of clicks; only fixed-size batches are looped over.
 """
@@ -41,6 +49,7 @@ import pandas as pd
 
 from graphrecall.data.schema import (
     CONTENT_ID,
+    PUBLISHED_AT,
     TIMESTAMP,
     TRAFFIC_SOURCE,
     USER_ID,
@@ -67,6 +76,8 @@ ACTIVITY_LEVELS = ("zero", "low", "medium", "high")
 
 # Clicks are simulated in batches of this many; it is fixed because results depend on it.
 _BATCH = 1 << 16
+# With content arrival, exposure is recomputed once per slot of this many seconds.
+_SLOT = 3_600
 
 
 @dataclass(frozen=True)
@@ -92,13 +103,21 @@ class SyntheticConfig:
         conformity_beta: Beta(a, b) of conformity per activity level (zero, low, medium, high).
         mean_session_length / max_session_length: session length is geometric, capped.
         num_candidates: size of the exposed candidate set per click.
-        uniform_exposure: share of exposure that is uniform over the catalogue (rest: prior).
+        uniform_exposure: share of exposures drawn uniformly over the catalogue instead of by the
+            popularity prior (with arrival: over the published contents, each weighted by its
+            freshness multiplier, like the prior part).
         interest_scale: weight of the true interest in the click utility.
         intent_bonus: utility bonus per matched session intent (style, space).
         intent_temperature: sharpness of drawing the session intent from the user's interest.
         gamma: weight of conformity x log-popularity in the click utility.
         repeat_prob: probability that a click repeats an earlier click of the same user.
         start_timestamp: Unix seconds of the first day.
+        arrival_share: share of contents published during the log (uniformly over its time); the
+            others exist from the start. 0 (the size presets) turns arrival off: no
+            ``published_at`` column and the pre-arrival simulation, bit for bit.
+        fresh_boost / fresh_days: after publication, a content's exposure is multiplied by
+            ``1 + fresh_boost * exp(-age_days / fresh_days)``; contents present from the start
+            get no boost. Only used when ``arrival_share > 0``.
     """
 
     num_users: int = 5_000
@@ -131,6 +150,9 @@ class SyntheticConfig:
     gamma: float = 1.0
     repeat_prob: float = 0.03
     start_timestamp: int = START_TIMESTAMP
+    arrival_share: float = 0.0
+    fresh_boost: float = 0.0
+    fresh_days: float = 3.0
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -143,6 +165,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "large": dict(num_users=1_000_000, num_contents=100_000, num_clicks=10_000_000, num_designers=4_000,
                   num_categories=150, num_products=30_000),
 }  # fmt: skip
+# The article's regime: `small` with half the catalogue published during the log (~33 a day), a
+# freshness boost on new contents and mostly popularity-blind exposure.
+PRESETS["fresh"] = dict(PRESETS["small"], arrival_share=0.5, fresh_boost=4.0, fresh_days=3.0, uniform_exposure=0.6)
 
 
 def make_config(preset: str = "small", **overrides: Any) -> SyntheticConfig:
@@ -162,6 +187,12 @@ def make_config(preset: str = "small", **overrides: Any) -> SyntheticConfig:
         raise ValueError(f"synthetic sizes must be positive, got {cfg}")
     if cfg.num_categories > cfg.num_products:
         raise ValueError("num_products must be at least num_categories (every category has a product)")
+    if not 0.0 <= cfg.arrival_share < 1.0:
+        raise ValueError(f"arrival_share must be in [0, 1) (some contents exist at the start), got {cfg.arrival_share}")
+    if not 0.0 <= cfg.uniform_exposure <= 1.0:
+        raise ValueError(f"uniform_exposure must be in [0, 1], got {cfg.uniform_exposure}")
+    if cfg.fresh_boost < 0 or cfg.fresh_days <= 0:
+        raise ValueError(f"need fresh_boost >= 0 and fresh_days > 0, got {cfg.fresh_boost} and {cfg.fresh_days}")
     return cfg
 
 
@@ -476,6 +507,72 @@ def _choose(
     return candidates[np.arange(len(candidates)), np.argmax(utility, axis=1)]
 
 
+def _make_arrivals(cfg: SyntheticConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Publication times: ``round(arrival_share * C)`` random contents appear during the log.
+
+    Returns:
+        published_at [C] int64 Unix seconds (``start_timestamp`` for the initial catalogue, else
+        uniform in the log's seconds after its start) and boost_from [C] float64 (the publication
+        time of arrivals, -inf for the initial catalogue, which gets no freshness boost).
+    """
+    C = cfg.num_contents
+    n_new = int(round(cfg.arrival_share * C))
+    new = rng.permutation(C)[:n_new]
+    published_at = np.full(C, cfg.start_timestamp, dtype=np.int64)
+    published_at[new] = cfg.start_timestamp + rng.integers(1, cfg.num_days * DAY, n_new)
+    boost_from = np.full(C, -np.inf)
+    boost_from[new] = published_at[new]
+    return published_at, boost_from
+
+
+def _slot_exposure_cdf(
+    cfg: SyntheticConfig, prior: np.ndarray, published_at: np.ndarray, boost_from: np.ndarray, slot_start: int
+) -> np.ndarray:
+    """Exposure CDF [C] (float64, last value 1) for clicks in the slot that starts at ``slot_start``.
+
+    Contents published after the slot start get zero; the others get the freshness multiplier at
+    the slot's midpoint times the mixture ``(1 - uniform_exposure) * prior + uniform_exposure *
+    uniform``, each part normalised over the visible contents.
+    """
+    visible = published_at <= slot_start
+    age_days = np.maximum(slot_start + _SLOT / 2 - boost_from, 0.0) / DAY  # +inf for the initial catalogue
+    boost = np.where(visible, 1.0 + cfg.fresh_boost * np.exp(-age_days / cfg.fresh_days), 0.0)
+    by_prior = boost * prior
+    w = (1.0 - cfg.uniform_exposure) * by_prior / by_prior.sum() + cfg.uniform_exposure * boost / boost.sum()
+    cdf = np.cumsum(w)
+    return cdf / cdf[-1]
+
+
+def _choose_exposed(
+    cfg: SyntheticConfig,
+    rng: np.random.Generator,
+    cand: np.ndarray,
+    u: np.ndarray,
+    s: np.ndarray,
+    users: dict[str, np.ndarray],
+    world: dict[str, np.ndarray],
+    intents: tuple[np.ndarray, np.ndarray],
+    log_pop: np.ndarray,
+) -> np.ndarray:
+    """One choice per click among its exposed candidates.
+
+    Args:
+        cand: [B, K] exposed content rows.
+        u: [B] clicking user rows.
+        s: [B] session index of each click (row of the session intents).
+        intents: intent style and intent space per session, [n_sessions] each.
+        log_pop: [C] ``log(C * prior)`` (float32), the conformity signal.
+
+    Returns:
+        [B] chosen content rows.
+    """
+    matches = (np.take(world["style"], cand) == intents[0][s][:, None]).astype(np.float32)
+    matches += np.take(world["space"], cand) == intents[1][s][:, None]
+    bias = np.float32(cfg.intent_bonus) * matches
+    bias += (users["conformity"][u] * np.float32(cfg.gamma))[:, None] * np.take(log_pop, cand)
+    return _choose(rng, cand, users["user_interest"][u], world["content_vector"], bias, cfg.interest_scale)
+
+
 def _simulate_clicks(
     cfg: SyntheticConfig,
     rng: np.random.Generator,
@@ -483,31 +580,46 @@ def _simulate_clicks(
     click_session: np.ndarray,
     users: dict[str, np.ndarray],
     world: dict[str, np.ndarray],
+    click_time: np.ndarray | None = None,
+    arrivals: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Exposure then choice for every click, in fixed-size batches.
+    """Exposure then choice for every click.
+
+    Without ``arrivals`` the exposure is fixed and clicks go in fixed-size batches; with them
+    (``published_at`` [C], ``boost_from`` [C] from :func:`_make_arrivals`) clicks go slot by slot
+    (``_SLOT`` seconds of ``click_time`` [N]), each slot with its own exposure CDF.
 
     Returns:
         [N] clicked content rows (int64).
     """
     C = cfg.num_contents
     prior = world["popularity_prior"]
-    exposure = _alias_table((1.0 - cfg.uniform_exposure) * prior + cfg.uniform_exposure / C)
     log_pop = np.log(C * prior).astype(np.float32)
     session_user = click_user[np.flatnonzero(np.diff(click_session, prepend=-1))]
-    intent_style, intent_space = _draw_intents(cfg, rng, session_user, users, world)
-    style, space = world["style"], world["space"]
-    bonus = np.float32(cfg.intent_bonus)
+    intents = _draw_intents(cfg, rng, session_user, users, world)
     N, K = len(click_user), cfg.num_candidates
     chosen = np.empty(N, dtype=np.int64)
-    for lo in range(0, N, _BATCH):
-        u = click_user[lo : lo + _BATCH]
-        s = click_session[lo : lo + _BATCH]
-        cand = _sample_alias(rng, exposure, (len(u), K))
-        matches = (np.take(style, cand) == intent_style[s][:, None]).astype(np.float32)
-        matches += np.take(space, cand) == intent_space[s][:, None]
-        bias = bonus * matches + (users["conformity"][u] * np.float32(cfg.gamma))[:, None] * np.take(log_pop, cand)
-        user_vec = users["user_interest"][u]
-        chosen[lo : lo + len(u)] = _choose(rng, cand, user_vec, world["content_vector"], bias, cfg.interest_scale)
+    if arrivals is None:
+        exposure = _alias_table((1.0 - cfg.uniform_exposure) * prior + cfg.uniform_exposure / C)
+        for lo in range(0, N, _BATCH):
+            u = click_user[lo : lo + _BATCH]
+            s = click_session[lo : lo + _BATCH]
+            cand = _sample_alias(rng, exposure, (len(u), K))
+            chosen[lo : lo + len(u)] = _choose_exposed(cfg, rng, cand, u, s, users, world, intents, log_pop)
+    else:
+        if click_time is None:
+            raise ValueError("_simulate_clicks: content arrival needs click_time")
+        published_at, boost_from = arrivals
+        slot = (click_time - cfg.start_timestamp) // _SLOT
+        order = np.argsort(slot, kind="stable")
+        bounds = np.flatnonzero(np.diff(slot[order], prepend=-1, append=-1))
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            rows = order[a:b]
+            slot_start = cfg.start_timestamp + int(slot[rows[0]]) * _SLOT
+            cdf = _slot_exposure_cdf(cfg, prior, published_at, boost_from, slot_start)
+            cand = np.minimum(np.searchsorted(cdf, rng.random((len(rows), K)), side="right"), C - 1)
+            u, s = click_user[rows], click_session[rows]
+            chosen[rows] = _choose_exposed(cfg, rng, cand, u, s, users, world, intents, log_pop)
 
     # Occasional re-clicks: copy the content of a random earlier click of the same user.
     if N > 1 and cfg.repeat_prob > 0:
@@ -516,6 +628,10 @@ def _simulate_clicks(
         k = np.arange(N) - user_first
         rep = (k > 0) & (rng.random(N) < cfg.repeat_prob)
         src = user_first[rep] + (rng.random(int(rep.sum())) * k[rep]).astype(np.int64)
+        if arrivals is not None:  # sessions are not in time order: never repeat a not yet published content
+            ok = arrivals[0][chosen[src]] <= click_time[rep]
+            rep[np.flatnonzero(rep)[~ok]] = False
+            src = src[ok]
         chosen[rep] = chosen[src]  # sources read before assignment: a repeat copies an original pick
     return chosen
 
@@ -524,12 +640,15 @@ def generate_home_feed(preset: str = "small", seed: int = 0, **overrides: Any) -
     """Generate the synthetic home feed.
 
     Args:
-        preset: ``tiny`` (~5k clicks), ``small`` (~100k), ``medium`` (~1M) or ``large`` (~10M).
+        preset: ``tiny`` (~5k clicks), ``small`` (~100k), ``medium`` (~1M), ``large`` (~10M), or
+            ``fresh`` (``small`` with content arrival: half the catalogue published during the log,
+            freshness boost 4 decaying over 3 days, uniform exposure 0.6).
         seed: random seed; the same seed and parameters give identical tables and truth.
         **overrides: any :class:`SyntheticConfig` field, e.g. ``num_clicks=20_000``.
 
     Returns:
-        A :class:`FeedDataset` named ``synthetic``. ``truth`` holds, aligned to the row order of the
+        A :class:`FeedDataset` named ``synthetic``; its content table has ``published_at`` only
+        when ``arrival_share > 0``. ``truth`` holds, aligned to the row order of the
         user and content tables: ``user_interest`` [U, d], ``content_vector`` [C, d], ``conformity``
         [U], ``popularity_prior`` [C] (exposure prior, sums to 1), ``user_group`` [U] (int),
         ``group_centroid`` [G, d]; aligned to the click table: ``click_session`` [N] (session index);
@@ -538,14 +657,18 @@ def generate_home_feed(preset: str = "small", seed: int = 0, **overrides: Any) -
     """
     cfg = make_config(preset, **overrides)
     # Independent streams per part: changing the click count does not change the world.
-    rng_contents, rng_users, rng_activity, rng_sessions, rng_clicks = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)
+    # (spawn(6)[:5] == spawn(5): the arrival stream leaves the others as they were before it existed.)
+    rng_contents, rng_users, rng_activity, rng_sessions, rng_clicks, rng_arrival = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6)
     )
     contents, world = _make_contents(cfg, rng_contents)
     users, people = _make_users(cfg, rng_users, world)
     n_per_user = _clicks_per_user(cfg, rng_activity, people["activity"])
     click_user, click_session, click_time = _sessions(cfg, rng_sessions, n_per_user)
-    click_content = _simulate_clicks(cfg, rng_clicks, click_user, click_session, people, world)
+    arrivals = _make_arrivals(cfg, rng_arrival) if cfg.arrival_share > 0 else None
+    if arrivals is not None:
+        contents[PUBLISHED_AT] = arrivals[0]
+    click_content = _simulate_clicks(cfg, rng_clicks, click_user, click_session, people, world, click_time, arrivals)
 
     # Order as build_dataset will (stable by time, user) and drop exact duplicates here, so that
     # click_session stays aligned with the validated table.
@@ -613,7 +736,9 @@ def interest_only_test(
 
     Each click draws ``num_candidates`` contents uniformly and picks one by a softmax over
     ``interest_scale * <user_interest, content_vector>`` alone. Repeated (user, content) pairs within
-    the test are dropped, so a user can get slightly fewer than ``clicks_per_user`` clicks.
+    the test are dropped, so a user can get slightly fewer than ``clicks_per_user`` clicks. When the
+    content table has ``published_at``, candidates are drawn only among the contents published by
+    ``start_timestamp``.
 
     Args:
         dataset: a dataset from :func:`generate_home_feed` (needs ``truth``).
@@ -640,6 +765,12 @@ def interest_only_test(
     C = dataset.num_contents
     content_index = pd.Index(dataset.contents[CONTENT_ID])
     K = int(truth["num_candidates"])
+    start = int(truth["end_timestamp"]) if start_timestamp is None else int(start_timestamp)
+    visible = np.arange(C)
+    if PUBLISHED_AT in dataset.contents.columns:
+        visible = np.flatnonzero(dataset.contents[PUBLISHED_AT].to_numpy() <= start)
+        if len(visible) == 0:
+            raise ValueError(f"interest_only_test: no content is published by start_timestamp={start}")
     click_row = np.repeat(rows, clicks_per_user)
     click_pos = np.repeat(np.arange(len(rows)), clicks_per_user)  # which requested user
     click_k = np.tile(np.arange(clicks_per_user), len(rows))  # draw number within the user
@@ -651,7 +782,7 @@ def interest_only_test(
     chosen = np.empty(len(click_row), dtype=np.int64)
     for lo in range(0, len(click_row), _BATCH):
         u = click_row[lo : lo + _BATCH]
-        cand = rng.integers(0, C, (len(u), K))
+        cand = visible[rng.integers(0, len(visible), (len(u), K))]  # all published: the same draws as before
         bias: np.ndarray | float = 0.0
         if seen_keys is not None:
             keys = u[:, None] * C + cand
@@ -664,7 +795,6 @@ def interest_only_test(
         keep = ~np.isin(click_row * C + chosen, seen_keys)
         click_row, click_pos, click_k, chosen = click_row[keep], click_pos[keep], click_k[keep], chosen[keep]
 
-    start = int(truth["end_timestamp"]) if start_timestamp is None else int(start_timestamp)
     user_offset = rng.integers(0, DAY // 2, len(rows))  # each user visits once on the test day
     ts = start + user_offset[click_pos] + 60 * click_k
     out = pd.DataFrame(
