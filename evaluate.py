@@ -29,9 +29,9 @@ log = logging.getLogger("graphrecall.evaluate")
 def run_record(cfg: DictConfig) -> tuple[dict, Path]:
     """(the train run's resolved config, the directory that holds its artefacts)."""
     if cfg.get("ckpt_path"):
-        import torch
+        from graphrecall.checkpoints import load_checkpoint_file
 
-        ckpt = torch.load(cfg.ckpt_path, map_location="cpu", weights_only=False)
+        ckpt = load_checkpoint_file(cfg.ckpt_path)  # weights_only: a crafted file cannot run code
         record = (ckpt.get("hyper_parameters") or {}).get("run_config")
         if not record:
             raise ValueError(f"{cfg.ckpt_path} holds no run_config: not a graphrecall checkpoint")

@@ -8,7 +8,7 @@ from typing import Any
 
 from graphrecall.data.schema import FeedDataset
 from graphrecall.data.splits import Fold
-from graphrecall.graphs.cache import cached, frame_fingerprint
+from graphrecall.graphs.cache import cached, graph_inputs
 from graphrecall.graphs.views import WeightedGraph, build_view_graph
 from graphrecall.models.i2i import PoolRecall
 from graphrecall.recall.pool import CandidatePool
@@ -19,8 +19,7 @@ def content_graph(fold: Fold, dataset: FeedDataset, graph_cfg: dict[str, Any], c
     params = {k: v for k, v in graph_cfg.items() if k != "name"}
     if params.get("view", "content") != "content":
         raise ValueError(f"i2i models serve contents and need graph.view=content, got '{params['view']}'")
-    parts = {"clicks": frame_fingerprint(fold.train, ["u", "i", "timestamp"]),
-             "contents": dataset.num_contents, **params}
+    parts = {**graph_inputs(fold.train, dataset, "content"), **params}
     return cached(cache_dir, "coclick", parts, lambda: build_view_graph(fold.train, dataset, **params))
 
 
