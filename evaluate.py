@@ -20,6 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from graphrecall.config_checks import check_evaluate_config, check_train_config
 from graphrecall.data.splits import make_folds
 from graphrecall.evaluation import evaluate_model, export_recommendations, format_summary, read_users_file
 
@@ -45,11 +46,13 @@ def run_record(cfg: DictConfig) -> tuple[dict, Path]:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
+    check_evaluate_config(cfg)
     record, run_dir = run_record(cfg)
     record = dict(record)
     record.pop("choices", None)
     record.pop("git_revision", None)
     train_cfg = OmegaConf.create(record)
+    check_train_config(train_cfg)
     out = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else run_dir / "evaluate"
     out.mkdir(parents=True, exist_ok=True)
 

@@ -25,6 +25,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from graphrecall.config_checks import check_train_config
 from graphrecall.data.schema import FeedDataset
 from graphrecall.data.splits import Fold, encode_clicks, make_folds
 from graphrecall.evaluation import (
@@ -116,6 +117,7 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> tuple[dict[st
     ``extra_callbacks`` (e.g. an Optuna pruning callback) go to the Lightning trainer of models
     that train with one (those with an ``extra_callbacks`` attribute).
     """
+    check_train_config(cfg)  # out-of-range settings and fold orders fail here, before any work
     seed_everything(int(cfg.seed))
     out = run_directory(cfg)
     out.mkdir(parents=True, exist_ok=True)

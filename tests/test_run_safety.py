@@ -11,6 +11,7 @@ import torch
 from omegaconf import OmegaConf
 
 from graphrecall.checkpoints import load_checkpoint_file
+from graphrecall.config_checks import ConfigError, check_evaluate_config, check_train_config
 from tests.conftest import CONF, ROOT
 
 sys.path.insert(0, str(ROOT))
@@ -72,3 +73,45 @@ def test_resume_from_a_crafted_checkpoint_is_refused(tiny_cfg, tmp_path):
     with pytest.raises(ValueError, match="refused"):
         train_app.train(cfg)
     assert not marker.exists()
+
+
+# ----------------------------------------------------------------------------- config checks
+
+BAD_SETTINGS = [
+    (["model=coclick", "graph.top_k=-1"], "graph.top_k=-1 is out of range"),
+    (["model=coclick", "recall.share=1.5"], r"recall.share=1.5 is out of range: expected a value in \[0, 1\]"),
+    (["model=coclick", "recall.share=-0.1"], "recall.share"),
+    (["model=coclick", "dataset.graph_tau=1.0"], r"graph.tau \(dataset.graph_tau\)=1.0 is out of range"),
+    (["model=sage", "dataset.graph_tau=2"], "graph.tau"),
+    (["model=sage", "trainer.max_epochs=0"], "trainer.max_epochs=0 is out of range"),
+    (["model=mf", "trainer.max_epochs=-1"], "trainer.max_epochs"),
+    (["model=coclick", "eval.export.enabled=true", "eval.export.k=0"], "eval.export.k=0"),
+    (["model=coclick", "model.pool_size=0"], "model.pool_size=0"),
+    (["model=sage", "model.sampling.neighbors=0"], "model.sampling.neighbors=0"),
+    (["model=sage", "eval.folds=[test]"], r"eval.folds=\['test'\]: trainable models .* must be val"),
+    (["model=dice", "eval.folds=[test,val]"], "eval.folds"),
+    (["model=coclick", "eval.folds=[train]"], "eval.folds"),
+    (["model=coclick", "eval.folds=[]"], "eval.folds is empty"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", BAD_SETTINGS, ids=[" ".join(o) for o, _ in BAD_SETTINGS])
+def test_out_of_range_settings_fail_at_start_naming_the_key(tiny_cfg, overrides, message):
+    cfg = tiny_cfg(overrides)
+    with pytest.raises(ConfigError, match=message):
+        train_app.train(cfg)
+    assert not Path(cfg.run_dir).exists()  # nothing was started
+
+
+def test_valid_settings_pass_the_checks(tiny_cfg):
+    for overrides in (["model=coclick", "eval.folds=[test]", "graph.top_k=0", "recall.share=0"],
+                      ["model=sage"], ["model=m2grl", "graph=multi"], ["model=dice"], ["model=popular"]):
+        check_train_config(tiny_cfg(overrides))
+
+
+def test_evaluate_refuses_to_score_test_fold_artefacts_on_val(tmp_path):
+    with pytest.raises(ConfigError, match="fold=val with run_dir=: the run's saved artefacts were fitted on the test"):
+        evaluate_app.evaluate(_evaluate_cfg(run_dir=str(tmp_path), fold="val"))
+    with pytest.raises(ConfigError, match="export.k=-5"):
+        evaluate_app.evaluate(_evaluate_cfg(run_dir=str(tmp_path), **{"export.enabled": True, "export.k": -5}))
+    check_evaluate_config(_evaluate_cfg(ckpt_path="x.ckpt", fold="val"))  # a checkpoint re-embeds the val fold
