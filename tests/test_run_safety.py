@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from graphrecall.checkpoints import load_checkpoint_file
 from graphrecall.config_checks import ConfigError, check_evaluate_config, check_train_config
-from tests.conftest import CONF, ROOT
+from tests.conftest import CONF, ROOT, compose_train
 
 sys.path.insert(0, str(ROOT))
 import evaluate as evaluate_app  # noqa: E402
@@ -115,3 +115,41 @@ def test_evaluate_refuses_to_score_test_fold_artefacts_on_val(tmp_path):
     with pytest.raises(ConfigError, match="export.k=-5"):
         evaluate_app.evaluate(_evaluate_cfg(run_dir=str(tmp_path), **{"export.enabled": True, "export.k": -5}))
     check_evaluate_config(_evaluate_cfg(ckpt_path="x.ckpt", fold="val"))  # a checkpoint re-embeds the val fold
+
+
+# ------------------------------------------------------------------------------- id round trip
+
+
+def _custom_folder(folder: Path, seed: int = 0) -> tuple[list[str], list[str]]:
+    """A small CSV click log with zero-padded ids over 30 days (every id would lose its zeros as int)."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    users = [f"{i:04d}" for i in range(1, 41)]
+    contents = [f"0{i:03d}" for i in range(1, 31)]
+    t0 = int(pd.Timestamp("2026-01-01", tz="UTC").timestamp())
+    rows = [(users[u], contents[min(int(rng.zipf(1.6)) - 1 + (u % 5), 29)], t0 + int(rng.integers(0, 30 * 86_400)))
+            for u in rng.integers(0, len(users), 1500)]
+    folder.mkdir(parents=True)
+    pd.DataFrame(rows, columns=["user_id", "content_id", "timestamp"]).to_csv(folder / "clicks.csv", index=False)
+    pd.DataFrame({"content_id": contents, "style": [f"s{i % 3}" for i in range(30)],
+                  "space": [f"r{i % 4}" for i in range(30)], "designer": ["d"] * 30,
+                  "products": ["p1|p2"] * 30, "categories": ["k"] * 30}).to_csv(folder / "contents.csv", index=False)
+    (folder / "users.csv").write_text("user_id\n" + "\n".join(users) + "\n")
+    return users, contents
+
+
+def test_csv_ids_go_out_exactly_as_they_came_in(tmp_path):
+    import pandas as pd
+
+    users, contents = _custom_folder(tmp_path / "logs")
+    (tmp_path / "export_users.csv").write_text("user_id\n0001\n0040\n")
+    cfg = compose_train(tmp_path, ["dataset=custom", f"dataset.loader.folder={tmp_path / 'logs'}", "model=coclick",
+                                   "eval.bootstrap.num_resamples=20",
+                    "eval.export.enabled=true", f"eval.export.users_file={tmp_path / 'export_users.csv'}",
+                    "eval.export.k=5"])
+    train_app.train(cfg)
+    recs = pd.read_parquet(Path(cfg.run_dir) / "recommendations.parquet")
+    assert sorted(recs["user_id"].unique()) == ["0001", "0040"]
+    assert set(recs["content_id"]) <= set(contents) and len(recs) == 10
