@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from graphrecall.config_checks import check_evaluate_config, check_train_config
 from graphrecall.data.splits import make_folds
 from graphrecall.evaluation import evaluate_model, export_recommendations, format_summary, read_users_file
+from graphrecall.runs import terminated_exits_nonzero  # also registers ${run_id:}
 
 log = logging.getLogger("graphrecall.evaluate")
 
@@ -97,7 +98,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    evaluate(cfg)
+    with terminated_exits_nonzero("evaluate"):
+        evaluate(cfg)
 
 
 if __name__ == "__main__":

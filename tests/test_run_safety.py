@@ -153,3 +153,86 @@ def test_csv_ids_go_out_exactly_as_they_came_in(tmp_path):
     recs = pd.read_parquet(Path(cfg.run_dir) / "recommendations.parquet")
     assert sorted(recs["user_id"].unique()) == ["0001", "0040"]
     assert set(recs["content_id"]) <= set(contents) and len(recs) == 10
+
+
+# ------------------------------------------------------------------------------- run integrity
+
+
+def test_a_finished_run_folder_is_never_reused(tiny_cfg):
+    cfg = tiny_cfg(["model=popular"])
+    train_app.train(cfg)
+    finished = (Path(cfg.run_dir) / "metrics.json").read_text()
+    with pytest.raises(FileExistsError, match=r"run already holds a finished run \(metrics.json\)"):
+        train_app.train(tiny_cfg(["model=coclick"]))
+    assert (Path(cfg.run_dir) / "metrics.json").read_text() == finished
+
+
+def test_run_folders_of_two_launches_differ(tmp_path):
+    import subprocess
+
+    from hydra import compose, initialize_config_dir
+
+    from graphrecall.runs import RUN_ID
+
+    code = "from graphrecall.runs import RUN_ID; print(RUN_ID)"
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT / "src")}
+    ids = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout.strip()
+           for _ in range(2)}
+    assert len(ids) == 2 and RUN_ID not in ids
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        for name, keys in (("train", ("run", "sweep")), ("evaluate", ("run",))):
+            hcfg = compose(name, return_hydra_config=True)
+            for key in keys:
+                assert OmegaConf.select(hcfg, f"hydra.{key}.dir").endswith("_" + RUN_ID), (name, key)
+
+
+def test_sigterm_exits_nonzero_with_a_log_line(caplog):
+    import os
+    import signal
+    import time
+
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    from graphrecall.runs import EXIT_SIGTERM, terminated_exits_nonzero
+
+    before = signal.getsignal(signal.SIGTERM)
+    with caplog.at_level("ERROR", logger="graphrecall.runs"):
+        with pytest.raises(SystemExit) as exit_info:
+            with terminated_exits_nonzero("train x"):
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+                pytest.fail("SIGTERM did not stop the run")
+    assert exit_info.value.code == EXIT_SIGTERM == 143
+    assert "train x: terminated by SIGTERM" in caplog.text
+    assert signal.getsignal(signal.SIGTERM) == before  # restored
+    with pytest.raises(SystemExit) as exit_info:  # Lightning's own exception is a SystemExit without code (0)
+        with terminated_exits_nonzero("train y"):
+            raise SIGTERMException()
+    assert exit_info.value.code == 143
+
+
+def test_sigterm_during_training_exits_143_without_metrics(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    run = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "train.py"), "model=sage", "dataset=synthetic", "dataset.loader.preset=tiny",
+           "trainer.max_epochs=500", "trainer.early_stopping_patience=0", "trainer.enable_progress_bar=false",
+           "model.optim.batch_size=256", f"hydra.run.dir={run}", f"data_dir={tmp_path / 'data'}",
+           f"cache_dir={tmp_path / 'cache'}"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 120
+        while not (run / "checkpoints" / "last.ckpt").exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, out[-3000:]
+    assert "terminated by SIGTERM" in out and not (run / "metrics.json").exists()
