@@ -236,3 +236,11 @@ def test_sigterm_during_training_exits_143_without_metrics(tmp_path):
             proc.kill()
     assert proc.returncode == 143, out[-3000:]
     assert "terminated by SIGTERM" in out and not (run / "metrics.json").exists()
+
+
+def test_readme_m2grl_multi_view_command_fits_on_tiny_data(tiny_cfg):
+    # README, stage 2: python train.py model=m2grl graph=multi 'graph.views=[style,space]'
+    metrics, objects = train_app.train(tiny_cfg(["model=m2grl", "graph=multi", "graph.views=[style,space]",
+                                                 "trainer.max_epochs=1", "trainer.enable_progress_bar=false"]))
+    assert "test/recall@50" in metrics
+    assert set(objects["model"]._views) == {"style", "space"}

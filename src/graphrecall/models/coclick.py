@@ -16,7 +16,7 @@ from graphrecall.recall.pool import CandidatePool
 
 def content_graph(fold: Fold, dataset: FeedDataset, graph_cfg: dict[str, Any], cache_dir: str | None) -> WeightedGraph:
     """The fold's content co-click graph, built once per (clicks, parameters) and cached."""
-    params = {k: v for k, v in graph_cfg.items() if k != "name"}
+    params = {k: v for k, v in graph_cfg.items() if k not in ("name", "views")}  # views: graph=multi, for M2GRL
     if params.get("view", "content") != "content":
         raise ValueError(f"i2i models serve contents and need graph.view=content, got '{params['view']}'")
     parts = {**graph_inputs(fold.train, dataset, "content"), **params}

@@ -225,7 +225,7 @@ class M2GRLRecall(SageRecall):
         return views
 
     def view_graphs(self, fold: Fold, dataset: FeedDataset, cache_dir: str | None) -> dict[str, TopKGraph]:
-        params = {k: v for k, v in self.graph_cfg.items() if k not in ("name", "view")}
+        params = {k: v for k, v in self.graph_cfg.items() if k not in ("name", "view", "views")}
         out = {}
         for view in self._view_names(dataset):
             parts = {**graph_inputs(fold.train, dataset, view), "view": view, **params}
