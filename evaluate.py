@@ -20,8 +20,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from graphrecall.config_checks import check_evaluate_config, check_train_config
 from graphrecall.data.splits import make_folds
 from graphrecall.evaluation import evaluate_model, export_recommendations, format_summary, read_users_file
+from graphrecall.runs import terminated_exits_nonzero  # also registers ${run_id:}
 
 log = logging.getLogger("graphrecall.evaluate")
 
@@ -29,9 +31,9 @@ log = logging.getLogger("graphrecall.evaluate")
 def run_record(cfg: DictConfig) -> tuple[dict, Path]:
     """(the train run's resolved config, the directory that holds its artefacts)."""
     if cfg.get("ckpt_path"):
-        import torch
+        from graphrecall.checkpoints import load_checkpoint_file
 
-        ckpt = torch.load(cfg.ckpt_path, map_location="cpu", weights_only=False)
+        ckpt = load_checkpoint_file(cfg.ckpt_path)  # weights_only: a crafted file cannot run code
         record = (ckpt.get("hyper_parameters") or {}).get("run_config")
         if not record:
             raise ValueError(f"{cfg.ckpt_path} holds no run_config: not a graphrecall checkpoint")
@@ -45,11 +47,13 @@ def run_record(cfg: DictConfig) -> tuple[dict, Path]:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
+    check_evaluate_config(cfg)
     record, run_dir = run_record(cfg)
     record = dict(record)
     record.pop("choices", None)
     record.pop("git_revision", None)
     train_cfg = OmegaConf.create(record)
+    check_train_config(train_cfg)
     out = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else run_dir / "evaluate"
     out.mkdir(parents=True, exist_ok=True)
 
@@ -94,7 +98,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    evaluate(cfg)
+    with terminated_exits_nonzero("evaluate"):
+        evaluate(cfg)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from graphrecall.config_checks import check_train_config
 from graphrecall.data.schema import FeedDataset
 from graphrecall.data.splits import Fold, encode_clicks, make_folds
 from graphrecall.evaluation import (
@@ -34,6 +35,7 @@ from graphrecall.evaluation import (
     format_summary,
     read_users_file,
 )
+from graphrecall.runs import claim_run_dir, terminated_exits_nonzero  # also registers ${run_id:}
 from graphrecall.tracking import finish_wandb
 
 log = logging.getLogger("graphrecall.train")
@@ -116,9 +118,9 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> tuple[dict[st
     ``extra_callbacks`` (e.g. an Optuna pruning callback) go to the Lightning trainer of models
     that train with one (those with an ``extra_callbacks`` attribute).
     """
+    check_train_config(cfg)  # out-of-range settings and fold orders fail here, before any work
     seed_everything(int(cfg.seed))
-    out = run_directory(cfg)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_run_dir(run_directory(cfg))  # refuses a folder holding a finished run
     record = config_record(cfg)
     (out / "config_resolved.json").write_text(json.dumps(record, indent=2, default=str))
 
@@ -205,7 +207,8 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> tuple[dict[st
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:
-        metrics, _ = train(cfg)
+        with terminated_exits_nonzero(f"train {run_directory(cfg)}"):  # SIGTERM: exit 143, not 0
+            metrics, _ = train(cfg)
     except BaseException:
         finish_wandb(exit_code=1)  # a failed job closes its W&B run too
         raise

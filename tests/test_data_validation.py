@@ -49,7 +49,8 @@ def test_valid_csv_folder_loads(tmp_path: Path) -> None:
     assert ds.clicks.columns.tolist() == ["user_id", "content_id", "timestamp"]
     assert ds.clicks["timestamp"].tolist() == [T0, T0 + 60, T0 + 120]
     assert ds.clicks["timestamp"].dtype == "int64"
-    assert ds.users["user_id"].tolist() == [1, 2]
+    assert ds.users["user_id"].tolist() == ["1", "2"]  # CSV ids are text unless declared numeric
+    assert load(write_folder(tmp_path), numeric_ids=True).users["user_id"].tolist() == [1, 2]
     assert ds.report.counts == {}
 
 
@@ -57,7 +58,7 @@ def test_csv_multi_valued_field_parsing(tmp_path: Path) -> None:
     ds = load(write_folder(tmp_path))
     products = dict(zip(ds.contents["content_id"], ds.contents["products"]))
     # A lone "12" stays the string "12", like the elements of "sofa|lamp"; blank -> empty list.
-    assert products == {10: ["sofa", "lamp"], 11: ["12"], 12: []}
+    assert products == {"10": ["sofa", "lamp"], "11": ["12"], "12": []}
     assert ds.contents["style"].tolist() == ["modern", "nordic", "<unknown>"]
 
 
@@ -77,7 +78,7 @@ def test_parquet_folder_with_list_columns_and_mixed_id_types(tmp_path: Path) -> 
     assert ds.contents["products"].tolist() == [["p1", "p2"], [], []]
     assert ds.clicks["content_id"].tolist() == ["10", "11", "10"]
     # No users table: users come from the clicks, nothing reported as added.
-    assert sorted(ds.users["user_id"]) == [1, 2]
+    assert sorted(ds.users["user_id"]) == ["1", "2"]
 
 
 @pytest.mark.parametrize(
@@ -192,13 +193,13 @@ def test_unknown_contents_error(tmp_path: Path) -> None:
     with pytest.raises(DataValidationError) as err:
         load(folder)
     msg = str(err.value)
-    assert "clicks.csv" in msg and "2 click(s) on content_id(s) absent" in msg and "[99]" in msg
+    assert "clicks.csv" in msg and "2 click(s) on content_id(s) absent" in msg and "['99']" in msg
 
 
 def test_unknown_contents_drop_counted(tmp_path: Path) -> None:
     folder = write_folder(tmp_path, clicks=clicks_csv(f"1,10,{T0}", f"1,99,{T0}", f"2,99,{T0}"))
     ds = load(folder, unknown_contents="drop")
-    assert ds.clicks["content_id"].tolist() == [10]
+    assert ds.clicks["content_id"].tolist() == ["10"]
     assert ds.report.counts == {"clicks on contents absent from the contents table dropped": 2}
 
 
@@ -228,7 +229,7 @@ def test_users_added_from_clicks_counted(tmp_path: Path) -> None:
     clicks = clicks_csv(f"1,10,{T0}", f"3,10,{T0}", f"4,11,{T0}", f"4,12,{T0 + 1}")
     ds = load(write_folder(tmp_path, clicks=clicks, users="user_id,gender\n1,F\n2,M\n"))
     assert ds.report.counts == {"users added from clicks (absent from the user table, attributes null)": 2}
-    assert ds.users["user_id"].tolist() == [1, 2, 3, 4]
+    assert ds.users["user_id"].tolist() == ["1", "2", "3", "4"]
     assert ds.users["gender"].isna().tolist() == [False, False, True, True]
 
 
@@ -349,7 +350,7 @@ def test_click_before_publication_is_an_error(tmp_path: Path) -> None:
     assert "clicks.csv" in msg and "contents.csv" in msg and "'published_at'" in msg
     assert "3 click(s) before their content's publication" in msg
     # The example is the first offending row of the file, with both times.
-    assert "content_id=11" in msg and f"timestamp={T0 + 59}" in msg and f"published_at={T0 + 60}" in msg
+    assert "content_id='11'" in msg and f"timestamp={T0 + 59}" in msg and f"published_at={T0 + 60}" in msg
     assert "before_publication=drop" in msg
 
 
@@ -357,7 +358,7 @@ def test_click_before_publication_drop_counted(tmp_path: Path) -> None:
     clicks = clicks_csv(f"1,10,{T0}", f"1,11,{T0 + 59}", f"2,12,{T0 + 120}", f"2,12,{T0 + 1_000}")
     ds = load(write_folder(tmp_path, clicks=clicks, contents=PUBLISHED_CSV), before_publication="drop")
     kept = list(zip(ds.clicks["content_id"], ds.clicks["timestamp"]))
-    assert kept == [(10, T0), (12, T0 + 1_000)]
+    assert kept == [("10", T0), ("12", T0 + 1_000)]  # CSV ids are text (issue 12)
     assert ds.report.counts == {"clicks before their content's publication dropped": 2}
     assert ds.report.lines() == ["custom: 2 clicks before their content's publication dropped"]
 
@@ -402,3 +403,52 @@ def test_predefined_split_file_before_publication(tmp_path: Path) -> None:
         make_folds(ds, {"kind": "predefined", "predefined": {"files": files}})
     msg = str(err.value)
     assert "test.csv" in msg and "'published_at'" in msg and "1 click(s) before" in msg
+
+
+# ------------------------------------------------------------------------- timestamp formats (issue 12)
+
+
+def test_epoch_seconds_as_text_and_iso_are_accepted(tmp_path: Path) -> None:
+    clicks = clicks_csv(f"1,10,{T0}", f"1,11,{T0 + 60}.7", "2,10,2020-09-13T12:28:40Z", "2,11,2020-09-13")
+    ds = load(write_folder(tmp_path, clicks=clicks))
+    assert sorted(ds.clicks["timestamp"].tolist()) == sorted([T0, T0 + 60, T0 + 120, T0 - 44800])
+
+
+@pytest.mark.parametrize("text", ["05/01/2026", "01-05-2026 10:00"])
+def test_ambiguous_day_month_is_an_error(tmp_path: Path, text: str) -> None:
+    folder = write_folder(tmp_path, clicks=clicks_csv(f"1,10,{T0}", f"2,11,{text}"))
+    with pytest.raises(DataValidationError) as err:
+        load(folder)
+    msg = str(err.value)
+    assert "clicks.csv" in msg and "'timestamp'" in msg and "1 unparsable" in msg and text in msg
+    assert "ambiguous" in msg and "timestamp_format" in msg and "[1]" in msg  # names the row
+
+
+def test_other_formats_need_timestamp_format(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path, clicks=clicks_csv("1,10,13/01/2026", "2,11,05/01/2026", "2,10,31/12/2025"))
+    with pytest.raises(DataValidationError, match="3 unparsable timestamp.*timestamp_format"):
+        load(folder)
+    ds = load(folder, timestamp_format="%d/%m/%Y")
+    days = pd.to_datetime(ds.clicks["timestamp"], unit="s").dt.strftime("%Y-%m-%d").tolist()
+    assert days == ["2025-12-31", "2026-01-05", "2026-01-13"]  # 05/01 is January 5th, not May 1st
+    with pytest.raises(DataValidationError, match=r"1 value\(s\) not in timestamp_format='%d/%m/%Y'.*2026-01-05"):
+        load(write_folder(tmp_path, clicks=clicks_csv("1,10,13/01/2026", "2,11,2026-01-05")),
+             timestamp_format="%d/%m/%Y")
+
+
+# ------------------------------------------------------------------------------------ ids (issue 12)
+
+
+def test_zero_padded_csv_ids_stay_text(tmp_path: Path) -> None:
+    folder = write_folder(
+        tmp_path,
+        clicks=clicks_csv(f"0007,0157,{T0}", f"7,157,{T0 + 1}"),
+        contents="content_id,style,products\n0157,a,x\n157,b,y\n",
+        users="user_id,gender\n0007,F\n7,M\n",
+    )
+    ds = load(folder)
+    assert ds.users["user_id"].tolist() == ["0007", "7"]
+    assert ds.contents["content_id"].tolist() == ["0157", "157"]
+    assert sorted(zip(ds.clicks["user_id"], ds.clicks["content_id"])) == [("0007", "0157"), ("7", "157")]
+    with pytest.raises(DataValidationError, match="contents.csv: column 'content_id' has 1 non-numeric id"):
+        load(write_folder(tmp_path, contents="content_id,style,products\n10,a,x\nA1,b,y\n"), numeric_ids=True)

@@ -445,7 +445,7 @@ def test_cache_builds_once_per_key(tmp_path):
     assert cache_key({"a": 1}) != cache_key({"a": 2})
     assert cache_key({"a": 1, "b": 2}) == cache_key({"b": 2, "a": 1})
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert len(files) == 2 and all(f.endswith(".pkl") for f in files)
+    assert len(files) == 2 and all(f.endswith(".npz") for f in files)
     assert not list(tmp_path.glob("*.tmp*"))
 
 
@@ -457,14 +457,97 @@ def test_cache_disabled(tmp_path):
 
 
 def test_cache_write_is_atomic(tmp_path, monkeypatch):
-    def broken_dump(obj, f, protocol=None):
+    def broken_dump(f, *args, **kwargs):
         f.write(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(cache_mod.pickle, "dump", broken_dump)
+    monkeypatch.setattr(cache_mod.np, "savez", broken_dump)
     with pytest.raises(OSError, match="disk full"):
         cached(tmp_path, "g", {"a": 1}, lambda: 5)
     assert list(tmp_path.iterdir()) == []  # neither a partial entry nor a temporary file
     monkeypatch.undo()
     calls = []
     assert cached(tmp_path, "g", {"a": 1}, lambda: calls.append(1) or 5) == 5 and calls == [1]
+
+
+def _plant_marker(path: str) -> None:
+    """What a crafted cache entry would run if it were unpickled."""
+    with open(path, "w") as f:
+        f.write("code ran")
+
+
+class _Payload:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (_plant_marker, (self.marker,))
+
+
+def _style_dataset(styles: list[str]):
+    contents = pd.DataFrame({"content_id": ["a", "b", "c"], "style": styles})
+    return make_dataset([("u1", "a", T0), ("u1", "b", T0 + 60), ("u1", "c", T0 + 120), ("u2", "a", T0)], contents)
+
+
+def test_cache_stores_a_graph_as_npz_and_restores_it_exactly(tmp_path):
+    ds = _style_dataset(["x", "y", "x"])
+    clicks = encode_clicks(ds)
+    parts = {**cache_mod.graph_inputs(clicks, ds, "style"), "view": "style"}
+    built = build_view_graph(clicks, ds, view="style")
+    again = cached(tmp_path, "view-style", parts, lambda: built)
+    hit = cached(tmp_path, "view-style", parts, lambda: pytest.fail("a valid entry must be reused"))
+    assert type(hit) is type(built) and hit.stats == built.stats and hit.name == built.name
+    assert (hit.weights != again.weights).nnz == 0 and (hit.counts != built.counts).nnz == 0
+    assert list(hit.row_vocab) == list(built.row_vocab) and list(hit.col_vocab) == list(built.col_vocab)
+    (entry,) = tmp_path.glob("*.npz")
+    with np.load(entry, allow_pickle=False) as z:  # readable without pickle
+        assert "__meta__" in z.files
+
+
+def test_cache_key_covers_the_content_to_value_mapping():
+    ds_a, ds_b = _style_dataset(["x", "y", "x"]), _style_dataset(["x", "y", "y"])  # c relabelled
+    clicks_a, clicks_b = encode_clicks(ds_a), encode_clicks(ds_b)
+    key = lambda ds, c, view: cache_key(cache_mod.graph_inputs(c, ds, view))  # noqa: E731
+    assert key(ds_a, clicks_a, "style") != key(ds_b, clicks_b, "style")
+    assert key(ds_a, clicks_a, "content") == key(ds_b, clicks_b, "content")  # content graph ignores styles
+
+
+def test_crafted_cache_entry_does_not_run_code(tmp_path, caplog):
+    marker = tmp_path / "marker"
+    parts = {"a": 1}
+    path = tmp_path / f"g-{cache_key(parts)}.npz"
+    payload = np.empty(1, dtype=object)
+    payload[0] = _Payload(str(marker))
+    np.savez(path, __meta__=payload, a0=payload)  # an object array: only readable by unpickling
+    with caplog.at_level("WARNING", logger="graphrecall.graphs.cache"):
+        assert cached(tmp_path, "g", parts, lambda: {"x": 7}) == {"x": 7}
+    assert not marker.exists()
+    assert "unusable" in caplog.text and "rebuilding" in caplog.text
+    assert cached(tmp_path, "g", parts, lambda: pytest.fail("the rebuilt entry must be reused")) == {"x": 7}
+
+
+def test_damaged_cache_entry_is_rebuilt(tmp_path, caplog):
+    parts = {"a": 1}
+    good = {"m": sp.csr_matrix(np.eye(3)), "n": 5}
+    cached(tmp_path, "g", parts, lambda: good)
+    (path,) = tmp_path.glob("*.npz")
+    # 1) an entry that still loads but whose numbers changed: the checksum catches it
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k].copy() for k in z.files}
+    data_key = next(k for k in arrays if k != "__meta__" and arrays[k].dtype.kind == "f")
+    arrays[data_key][0] = 42.0
+    np.savez(path.with_suffix(""), **arrays)  # np.savez appends .npz
+    calls = []
+    with caplog.at_level("WARNING", logger="graphrecall.graphs.cache"):
+        out = cached(tmp_path, "g", parts, lambda: calls.append(1) or good)
+    assert calls == [1] and out["m"][0, 0] == 1.0 and "checksum" in caplog.text
+    # 2) a truncated entry: rebuilt, not a crash
+    path.write_bytes(path.read_bytes()[:50])
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="graphrecall.graphs.cache"):
+        out = cached(tmp_path, "g", parts, lambda: calls.append(2) or good)
+    assert calls == [1, 2] and out["n"] == 5 and "rebuilding" in caplog.text
+    # 3) an entry filed under this key but built from other inputs
+    other = {"a": 2}
+    cache_mod.write_entry(path, other, {"n": 6})
+    assert cached(tmp_path, "g", parts, lambda: calls.append(3) or good)["n"] == 5 and calls == [1, 2, 3]

@@ -41,7 +41,12 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path):
     _metrics(tmp_path / "stopped", ["trainer.max_epochs=1"])
     last = tmp_path / "stopped" / "run" / "checkpoints" / "last.ckpt"
     assert last.exists()
-    resumed, _ = _metrics(tmp_path / "resumed", ["trainer.max_epochs=3", f"model.resume_from={last}"])
+    old_files = {p.name: p.read_bytes() for p in last.parent.iterdir()}
+    resumed, objects = _metrics(tmp_path / "resumed", ["trainer.max_epochs=3", f"model.resume_from={last}"])
+    # the resumed run writes its checkpoints into its own folder; the old run's folder is untouched
+    assert {p.name: p.read_bytes() for p in last.parent.iterdir()} == old_files
+    new_dir = tmp_path / "resumed" / "run" / "checkpoints"
+    assert (new_dir / "last.ckpt").exists() and Path(objects["model"].best_checkpoint).parent == new_dir
     for key in ("val/recall@50", "test/recall@50", "test/ndcg@50", "test/coverage@50"):
         assert resumed[key] == pytest.approx(full[key], abs=1e-12), key
 

@@ -300,3 +300,51 @@ def test_make_folds_dispatch(ds: FeedDataset) -> None:
     b = make_folds(ds, {"kind": "intervened", "seed": 1}, seed=99)  # explicit seed wins
     assert a["test"].info["seed"] == b["test"].info["seed"] == 1
     pd.testing.assert_frame_equal(a["test"].targets, b["test"].targets)
+
+
+def test_predefined_files_that_cannot_score_honestly_are_refused(tmp_path: Path, ds: FeedDataset) -> None:
+    train_rows = [("u1", "c0", at(5)), ("u2", "c1", at(6))]
+    val_rows = [("u1", "c2", at(7))]
+    test_rows = [("u1", "c3", at(8)), ("u3", "c4", at(9))]
+    files = {"train": write(tmp_path / "train.csv", train_rows), "val": write(tmp_path / "val.csv", val_rows),
+             "test": write(tmp_path / "test.csv", test_rows)}
+    make_folds(ds, {"kind": "predefined", "files": files})  # a sound split passes
+    # test file = val file (same path, or a copy)
+    with pytest.raises(DataValidationError, match=r"val\.csv \(test\) holds exactly the same clicks as .*val\.csv \(val\)"):
+        make_folds(ds, {"kind": "predefined", "files": {**files, "test": files["val"]}})
+    copy = write(tmp_path / "copy_of_train.csv", train_rows)
+    with pytest.raises(DataValidationError, match=r"copy_of_train\.csv \(test\) holds exactly the same clicks as "
+                                                  r".*train\.csv \(train\)"):
+        make_folds(ds, {"kind": "predefined", "files": {**files, "test": copy}})
+    # test lies wholly before train
+    early = write(tmp_path / "early.csv", [("u1", "c3", at(1)), ("u3", "c4", at(2))])
+    with pytest.raises(DataValidationError, match=r"early\.csv \(test, .*\) lies before the train clicks"):
+        make_folds(ds, {"kind": "predefined", "files": {**files, "test": early}})
+    # every test pair already clicked: no target (would give NaN metrics)
+    seen = write(tmp_path / "seen.csv", [("u1", "c0", at(9)), ("u1", "c2", at(9))])
+    with pytest.raises(DataValidationError, match=r"seen\.csv \(test\) has no target left"):
+        make_folds(ds, {"kind": "predefined", "files": {**files, "test": seen}})
+
+
+def test_predefined_csv_keeps_zero_padded_string_ids(tmp_path: Path) -> None:
+    clicks = pd.DataFrame({"user_id": ["007", "7"], "content_id": ["0157", "157"], "timestamp": [at(1), at(2)]})
+    contents = pd.DataFrame({"content_id": ["0157", "157"], "style": ["a", "b"]})
+    dsz = build_dataset("pad", clicks, contents, None, {"style": "single"}, {"style": "style"})
+    rows = lambda r: [("007", "0157", at(r)), ("7", "157", at(r))]  # noqa: E731
+    files = {"train": write(tmp_path / "train.csv", rows(1)),
+             "val": write(tmp_path / "val.csv", [("007", "157", at(3))]),
+             "test": write(tmp_path / "test.csv", [("7", "0157", at(5))])}
+    folds = make_folds(dsz, {"kind": "predefined", "files": files})
+    assert pairs(folds["test"].targets, dsz) == {("7", "0157")}
+    assert pairs(folds["val"].targets, dsz) == {("007", "157")}
+
+
+def test_predefined_files_read_their_timestamp_format(tmp_path: Path, ds: FeedDataset) -> None:
+    day = lambda d: pd.Timestamp(at(d), unit="s").strftime("%d/%m/%Y")  # noqa: E731
+    files = {"train": write(tmp_path / "train.csv", [("u1", "c0", day(1)), ("u2", "c1", day(2))]),
+             "val": write(tmp_path / "val.csv", [("u1", "c2", day(3))]),
+             "test": write(tmp_path / "test.csv", [("u1", "c3", day(5)), ("u3", "c4", day(6))])}
+    with pytest.raises(DataValidationError, match="train.csv: column 'timestamp'.*ambiguous.*timestamp_format"):
+        make_folds(ds, {"kind": "predefined", "files": files})
+    folds = make_folds(ds, {"kind": "predefined", "predefined": {"files": files, "timestamp_format": "%d/%m/%Y"}})
+    assert folds["test"].targets["u"].nunique() == 2

@@ -162,7 +162,7 @@ def evaluate_model(
 
 def read_users_file(path: str, users: pd.DataFrame) -> np.ndarray:
     """User rows for the ids listed in a CSV/parquet file with a ``user_id`` column."""
-    frame = pd.read_parquet(path) if str(path).endswith(".parquet") else pd.read_csv(path)
+    frame = pd.read_parquet(path) if str(path).endswith(".parquet") else pd.read_csv(path, dtype={USER_ID: str})
     if USER_ID not in frame.columns:
         raise DataValidationError(f"{path}: expected a '{USER_ID}' column, found {list(frame.columns)}")
     ids = frame[USER_ID]

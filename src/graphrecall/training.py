@@ -14,6 +14,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
+from graphrecall.checkpoints import load_checkpoint_file
+
 VAL_METRIC = "val/recall@50"
 
 
@@ -100,6 +102,40 @@ class RankingValidationModule(pl.LightningModule):
         self.best = checkpoint.get("best_val_recall@50", float("-inf"))
 
 
+def resumable_checkpoint_callback(**kwargs: Any) -> Any:
+    """A ``ModelCheckpoint`` that, when a run resumes from another run's checkpoint, carries the
+    record of the best epoch so far into *its own* folder: the best checkpoint file is copied into
+    ``dirpath`` and the restored paths point there. The old run's folder is only read."""
+    import shutil
+
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    class _ResumableCheckpoint(ModelCheckpoint):
+        def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+            old_dir = state_dict.get("dirpath")
+            if old_dir is None or self.dirpath is None or Path(old_dir).resolve() == Path(self.dirpath).resolve():
+                return super().load_state_dict(state_dict)
+            state = dict(state_dict)
+            Path(self.dirpath).mkdir(parents=True, exist_ok=True)
+            moved: dict[str, str] = {}
+            for old in {state.get("best_model_path"), *dict(state.get("best_k_models") or {})}:
+                if old and Path(old).is_file():
+                    new = str(Path(self.dirpath) / Path(old).name)
+                    shutil.copy2(old, new)
+                    moved[old] = new
+            state["best_model_path"] = moved.get(state.get("best_model_path"), "")
+            state["best_k_models"] = {moved[k]: v for k, v in dict(state.get("best_k_models") or {}).items()
+                                      if k in moved}
+            state["kth_best_model_path"] = moved.get(state.get("kth_best_model_path"), "")
+            state["last_model_path"] = ""  # this run writes its own last.ckpt
+            state["dirpath"] = self.dirpath
+            if not state["best_model_path"]:
+                state["best_model_score"] = None
+            super().load_state_dict(state)
+
+    return _ResumableCheckpoint(**kwargs)
+
+
 def fit_with_selection(
     module: pl.LightningModule,
     train_loader: DataLoader,
@@ -118,20 +154,20 @@ def fit_with_selection(
     Args:
         trainer_cfg: Lightning ``Trainer`` arguments plus ``early_stopping_patience`` (0: off).
         logger_cfg: the ``logger`` config group (see :func:`make_logger`).
-        run_dir: checkpoints go to ``<run_dir>/checkpoints`` (or, when resuming, to the folder of
-            ``resume_from``, so that the record of the best epoch so far is restored with it).
+        run_dir: checkpoints go to ``<run_dir>/checkpoints``, also when resuming (the best checkpoint so
+            far is copied there from ``resume_from``'s folder, which is left untouched).
         extra_callbacks: e.g. an Optuna pruning callback.
 
     Returns:
         ``train_seconds, epochs, epoch_seconds, best_val_recall@50, best_checkpoint``.
     """
-    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+    from pytorch_lightning.callbacks import EarlyStopping
 
     cfg = dict(trainer_cfg)
     patience = cfg.pop("early_stopping_patience", 3)
-    ckpt_dir = Path(resume_from).parent if resume_from else Path(run_dir) / "checkpoints"
-    ckpt = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best-{epoch}", monitor=VAL_METRIC, mode="max",
-                           save_last=True)
+    ckpt_dir = Path(run_dir) / "checkpoints"  # resuming too: never write into the old run's folder
+    ckpt = resumable_checkpoint_callback(dirpath=str(ckpt_dir), filename="best-{epoch}", monitor=VAL_METRIC,
+                                         mode="max", save_last=True)
     callbacks: list = [ckpt]
     if patience:
         callbacks.append(EarlyStopping(monitor=VAL_METRIC, mode="max", patience=int(patience)))
@@ -140,11 +176,13 @@ def fit_with_selection(
                          logger=make_logger(logger_cfg, Path(run_dir), run_config), **cfg)
     val_loader = DataLoader(TensorDataset(torch.zeros(1)), batch_size=1)
     start = time.perf_counter()
-    trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from)
+    if resume_from:
+        load_checkpoint_file(resume_from)  # refuses a crafted or foreign file with a clear message
+    trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from, weights_only=True)
     seconds = time.perf_counter() - start
     best = ckpt.best_model_path or None
     if best:
-        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
+        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
     epochs = trainer.current_epoch
     # the selected epoch (0-based) from the best checkpoint's name ("best-epoch=N.ckpt"); a refit
     # trains best_epoch + 1 epochs

@@ -6,8 +6,10 @@ Expected files (one format per table)::
     <folder>/contents.parquet | contents.csv   content_id + side-info columns [, published_at]
     <folder>/users.parquet    | users.csv      user_id + attributes (optional)
 
-Timestamps (and ``published_at``) may be Unix seconds, datetimes or ISO-8601 strings. In CSV, multi-valued side-info
-fields are ``list_separator``-joined strings (``"sofa|lamp"``); in parquet, list columns.
+Timestamps (and ``published_at``) may be Unix seconds (numbers, also as text), datetimes or ISO 8601
+strings; any other spelling needs ``timestamp_format`` (day/month order is never guessed). Ids in CSV
+are read as text (``"0157"`` stays ``"0157"``) unless ``numeric_ids=true``. In CSV, multi-valued
+side-info fields are ``list_separator``-joined strings (``"sofa|lamp"``); in parquet, list columns.
 Validation (see :mod:`graphrecall.data.schema`) names the offending file and column.
 
 Public API: :func:`load_custom`.
@@ -47,23 +49,35 @@ def _find_table(folder: Path, table: str, required: bool) -> Path | None:
     return found[0]
 
 
-def _read_table(path: Path, text_columns: list[str]) -> pd.DataFrame:
+def _read_table(path: Path, text_columns: list[str], id_columns: tuple[str, ...] = (),
+                numeric_ids: bool = False) -> pd.DataFrame:
     """Read one parquet or CSV file, wrapping reader errors so that they name the file.
 
     Args:
         path: the file.
         text_columns: CSV columns read as text (multi-valued fields: a lone ``"12"`` must stay the
             string ``"12"`` like the elements of ``"12|15"``, not become the integer 12).
+        id_columns: CSV id columns: read as text (zero-padded ids keep their zeros) unless
+            ``numeric_ids``, when they must be integers.
     """
     try:
         if path.suffix == ".parquet":
             return pd.read_parquet(path)
         header = pd.read_csv(path, nrows=0).columns
-        return pd.read_csv(path, dtype={c: str for c in text_columns if c in header})
+        text = [*text_columns, *([] if numeric_ids else id_columns)]
+        frame = pd.read_csv(path, dtype={c: str for c in text if c in header})
     except DataValidationError:
         raise
     except Exception as exc:  # pyarrow, parser and decoding errors have no common base class
         raise DataValidationError(f"{path}: cannot be read as {path.suffix[1:]}: {exc}") from exc
+    for c in id_columns if numeric_ids else ():
+        if c in frame.columns and not pd.api.types.is_numeric_dtype(frame[c]):
+            bad = pd.to_numeric(frame[c], errors="coerce").isna() & frame[c].notna()
+            raise DataValidationError(
+                f"{path}: column '{c}' has {int(bad.sum())} non-numeric id(s), e.g. {frame.loc[bad, c].head(3).tolist()} "
+                f"at rows {frame.index[bad][:5].tolist()}; expected integers (numeric_ids=true) or set numeric_ids=false"
+            )
+    return frame
 
 
 def _harmonise_ids(frames: list[pd.DataFrame], column: str) -> None:
@@ -95,6 +109,8 @@ def load_custom(
     unknown_contents: Literal["error", "drop"] = "error",
     duplicates: Literal["error", "drop"] = "drop",
     before_publication: Literal["error", "drop"] = "error",
+    timestamp_format: str | None = None,
+    numeric_ids: bool = False,
 ) -> FeedDataset:
     """Load and validate your own click, content and (optional) user tables.
 
@@ -109,6 +125,10 @@ def load_custom(
         duplicates: exact duplicate clicks: ``"drop"`` (counted) or ``"error"``.
         before_publication: clicks before their content's ``published_at`` (when the contents
             table has that column): ``"error"`` or ``"drop"`` (counted in ``dataset.report``).
+        timestamp_format: ``strftime`` format of text timestamps that are neither ISO 8601 nor Unix
+            seconds, e.g. ``"%d/%m/%Y %H:%M"`` (ambiguous day/month text is an error without it).
+        numeric_ids: read the CSV id columns as integers; by default they are text, so that ids go
+            out exactly as they came in (``"0157"``).
 
     Returns:
         The validated :class:`FeedDataset` named ``custom``.
@@ -127,9 +147,10 @@ def load_custom(
         "users": _find_table(folder, "users", required=False),
     }
     multi = [col for col, kind in side_info.items() if kind == "multi"]
-    clicks = _read_table(paths["clicks"], [])
-    contents = _read_table(paths["contents"], multi)
-    users = _read_table(paths["users"], []) if paths["users"] else None
+    ids = (USER_ID, CONTENT_ID)
+    clicks = _read_table(paths["clicks"], [], ids, numeric_ids)
+    contents = _read_table(paths["contents"], multi, ids, numeric_ids)
+    users = _read_table(paths["users"], [], ids, numeric_ids) if paths["users"] else None
     _harmonise_ids([clicks, contents], CONTENT_ID)
     _harmonise_ids([clicks] + ([users] if users is not None else []), USER_ID)
     return build_dataset(
@@ -144,4 +165,5 @@ def load_custom(
         duplicates=duplicates,
         list_separator=list_separator,
         before_publication=before_publication,
+        timestamp_format=timestamp_format,
     )

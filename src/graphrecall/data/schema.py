@@ -18,6 +18,7 @@ never dropped silently.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -132,11 +133,69 @@ def _require_no_nulls(df: pd.DataFrame, column: str, source: str) -> None:
         )
 
 
-def to_unix_seconds(values: pd.Series, source: str, column: str = TIMESTAMP) -> pd.Series:
-    """Convert integer seconds, datetimes or ISO strings to int64 Unix seconds, range-checked.
+# ISO 8601: a date, optionally a time (T or space) with seconds/fractions and a zone (Z, +hh:mm, +hhmm, +hh)
+_ISO_8601 = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}([.,]\d+)?)?\s*(Z|[+-]\d{2}(:?\d{2})?)?)?$")
+_EPOCH = re.compile(r"^[+-]?\d+(\.\d*)?$")
+_DAY_MONTH = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{2,4})")
+
+
+def _row_examples(values: pd.Series, bad: np.ndarray | pd.Series) -> str:
+    bad = np.asarray(bad, dtype=bool)
+    rows = values.index[bad][:5].tolist()
+    examples = values[bad].astype(str).head(3).tolist()
+    return f"e.g. {examples} at rows {rows}"
+
+
+def _string_timestamps(values: pd.Series, source: str, column: str, timestamp_format: str | None) -> pd.Series:
+    """Seconds from text: ISO 8601 or Unix seconds (as numbers in text) unless ``timestamp_format``."""
+    text = values.map(lambda v: v.isoformat() if isinstance(v, (pd.Timestamp, dt.datetime)) else str(v).strip())
+    if timestamp_format is not None:
+        parsed = pd.to_datetime(text, format=timestamp_format, errors="coerce", utc=True)
+        if parsed.isna().any():
+            raise DataValidationError(
+                f"{source}: column '{column}' has {int(parsed.isna().sum())} value(s) not in timestamp_format="
+                f"{timestamp_format!r}, {_row_examples(values, parsed.isna())}"
+            )
+        return (parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    epoch = text.str.match(_EPOCH)
+    iso = ~epoch & text.str.match(_ISO_8601)
+    other = ~(epoch | iso)
+    if other.any():
+        dm = text[other].str.extract(_DAY_MONTH).dropna().astype(int)
+        ambiguous = bool(len(dm)) and bool(((dm[0] <= 12) & (dm[1] <= 12)).any())
+        hint = (" (day/month order is ambiguous, e.g. 05/01/2026)" if ambiguous else "")
+        raise DataValidationError(
+            f"{source}: column '{column}' has {int(other.sum())} unparsable timestamp(s): neither ISO 8601 "
+            f"(2026-01-05T10:00:00Z) nor Unix seconds{hint}, {_row_examples(values, other)}; "
+            "set the dataset's timestamp_format (e.g. '%d/%m/%Y %H:%M') to read them"
+        )
+    seconds = pd.Series(np.zeros(len(text), dtype=np.int64), index=values.index)
+    if epoch.any():
+        seconds[epoch] = np.floor(text[epoch].astype(float)).astype(np.int64)
+    if iso.any():
+        parsed = pd.to_datetime(text[iso].str.replace(",", ".", regex=False), format="ISO8601",
+                                errors="coerce", utc=True)
+        if parsed.isna().any():  # shaped like ISO 8601 but not a real date (2026-13-45)
+            bad = pd.Series(False, index=values.index)
+            bad[parsed.index[parsed.isna()]] = True
+            raise DataValidationError(
+                f"{source}: column '{column}' has {int(bad.sum())} invalid ISO 8601 date(s), {_row_examples(values, bad)}"
+            )
+        seconds[iso] = ((parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).astype(np.int64)
+    return seconds
+
+
+def to_unix_seconds(values: pd.Series, source: str, column: str = TIMESTAMP,
+                    timestamp_format: str | None = None) -> pd.Series:
+    """Convert integer seconds, datetimes or text to int64 Unix seconds, range-checked.
+
+    Text must be ISO 8601 (``2026-01-05``, ``2026-01-05T10:00:00+01:00``; a missing zone means UTC)
+    or Unix seconds written as a number (``"1767607200"``); any other spelling (``05/01/2026``: May 1
+    or January 5?) needs an explicit ``timestamp_format`` (``strftime`` codes, e.g. ``%d/%m/%Y``).
 
     Raises:
-        DataValidationError: on nulls, unparsable strings, or values outside 1990..2100.
+        DataValidationError: on nulls, unparsable or ambiguous text, or values outside 1990..2100;
+            the message names the file, the column, examples and their rows.
     """
     if values.isna().any():
         bad = values.index[values.isna()][:5].tolist()
@@ -144,31 +203,23 @@ def to_unix_seconds(values: pd.Series, source: str, column: str = TIMESTAMP) -> 
             f"{source}: column '{column}' has {int(values.isna().sum())} null value(s) (first rows {bad})"
         )
     if pd.api.types.is_datetime64_any_dtype(values):
-        dt = values.dt.tz_localize("UTC") if values.dt.tz is None else values.dt.tz_convert("UTC")
-        seconds = (dt - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
-    elif pd.api.types.is_integer_dtype(values):
+        dtv = values.dt.tz_localize("UTC") if values.dt.tz is None else values.dt.tz_convert("UTC")
+        seconds = (dtv - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    elif pd.api.types.is_integer_dtype(values) and timestamp_format is None:
         seconds = values.astype(np.int64)
-    elif pd.api.types.is_float_dtype(values):
+    elif pd.api.types.is_float_dtype(values) and timestamp_format is None:
         if not np.all(np.isfinite(values.to_numpy())):
-            raise DataValidationError(f"{source}: column '{column}' has non-finite values")
-        seconds = values.astype(np.int64)
+            raise DataValidationError(f"{source}: column '{column}' has non-finite values, "
+                                      f"{_row_examples(values, ~np.isfinite(values.to_numpy()))}")
+        seconds = np.floor(values).astype(np.int64)
     else:
-        parsed = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
-        if parsed.isna().any():
-            bad_rows = values.index[parsed.isna()][:5].tolist()
-            examples = values[parsed.isna()].astype(str).head(3).tolist()
-            raise DataValidationError(
-                f"{source}: column '{column}' has {int(parsed.isna().sum())} unparsable timestamp(s), "
-                f"e.g. {examples} at rows {bad_rows}; expected Unix seconds or ISO-8601 strings"
-            )
-        seconds = (parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+        seconds = _string_timestamps(values, source, column, timestamp_format)
     seconds = seconds.astype(np.int64)
     out = (seconds < MIN_TIMESTAMP) | (seconds > MAX_TIMESTAMP)
     if out.any():
-        examples = seconds[out].head(3).tolist()
         raise DataValidationError(
             f"{source}: column '{column}' has {int(out.sum())} timestamp(s) outside 1990-01-01..2100-01-01, "
-            f"e.g. {examples}; expected Unix *seconds* (milliseconds or nanoseconds are not accepted)"
+            f"{_row_examples(values, out)}; expected Unix *seconds* (milliseconds or nanoseconds are not accepted)"
         )
     return seconds
 
@@ -183,6 +234,7 @@ def validate_clicks(
     published_at: pd.Series | None = None,
     before_publication: Literal["error", "drop"] = "error",
     contents_source: str = "contents",
+    timestamp_format: str | None = None,
 ) -> pd.DataFrame:
     """Validate and normalise a click table.
 
@@ -197,6 +249,8 @@ def validate_clicks(
             ``timestamp < published_at`` of its content is an error or a counted drop.
         before_publication: policy for such clicks.
         contents_source: file or source name of the content table (named in that error).
+        timestamp_format: ``strftime`` format of text timestamps that are neither ISO 8601 nor Unix
+            seconds (see :func:`to_unix_seconds`).
 
     Returns:
         The canonical click table, timestamp as int64 seconds, sorted by (timestamp, user_id).
@@ -211,7 +265,7 @@ def validate_clicks(
         _require_no_nulls(clicks, col, source)
     keep = [c for c in (*CLICK_COLUMNS, TRAFFIC_SOURCE) if c in clicks.columns]
     out = clicks[keep].copy()
-    out[TIMESTAMP] = to_unix_seconds(out[TIMESTAMP], source)
+    out[TIMESTAMP] = to_unix_seconds(out[TIMESTAMP], source, timestamp_format=timestamp_format)
 
     dup = out.duplicated(subset=list(CLICK_COLUMNS))
     if dup.any():
@@ -274,6 +328,7 @@ def validate_contents(
     side_info: dict[str, FieldKind],
     source: str,
     list_separator: str = "|",
+    timestamp_format: str | None = None,
 ) -> pd.DataFrame:
     """Validate a content table: unique non-null ids, every declared side-info column present.
 
@@ -299,7 +354,8 @@ def validate_contents(
     has_published = PUBLISHED_AT in contents.columns
     out = contents[[CONTENT_ID, *side_info, *([PUBLISHED_AT] if has_published else [])]].copy()
     if has_published:
-        out[PUBLISHED_AT] = to_unix_seconds(out[PUBLISHED_AT], source, column=PUBLISHED_AT)
+        out[PUBLISHED_AT] = to_unix_seconds(out[PUBLISHED_AT], source, column=PUBLISHED_AT,
+                                            timestamp_format=timestamp_format)
     for col, kind in side_info.items():
         if kind == "multi":
             out[col] = [_as_list(v, list_separator) for v in out[col]]
@@ -334,18 +390,20 @@ def build_dataset(
     truth: dict[str, Any] | None = None,
     list_separator: str = "|",
     before_publication: Literal["error", "drop"] = "error",
+    timestamp_format: str | None = None,
 ) -> FeedDataset:
     """Validate three raw tables together and return a :class:`FeedDataset`.
 
     Users who click but are absent from the user table are added with null attributes (counted in
     the report); ``sources`` maps ``clicks|contents|users`` to file names for error messages;
-    ``list_separator`` splits multi-valued side info given as strings (CSV). When the content table
+    ``list_separator`` splits multi-valued side info given as strings (CSV); ``timestamp_format``
+    reads text timestamps that are neither ISO 8601 nor Unix seconds. When the content table
     has ``published_at``, clicks before their content's publication are an error or, with
     ``before_publication="drop"``, a counted drop.
     """
     sources = {"clicks": f"{name}/clicks", "contents": f"{name}/contents", "users": f"{name}/users", **(sources or {})}
     report = ValidationReport(source=name)
-    contents_v = validate_contents(contents, side_info, sources["contents"], list_separator)
+    contents_v = validate_contents(contents, side_info, sources["contents"], list_separator, timestamp_format)
     missing_div = {k: v for k, v in diversity_fields.items() if v not in contents_v.columns}
     if missing_div:
         raise DataValidationError(
@@ -360,6 +418,7 @@ def build_dataset(
     clicks_v = validate_clicks(
         clicks, sources["clicks"], report, pd.Index(contents_v[CONTENT_ID]), unknown_contents, duplicates,
         published_at=published, before_publication=before_publication, contents_source=sources["contents"],
+        timestamp_format=timestamp_format,
     )  # fmt: skip
     if users is None:
         users = pd.DataFrame({USER_ID: pd.unique(clicks_v[USER_ID])})

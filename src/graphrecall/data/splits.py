@@ -200,39 +200,86 @@ def intervened_folds(
     return folds
 
 
-def predefined_folds(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame) -> dict[str, Fold]:
+def _time_span(frame: pd.DataFrame) -> str:
+    fmt = lambda s: str(pd.to_datetime(s, unit="s"))  # noqa: E731
+    return f"[{fmt(frame[TIMESTAMP].min())}, {fmt(frame[TIMESTAMP].max())}]"
+
+
+def _check_predefined(frames: dict[str, pd.DataFrame], paths: dict[str, str] | None = None) -> None:
+    """Refuse predefined files that cannot give an honest score: a test (or val) file holding the same
+    clicks as another file, or lying wholly before the training clicks."""
+    paths = paths or {k: f"the predefined {k} file" for k in frames}
+    keys = {k: set(zip(f["u"].tolist(), f["i"].tolist(), f[TIMESTAMP].tolist())) for k, f in frames.items()}
+    for a, b in (("test", "val"), ("test", "train"), ("val", "train")):
+        if keys[a] == keys[b]:
+            raise DataValidationError(
+                f"split: {paths[a]} ({a}) holds exactly the same clicks as {paths[b]} ({b}); "
+                f"expected disjoint {a} clicks (check split.predefined.files)"
+            )
+    for name in ("val", "test"):
+        if frames[name][TIMESTAMP].max() < frames["train"][TIMESTAMP].min():
+            raise DataValidationError(
+                f"split: every click of {paths[name]} ({name}, {_time_span(frames[name])}) lies before the train "
+                f"clicks ({_time_span(frames['train'])}); expected {name} after train (are the files swapped?)"
+            )
+
+
+def predefined_folds(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame,
+                     paths: dict[str, str] | None = None) -> dict[str, Fold]:
     """Folds from user-given train / validation / test clicks (encoded), used exactly as given.
 
     Models train on ``train`` in both folds. Validation targets are evaluated with ``train`` as
     history; test targets with train + val as history (val clicks act as triggers and are filtered).
+    A test or val file equal to another file, lying before train, or without any new (user, content)
+    pair is refused with the reason.
     """
     for name, frame in (("train", train), ("val", val), ("test", test)):
         if len(frame) == 0:
             raise DataValidationError(f"split: the predefined {name} file has no clicks")
+    _check_predefined({"train": train, "val": val, "test": test}, paths)
     full = pd.concat([train, val], ignore_index=True)
     folds = {}
     for name, hist, tgt in (("val", train, val), ("test", full, test)):
         targets, info = target_pairs(tgt, hist)
+        if len(targets) == 0:
+            where = (paths or {}).get(name, f"the predefined {name} file")
+            raise DataValidationError(
+                f"split: {where} ({name}) has no target left: every (user, content) pair of it was already clicked "
+                f"in its history ({'train' if name == 'val' else 'train + val'}); expected new pairs to score"
+            )
         folds[name] = Fold(name, train.reset_index(drop=True), hist.reset_index(drop=True), targets, info=info)
     return folds
 
 
-def _read_click_file(path: str, dataset: FeedDataset) -> pd.DataFrame:
+def _read_click_file(path: str, dataset: FeedDataset, timestamp_format: str | None = None) -> pd.DataFrame:
     from graphrecall.data.schema import ValidationReport, validate_clicks
 
     p = str(path)
     if p.endswith(".parquet"):
         raw = pd.read_parquet(p)
     elif p.endswith(".csv"):
-        raw = pd.read_csv(p)
+        # ids read as text when the dataset's ids are text: '0157' must match '0157', not 157
+        text_ids = {c: str for c, table in ((USER_ID, dataset.users), (CONTENT_ID, dataset.contents))
+                    if not pd.api.types.is_numeric_dtype(table[c])}
+        try:
+            raw = pd.read_csv(p, dtype=text_ids)
+        except Exception as exc:  # parser and decoding errors have no common base class
+            raise DataValidationError(f"{p}: cannot be read as csv: {exc}") from exc
     else:
         raise DataValidationError(f"split.files: '{p}' must be a .parquet or .csv file")
+    for c, table in ((USER_ID, dataset.users), (CONTENT_ID, dataset.contents)):
+        if c in raw.columns and pd.api.types.is_numeric_dtype(raw[c]) != pd.api.types.is_numeric_dtype(table[c]):
+            raw[c] = raw[c].map(lambda v: v if pd.isna(v) else str(int(v)) if isinstance(v, float) and v.is_integer()
+                                else str(v))
+            table_ids = table[c].astype(str)
+            raw[c] = raw[c].map(dict(zip(table_ids, table[c]))).fillna(raw[c])
     report = dataset.report if dataset.report is not None else ValidationReport(dataset.name)
     published = None
     if PUBLISHED_AT in dataset.contents.columns:  # a predefined click before publication is an error
         published = pd.Series(dataset.contents[PUBLISHED_AT].to_numpy(), index=dataset.contents[CONTENT_ID])
     clicks = validate_clicks(
-        raw, p, report, pd.Index(dataset.contents[CONTENT_ID]), published_at=published, contents_source=dataset.name
+        raw, p, report, pd.Index(dataset.contents[CONTENT_ID]), published_at=published, contents_source=dataset.name,
+        timestamp_format=timestamp_format,
     )
     unknown_users = ~clicks[USER_ID].isin(dataset.users[USER_ID])
     if unknown_users.any():
@@ -266,4 +313,6 @@ def make_folds(dataset: FeedDataset, split: dict[str, Any], seed: int = 0) -> di
     missing = [k for k in ("train", "val", "test") if not files.get(k)]
     if missing:
         raise ValueError(f"split.kind=predefined needs split.predefined.files.{{train,val,test}}; missing {missing}")
-    return predefined_folds(*(_read_click_file(files[k], dataset) for k in ("train", "val", "test")))
+    fmt = params.get("timestamp_format")
+    frames = [_read_click_file(files[k], dataset, fmt) for k in ("train", "val", "test")]
+    return predefined_folds(*frames, paths={k: str(files[k]) for k in ("train", "val", "test")})

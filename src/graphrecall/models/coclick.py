@@ -8,7 +8,7 @@ from typing import Any
 
 from graphrecall.data.schema import FeedDataset
 from graphrecall.data.splits import Fold
-from graphrecall.graphs.cache import cached, frame_fingerprint
+from graphrecall.graphs.cache import cached, graph_inputs
 from graphrecall.graphs.views import WeightedGraph, build_view_graph
 from graphrecall.models.i2i import PoolRecall
 from graphrecall.recall.pool import CandidatePool
@@ -16,11 +16,10 @@ from graphrecall.recall.pool import CandidatePool
 
 def content_graph(fold: Fold, dataset: FeedDataset, graph_cfg: dict[str, Any], cache_dir: str | None) -> WeightedGraph:
     """The fold's content co-click graph, built once per (clicks, parameters) and cached."""
-    params = {k: v for k, v in graph_cfg.items() if k != "name"}
+    params = {k: v for k, v in graph_cfg.items() if k not in ("name", "views")}  # views: graph=multi, for M2GRL
     if params.get("view", "content") != "content":
         raise ValueError(f"i2i models serve contents and need graph.view=content, got '{params['view']}'")
-    parts = {"clicks": frame_fingerprint(fold.train, ["u", "i", "timestamp"]),
-             "contents": dataset.num_contents, **params}
+    parts = {**graph_inputs(fold.train, dataset, "content"), **params}
     return cached(cache_dir, "coclick", parts, lambda: build_view_graph(fold.train, dataset, **params))
 
 

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from graphrecall.data.schema import FeedDataset
 from graphrecall.data.splits import Fold
-from graphrecall.graphs.cache import cached, frame_fingerprint
+from graphrecall.graphs.cache import cached, graph_inputs
 from graphrecall.graphs.sampling import TopKGraph, top_k_graph
 from graphrecall.graphs.views import build_view_graph
 from graphrecall.losses import PairBCELoss
@@ -225,11 +225,10 @@ class M2GRLRecall(SageRecall):
         return views
 
     def view_graphs(self, fold: Fold, dataset: FeedDataset, cache_dir: str | None) -> dict[str, TopKGraph]:
-        params = {k: v for k, v in self.graph_cfg.items() if k not in ("name", "view")}
+        params = {k: v for k, v in self.graph_cfg.items() if k not in ("name", "view", "views")}
         out = {}
         for view in self._view_names(dataset):
-            parts = {"clicks": frame_fingerprint(fold.train, ["u", "i", "timestamp"]), "view": view,
-                     "contents": dataset.num_contents, **params}
+            parts = {**graph_inputs(fold.train, dataset, view), "view": view, **params}
             wg = cached(cache_dir, f"view-{view}", parts,
                         lambda v=view: build_view_graph(fold.train, dataset, view=v, **params))
             out[view] = top_k_graph(wg.weights, self.view_neighbors)
@@ -313,4 +312,4 @@ class M2GRLRecall(SageRecall):
             np.save(Path(directory) / f"view_vectors_{view}.npy", vectors)
 
     def load_checkpoint(self, path: str, dataset: FeedDataset) -> None:
-        self.module = M2GRLModule.load_from_checkpoint(path, map_location="cpu")
+        self.module = M2GRLModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)

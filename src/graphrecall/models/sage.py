@@ -450,4 +450,4 @@ class SageRecall(PoolRecall):
 
     def load_checkpoint(self, path: str, dataset: FeedDataset) -> None:
         """Rebuild the module from a checkpoint (weights + hyperparameters)."""
-        self.module = SageI2IModule.load_from_checkpoint(path, map_location="cpu")
+        self.module = SageI2IModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)

@@ -1,0 +1,105 @@
+"""Checks of a run's config before any work: out-of-range settings and fold orders that would
+otherwise give a silently wrong result (an untrained model reported, every slot back-filled, a
+model selected on the test fold...). Each error names the config key, the value and what was
+expected.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+FOLDS = ("val", "test")
+
+
+class ConfigError(ValueError):
+    """A config value outside its accepted range (the message names the key)."""
+
+
+def _get(cfg: Any, dotted: str) -> Any:
+    """``cfg[a][b]...`` for ``a.b...`` (dicts or DictConfigs); None when a level is absent or null."""
+    node = cfg
+    for part in dotted.split("."):
+        if not hasattr(node, "get"):
+            return None
+        node = node.get(part)
+    return node
+
+
+def _number(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{key} must be a number, got {value!r}")
+    return float(value)
+
+
+def check_range(key: str, value: Any, low: float | None = None, high: float | None = None,
+                low_open: bool = False, high_open: bool = False, allow_none: bool = False) -> None:
+    """Raise :class:`ConfigError` naming ``key`` unless ``value`` lies in the given interval."""
+    if value is None:
+        if allow_none:
+            return
+        raise ConfigError(f"{key} must be set, got null")
+    x = _number(key, value)
+    bad = (low is not None and (x < low or (low_open and x == low))) or \
+          (high is not None and (x > high or (high_open and x == high)))
+    if bad:
+        lo = "(-inf" if low is None else ("(" if low_open else "[") + f"{low:g}"
+        hi = "+inf)" if high is None else f"{high:g}" + (")" if high_open else "]")
+        raise ConfigError(f"{key}={value!r} is out of range: expected a value in {lo}, {hi}")
+
+
+def is_trainable(model_cfg: Any) -> bool:
+    """Models trained by Lightning (they carry a ``trainer`` block) select on the first fold."""
+    return _get(model_cfg, "trainer") is not None
+
+
+def check_folds(folds: Any, trainable: bool) -> None:
+    """``eval.folds`` names known folds once each; trainable models need ``val`` first (they train
+    and select on the first fold, which must never be the test fold)."""
+    folds = list(folds or [])
+    if not folds:
+        raise ConfigError("eval.folds is empty: expected [val, test] (or a subset)")
+    unknown = [f for f in folds if f not in FOLDS]
+    if unknown or len(set(folds)) != len(folds):
+        raise ConfigError(f"eval.folds={folds}: expected distinct names out of {list(FOLDS)}")
+    if trainable and folds[0] != "val":
+        raise ConfigError(
+            f"eval.folds={folds}: trainable models train and select on the first fold, so it must be val "
+            "(expected [val, test] or [val]); selecting on test would report a test score that was optimised"
+        )
+
+
+def check_train_config(cfg: Any) -> None:
+    """Validate a train.py config (``conf/train.yaml`` composed); raises :class:`ConfigError`."""
+    model = _get(cfg, "model") or {}
+    trainable = is_trainable(model)
+    check_folds(_get(cfg, "eval.folds"), trainable)
+    graph = _get(model, "graph")  # the co-click graph of the models that build one
+    if graph is not None:
+        check_range("graph.top_k", _get(graph, "top_k"), low=0, allow_none=True)
+        check_range("graph.tau (dataset.graph_tau)", _get(graph, "tau"), low=0, high=1, high_open=True,
+                    allow_none=True)
+    check_range("recall.share", _get(cfg, "recall.share"), low=0, high=1, allow_none=True)
+    check_range("model.pool_size", _get(model, "pool_size"), low=0, low_open=True, allow_none=True)
+    check_range("model.sampling.neighbors", _get(model, "sampling.neighbors"), low=0, low_open=True,
+                allow_none=True)
+    if trainable:
+        check_range("trainer.max_epochs", _get(model, "trainer.max_epochs"), low=0, low_open=True)
+    if _get(cfg, "eval.export.enabled"):
+        check_range("eval.export.k", _get(cfg, "eval.export.k"), low=0, low_open=True)
+
+
+def check_evaluate_config(cfg: Any) -> None:
+    """Validate an evaluate.py config. A run directory holds the artefacts fitted on the test fold
+    (their graph and back-fill include the validation targets), so only ``fold=test`` may score
+    them; ``ckpt_path=`` re-embeds the requested fold and accepts ``fold=val``."""
+    fold = _get(cfg, "fold")
+    if fold not in FOLDS:
+        raise ConfigError(f"fold={fold!r}: expected one of {list(FOLDS)}")
+    if fold != "test" and not _get(cfg, "ckpt_path"):
+        raise ConfigError(
+            f"fold={fold} with run_dir=: the run's saved artefacts were fitted on the test fold (their graph and "
+            "back-fill include the validation targets), so scoring them on val would be optimistic; use fold=test, "
+            "or ckpt_path=<checkpoint> to re-embed the val fold"
+        )
+    if _get(cfg, "export.enabled"):
+        check_range("export.k", _get(cfg, "export.k"), low=0, low_open=True)
