@@ -140,7 +140,11 @@ def test_flat_keys(setup: tuple[FeedDataset, Fold]) -> None:
     assert "test/all/recall@50" not in flat
     assert all(isinstance(v, float) for v in flat.values())
     slices = {k.split("/")[1] for k in flat if k.count("/") == 2}
-    assert slices == {"low_activity", "active", "cold"}
+    assert slices == {"warm", "low_activity", "active", "cold"}
+    # warm = every user with a click before the cut (the headline slice), computed independently
+    warm_users = set(fold.history["u"].tolist())
+    is_warm = ev.per_user["u"].isin(warm_users) & ev.per_user["recall@50"].notna()
+    assert flat["test/warm/recall@50"] == pytest.approx(ev.per_user.loc[is_warm, "recall@50"].mean())
     # default low_activity_max = 5: w0's 3 window clicks make it low-activity, "active" is empty
     default = evaluate_recommendations("test", recs, fold.targets, fold, ds, num_resamples=50).flat()
     assert default["test/low_activity/recall@50"] == pytest.approx(1.0)

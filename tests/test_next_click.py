@@ -216,3 +216,14 @@ def test_refit_trains_the_selected_epoch_count(tmp_path) -> None:
     assert "test_no_refit/recall@50" in metrics and "test/recall@50" in metrics
     assert "test/warm/recall@50" in metrics and "test/cold/recall@50" in metrics
     assert (tmp_path / "run" / "refit" / "checkpoints" / "last.ckpt").exists()
+
+
+def test_m2grl_content_task_takes_the_next_click_objective(tmp_path) -> None:
+    cfg = compose_train(tmp_path, [*TINY, "model=m2grl", "model.objective=next_click", "model.refit=true",
+                                   "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
+                                   "model.optim.batch_size=128", "model.next_click.num_uniform=32"])
+    metrics, objects = train_app.train(cfg)
+    module = objects["model"].module
+    assert module.hparams.objective == "next_click" and module.log_q is not None
+    assert metrics["test/fit/refit/epochs"] == metrics["val/fit/selected_epochs"]
+    assert 0.0 <= metrics["test/warm/recall@50"] <= 1.0

@@ -70,9 +70,10 @@ class M2GRLModule(SageI2IModule):
                  view_batch: int = 1024, loss: str = "bce", num_negatives: int = 5, lr: float = 5e-3,
                  weight_decay: float = 0.0, batching: str = "auto", full_graph_max_nodes: int = 50_000,
                  seed: int = 0, temperature: float = 1.0, run_config: dict[str, Any] | None = None,
-                 hard_negatives: dict[str, Any] | None = None, view_encoder: str = "sgns") -> None:
+                 hard_negatives: dict[str, Any] | None = None, view_encoder: str = "sgns",
+                 objective: str = "reconstruction", next_click: dict[str, Any] | None = None) -> None:
         super().__init__(encoder, loss, num_negatives, lr, weight_decay, batching, full_graph_max_nodes, seed,
-                         temperature, run_config, hard_negatives)
+                         temperature, run_config, hard_negatives, objective, next_click)
         self.save_hyperparameters()
         if view_encoder not in VIEW_ENCODERS:
             raise ValueError(f"model.view_encoder must be one of {VIEW_ENCODERS}, got '{view_encoder}'")

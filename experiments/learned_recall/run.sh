@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Issue 10, first measurements: the article's recipe vs the next-click objective, quota vs aggregate
+# serving with a validation-chosen popularity bonus, refit on the test fold; MovieLens-100K temporal.
+# Usage: bash experiments/learned_recall/run.sh [seeds, default "0 1 2"]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export OMP_NUM_THREADS=1
+PY=.venv/bin/python
+SEEDS=${1:-"0 1 2"}
+OUT=multirun/learned_recall
+BETAS='recall.popularity_beta=[0,0.001,0.003,0.01,0.03,0.1,0.3,1,3,10]'
+COMMON=(dataset=movielens100k trainer.enable_progress_bar=false)
+run() {  # name, overrides...
+  local name=$1; shift
+  for s in $SEEDS; do
+    $PY train.py "${COMMON[@]}" seed=$s "$@" hydra.run.dir=$OUT/$name/seed$s > /dev/null 2>$OUT/$name.seed$s.log \
+      || { echo "FAILED: $name seed $s (log: $OUT/$name.seed$s.log)"; exit 1; }
+    echo "done: $name seed $s"
+  done
+}
+mkdir -p $OUT
+run popular model=popular
+run coclick_quota model=coclick
+run coclick_aggregate model=coclick recall.mode=aggregate "$BETAS"
+run sage_reconstruction_quota model=sage
+run sage_reconstruction_aggregate_refit model=sage model.refit=true recall.mode=aggregate "$BETAS"
+run sage_next_click_aggregate_refit model=sage model.objective=next_click model.refit=true recall.mode=aggregate "$BETAS" \
+  model.optim.batch_size=1024 model.next_click.num_uniform=256
+run sage_next_click_cosine_aggregate_refit model=sage model.objective=next_click model.refit=true recall.mode=aggregate "$BETAS" \
+  model.optim.batch_size=1024 model.next_click.num_uniform=256 model.encoder.normalize=true model.optim.temperature=0.1
+$PY experiments/learned_recall/table.py $OUT > experiments/learned_recall/movielens100k.md
+cat experiments/learned_recall/movielens100k.md
