@@ -79,6 +79,19 @@ def seen_matrix(history: pd.DataFrame, users: np.ndarray, num_contents: int) -> 
     return out
 
 
+def backfill(items: list[int], excluded: set[int], fallback: np.ndarray, k: int) -> None:
+    """Append to ``items`` (in place) the first contents of ``fallback`` that are neither excluded
+    nor already in it, until ``items`` holds ``k``."""
+    have = excluded | set(items)
+    for c in fallback:
+        c = int(c)
+        if c not in have:
+            items.append(c)
+            have.add(c)
+            if len(items) == k:
+                break
+
+
 @dataclass
 class TriggerRecallResult:
     """Recommendations and how they were filled.
@@ -154,14 +167,7 @@ def recall_with_triggers(
         items = [c for _, _, c in chosen]
         from_triggers[u] = len(items)
         if len(items) < k and fallback is not None:
-            have = excluded | set(items)
-            for c in fallback:
-                c = int(c)
-                if c not in have:
-                    items.append(c)
-                    have.add(c)
-                    if len(items) == k:
-                        break
+            backfill(items, excluded, fallback, k)
         backfilled[u] = len(items) - from_triggers[u]
         recs[u, : len(items)] = items
     return TriggerRecallResult(recs, from_triggers, backfilled)
@@ -245,14 +251,7 @@ def aggregate_recall(
         items = top.tolist()
         from_triggers[u] = len(items)
         if len(items) < k and fallback is not None:
-            have = set(excluded.tolist()) | set(items)
-            for x in fallback:
-                x = int(x)
-                if x not in have:
-                    items.append(x)
-                    have.add(x)
-                    if len(items) == k:
-                        break
+            backfill(items, set(excluded.tolist()), fallback, k)
         backfilled[u] = len(items) - from_triggers[u]
         recs[u, : len(items)] = items
     return TriggerRecallResult(recs, from_triggers, backfilled)
