@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh clone:
-#   make train   creates .venv if missing, installs, runs the baselines on MovieLens-100K, prints the table
+#   make train   creates .venv if missing, installs, runs the learned stage-1 recipe beside popular and co-click on MovieLens-100K, prints the table
 #   make test    creates .venv if missing, installs, runs the test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 train: install
-	$(PY) train.py experiment=baselines hydra.sweep.dir=$(SWEEP)
+	$(PY) train.py experiment=flagship hydra.sweep.dir=$(SWEEP)
 	$(PY) -m graphrecall.report $(SWEEP) --out $(SWEEP)/results.md
 
 test: install

@@ -113,6 +113,25 @@ def test_cli_multirun_and_report(tmp_path):
     assert row.split("|")[-2].strip() == f"{coclick['metrics']['val/recall@50']:.4f}"
 
 
+def test_make_train_flagship_sweep_and_report(tmp_path):
+    """`make train`'s two commands (experiment=flagship, then the report) on the tiny world."""
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, "train.py", "experiment=flagship", "dataset=synthetic", "dataset.loader.preset=tiny",
+           "trainer.max_epochs=2", "eval.bootstrap.num_resamples=20", f"data_dir={tmp_path / 'data'}",
+           f"hydra.sweep.dir={sweep}"]
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
+    from graphrecall.report import collect_runs, main as report_main
+
+    runs = {r["label"]: r for r in collect_runs(sweep)}
+    assert sorted(runs) == ["model=coclick", "model=popular", "model=sage_next_click"]
+    flagship = runs["model=sage_next_click"]["metrics"]
+    # validation chose the epochs and the popularity bonus; the test model was refit for exactly those epochs
+    assert flagship["test/fit/refit/epochs"] == flagship["val/fit/selected_epochs"]
+    assert flagship["val/fit/serving/popularity_beta"] in (0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10)
+    text = report_main([str(sweep), "--out", str(tmp_path / "results.md")])
+    assert "| model=sage_next_click | 1 |" in text
+
+
 def test_train_exports_listed_users(tiny_cfg, tmp_path):
     users_file = tmp_path / "users.csv"
     pd.DataFrame({"user_id": [0, 3, 7]}).to_csv(users_file, index=False)

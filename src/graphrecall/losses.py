@@ -58,6 +58,7 @@ def sampled_softmax_logits(
     uniform_ids: Tensor,
     log_q: Tensor | None,
     temperature: float = 1.0,
+    bias: Tensor | None = None,
 ) -> Tensor:
     r"""Logits of a softmax over in-batch positives plus uniformly drawn contents, logQ-corrected.
 
@@ -72,16 +73,21 @@ def sampled_softmax_logits(
     see :func:`candidate_log_q`); the correction applies to the positive too. Candidates that are
     the query's own positive (a duplicate positive in the batch, or a uniform draw hitting it) or
     the query content itself are masked to ``-inf`` (accidental hits), except the diagonal.
+    ``bias`` is added to the scores before the correction (e.g. a learned popularity term per
+    query moment and candidate, :class:`graphrecall.models.popularity_bias.PopularityBias`).
 
     Shapes:
         - query, positive: ``[B, d]``; uniform: ``[M, d]``
         - query_ids, positive_ids: ``[B]``; uniform_ids: ``[M]``
         - log_q: ``[C]`` (indexed by content id) or None (no correction)
+        - bias: ``[B, B + M]`` or None
         - output: ``[B, B + M]``, the target of row ``b`` is column ``b``.
     """
     cand = torch.cat([positive, uniform])
     cand_ids = torch.cat([positive_ids, uniform_ids])
     logits = query @ cand.T / temperature
+    if bias is not None:
+        logits = logits + bias
     if log_q is not None:
         logits = logits - log_q[cand_ids].unsqueeze(0)
     b = query.shape[0]

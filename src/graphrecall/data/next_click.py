@@ -13,7 +13,8 @@ from graphrecall.data.schema import TIMESTAMP
 from graphrecall.data.splits import DAY
 
 
-def next_click_pairs(clicks: pd.DataFrame, horizon_days: float = 1.0, context: int = 5) -> tuple[np.ndarray, np.ndarray]:
+def next_click_pairs(clicks: pd.DataFrame, horizon_days: float = 1.0, context: int = 5,
+                     return_times: bool = False) -> tuple[np.ndarray, ...]:
     """Pairs ``(a, b)``: content ``b`` clicked by a user after content ``a``, within ``horizon_days``.
 
     Each click ``b`` is paired with the user's ``context`` clicks just before it (in time order;
@@ -25,9 +26,11 @@ def next_click_pairs(clicks: pd.DataFrame, horizon_days: float = 1.0, context: i
         clicks: clicks with ``u``, ``i``, ``timestamp``.
         horizon_days: the latest a target may follow its trigger.
         context: how many earlier clicks each click is paired with.
+        return_times: also return each trigger click's timestamp.
 
     Returns:
-        (trigger content rows [E], target content rows [E]), int64.
+        (trigger content rows [E], target content rows [E]) int64, and with ``return_times`` the
+        trigger timestamps [E] (int64) as a third array.
     """
     if context < 1:
         raise ValueError(f"model.next_click.context must be >= 1, got {context}")
@@ -38,11 +41,12 @@ def next_click_pairs(clicks: pd.DataFrame, horizon_days: float = 1.0, context: i
     i = clicks["i"].to_numpy()[order].astype(np.int64)
     t = clicks[TIMESTAMP].to_numpy()[order].astype(np.int64)
     horizon = int(horizon_days * DAY)
-    src, dst = [], []
+    src, dst, when = [], [], []
     for lag in range(1, min(context, max(len(u) - 1, 0)) + 1):
         keep = (u[lag:] == u[:-lag]) & (t[lag:] - t[:-lag] <= horizon) & (i[lag:] != i[:-lag])
         src.append(i[:-lag][keep])
         dst.append(i[lag:][keep])
-    if not src:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    return np.concatenate(src), np.concatenate(dst)
+        when.append(t[:-lag][keep])
+    empty = np.zeros(0, dtype=np.int64)
+    out = (np.concatenate(src), np.concatenate(dst), np.concatenate(when)) if src else (empty, empty, empty)
+    return out if return_times else out[:2]

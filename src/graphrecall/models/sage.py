@@ -29,12 +29,15 @@ from torch.utils.data import DataLoader
 from graphrecall.data.schema import FeedDataset
 from graphrecall.data.splits import Fold
 from graphrecall.data.next_click import next_click_pairs
+from graphrecall.data.popularity_features import FEATURE_NAMES, moment_index, popularity_feature_table
+from graphrecall.data.splits import DAY
 from graphrecall.graphs.sampling import TopKGraph, drop_pair_edges, k_hop_subgraph, sample_negatives, top_k_graph
 from graphrecall.losses import SampledSoftmaxLoss, candidate_log_q, make_loss, sampled_softmax_logits
 from graphrecall.models.coclick import content_graph
 from graphrecall.models.encoders import GNNEncoder
 from graphrecall.models.features import FieldBags, content_features
 from graphrecall.models.i2i import PoolRecall
+from graphrecall.models.popularity_bias import PopularityBias
 from graphrecall.recall.ann import build_pool, exact_topk
 from graphrecall.training import (
     EpochSeededSampler,
@@ -47,6 +50,7 @@ from graphrecall.training import (
 
 log = logging.getLogger(__name__)
 OBJECTIVES = ("reconstruction", "next_click")
+POOL_SCORES = ("logit", "probability")
 
 
 class SageI2IModule(RankingValidationModule):
@@ -62,12 +66,20 @@ class SageI2IModule(RankingValidationModule):
                  weight_decay: float = 0.0, batching: str = "auto", full_graph_max_nodes: int = 50_000,
                  seed: int = 0, temperature: float = 1.0, run_config: dict[str, Any] | None = None,
                  hard_negatives: dict[str, Any] | None = None, objective: str = "reconstruction",
-                 next_click: dict[str, Any] | None = None) -> None:
+                 next_click: dict[str, Any] | None = None, popularity: dict[str, Any] | None = None) -> None:
         super().__init__()
         if objective not in OBJECTIVES:
             raise ValueError(f"model.objective must be one of {OBJECTIVES}, got '{objective}'")
         self.save_hyperparameters()
         self.net = GNNEncoder(**encoder)
+        popularity = popularity or {}
+        if popularity.get("enabled") and objective != "next_click":
+            raise ValueError("model.popularity.enabled needs model.objective=next_click")
+        # learned popularity/recency term of the next-click score (issue 10); its feature table is
+        # attached per fold (attach_popularity), not stored in checkpoints
+        self.popularity_bias = (PopularityBias(len(FEATURE_NAMES), int(popularity.get("hidden_dim", 16)))
+                                if popularity.get("enabled") else None)
+        self.popularity_table: Tensor | None = None  # [K, C, F] features as of cut - k days
         self._hard: Tensor | None = None  # [N, high - low] near misses of the current model
         self.loss_fn = make_loss(loss)
         self.softmax_loss = SampledSoftmaxLoss()
@@ -84,6 +96,19 @@ class SageI2IModule(RankingValidationModule):
                evaluator: Callable[[Tensor], dict[str, float]] | None = None) -> None:
         self.graph, self.features, self.evaluator = graph, features, evaluator
         self._on_device = None
+
+    def attach_popularity(self, table: Tensor | None) -> None:
+        """The fold's popularity features [K, C, F] (row 0: as of the cut), for the learned term."""
+        self.popularity_table = table
+
+    @torch.no_grad()
+    def serving_bias(self) -> Tensor | None:
+        """[C] the learned popularity term as of the cut (None without one)."""
+        if self.popularity_bias is None:
+            return None
+        if self.popularity_table is None:
+            raise ValueError("the popularity term needs the fold's feature table (attach_popularity)")
+        return self.popularity_bias(self.popularity_table[0].to(self.device)).float().cpu()
 
     def _graph_on(self, device: torch.device) -> tuple[TopKGraph, dict[str, FieldBags]]:
         """The attached graph and features on ``device`` (copied once per device; negatives are still
@@ -167,7 +192,7 @@ class SageI2IModule(RankingValidationModule):
     def pair_task(self, batch: tuple[Tensor, ...], gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
         """The content task's loss (``objective``: pair reconstruction or next click); also returns
         the sources and their vectors ``(loss, src [B], h_src [B, d])`` for tasks that reuse them
-        (M2GRL's alignment)."""
+        (M2GRL's alignment). next_click batches are ``(src, dst, moment, weight)``."""
         if self.hparams.objective == "next_click":
             return self.next_click_task(batch, gen)
         src, dst = batch[0], batch[1]
@@ -192,9 +217,11 @@ class SageI2IModule(RankingValidationModule):
     def next_click_task(self, batch: tuple[Tensor, ...], gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
         """Softmax over in-batch targets plus ``num_uniform`` uniform contents, logQ-corrected
         (:func:`graphrecall.losses.sampled_softmax_logits`); the batch's example edges are removed
-        from the graph for this pass. ``batch`` = (triggers [B], later clicks [B], optional weights)."""
+        from the graph for this pass. ``batch`` = (triggers [B], later clicks [B], the triggers'
+        moment index [B] for the popularity term, optional weights [B])."""
         src, dst = batch[0], batch[1]
-        weight = batch[2] if len(batch) > 2 else None
+        moment = batch[2] if len(batch) > 2 else None
+        weight = batch[3] if len(batch) > 3 else None
         cfg = self.hparams.next_click or {}
         num_uniform = int(cfg.get("num_uniform", 1024))
         uniform = torch.randint(self.graph.num_nodes, (num_uniform,), generator=gen).to(src.device)
@@ -204,7 +231,13 @@ class SageI2IModule(RankingValidationModule):
         b = src.numel()
         hs, hd, hu = h[inverse[:b]], h[inverse[b : 2 * b]], h[inverse[2 * b :]]
         log_q = None if self.log_q is None else self.log_q.to(src.device)
-        logits = sampled_softmax_logits(hs, hd, hu, src, dst, uniform, log_q, self.hparams.temperature)
+        bias = None
+        if self.popularity_bias is not None:
+            if self.popularity_table is None or moment is None:
+                raise ValueError("the popularity term needs the feature table and each example's moment")
+            table = self.popularity_table.to(src.device)
+            bias = self.popularity_bias.candidate_bias(table, moment, torch.cat([dst, uniform]))
+        logits = sampled_softmax_logits(hs, hd, hu, src, dst, uniform, log_q, self.hparams.temperature, bias)
         loss = self.softmax_loss(logits, weight)
         if hasattr(self, "_epoch_sums"):
             self._epoch_sums[0] = self._epoch_sums[0] + loss.detach() * b
@@ -259,7 +292,14 @@ class SageRecall(PoolRecall):
             random negatives) | ``next_click`` (a user's later click within ``horizon_days`` of a
             trigger, softmax over in-batch + ``num_uniform`` uniform candidates with logQ
             correction; the example's own edges are dropped from the graph for its pass).
-        next_click: ``horizon_days, context, num_uniform, logq, drop_example_edges``.
+        next_click: ``horizon_days, context, num_uniform, logq, drop_example_edges`` and
+            ``half_life_days`` (null, or examples weighted by ``0.5 ** (age at the cut / half life)``).
+        popularity: ``enabled``, ``hidden_dim``: a learned popularity/recency term of the
+            next-click score, evaluated at each example's moment and, for serving, at the cut
+            (:mod:`graphrecall.models.popularity_bias`).
+        pool_score: what the pool stores and aggregate serving sums: ``logit`` (``<h_t, h_c> / T``
+            plus the popularity term) or ``probability`` (its softmax over the catalogue: the
+            trigger's next-click distribution, so a decayed sum over triggers is a mixture).
         refit: for the test fold, retrain from scratch on its window (everything before the cut)
             for the validation-selected number of epochs, same seed; the validation-trained
             model's test metrics are reported beside (``test_no_refit/...``).
@@ -274,13 +314,19 @@ class SageRecall(PoolRecall):
                  sampling: dict, optim: dict, trainer: dict, logger: dict | None = None, pool_size: int = 100,
                  backfill_recent_days: float | None = 7, seed: int = 0, resume_from: str | None = None,
                  ann: dict | None = None, objective: str = "reconstruction", next_click: dict | None = None,
-                 refit: bool = False) -> None:
+                 refit: bool = False, popularity: dict | None = None, pool_score: str = "logit") -> None:
         super().__init__(pool_size, triggers, backfill_recent_days)
         if objective not in OBJECTIVES:
             raise ValueError(f"model.objective must be one of {OBJECTIVES}, got '{objective}'")
         self.objective = objective
         self.next_click = {"horizon_days": 1.0, "context": 5, "num_uniform": 1024, "logq": True,
-                           "drop_example_edges": True, **dict(next_click or {})}
+                           "drop_example_edges": True, "half_life_days": None, **dict(next_click or {})}
+        self.popularity = {"enabled": False, "hidden_dim": 16, **dict(popularity or {})}
+        if self.popularity["enabled"] and objective != "next_click":
+            raise ValueError("model.popularity.enabled needs model.objective=next_click")
+        if pool_score not in POOL_SCORES:
+            raise ValueError(f"model.pool_score must be one of {POOL_SCORES}, got '{pool_score}'")
+        self.pool_score = pool_score
         self.refit = bool(refit)
         self.selected_epochs: int | None = None  # epochs of the validation-selected model (refit reuses it)
         self.reference: PoolRecall | None = None  # test fold with refit: the validation-trained model
@@ -318,12 +364,34 @@ class SageRecall(PoolRecall):
             "dropout": float(enc.get("dropout", 0.1)),
             "normalize": bool(enc.get("normalize", False)),
         }
-        return {"encoder": encoder, "loss": self.loss_name, "num_negatives": int(self.sampling.get("num_negatives", 5)),
+        kwargs = {"encoder": encoder, "loss": self.loss_name, "num_negatives": int(self.sampling.get("num_negatives", 5)),
                 "lr": float(self.optim.get("lr", 5e-3)), "weight_decay": float(self.optim.get("weight_decay", 0.0)),
                 "batching": self.sampling.get("batching", "auto"), "seed": self.seed,
                 "temperature": float(self.optim.get("temperature", 1.0)), "run_config": self.run_config,
                 "hard_negatives": dict(self.sampling.get("hard_negatives") or {}),
                 "objective": self.objective, "next_click": dict(self.next_click)}
+        if self.popularity["enabled"]:  # passed only when used (modules built before it lack the argument)
+            kwargs["popularity"] = dict(self.popularity)
+        return kwargs
+
+    def popularity_table(self, fold: Fold, dataset: FeedDataset) -> Tensor | None:
+        """The fold's popularity features as of every day before its cut (None when unused)."""
+        if not self.popularity["enabled"]:
+            return None
+        if fold.cut is None:
+            raise ValueError("model.popularity needs a split with a cut in time (dataset.split.kind=temporal)")
+        return popularity_feature_table(fold.train, dataset.num_contents, int(fold.cut))
+
+    def pool_scoring(self) -> dict[str, Any]:
+        """Arguments of :func:`exact_topk` that turn inner products into this model's pool scores."""
+        temperature = float(self.optim.get("temperature", 1.0))
+        bias = self.module.serving_bias()
+        if bias is None and temperature == 1.0 and self.pool_score == "logit":
+            return {}
+        if self.ann_cfg.get("method", "exact") != "exact":
+            raise ValueError("model.popularity, model.pool_score=probability and model.optim.temperature != 1 "
+                             "score the pool with model.ann.method=exact only")
+        return {"scale": 1.0 / temperature, "item_bias": bias, "softmax": self.pool_score == "probability"}
 
     def validation_evaluator(self, fold: Fold, dataset: FeedDataset) -> Callable[[Tensor], dict[str, float]]:
         """Validation recall of a set of content vectors, served exactly as at test time."""
@@ -336,7 +404,7 @@ class SageRecall(PoolRecall):
 
         def evaluate(vectors: Tensor) -> dict[str, float]:
             # a popularity_beta grid: the epoch is judged at its best beta (chosen for good after training)
-            self.pool = exact_topk(vectors.float(), self.pool_size)
+            self.pool = exact_topk(vectors.float(), self.pool_size, **self.pool_scoring())
             best: dict[str, float] = {}
             for beta in self.beta_grid if self.popularity_beta is None else [self.popularity_beta]:
                 recs = self.serve(users, context, 50, beta=beta).items
@@ -358,15 +426,25 @@ class SageRecall(PoolRecall):
         if self.objective == "next_click":
             if (self.sampling.get("hard_negatives") or {}).get("enabled"):
                 raise ValueError("sampling.hard_negatives is for model.objective=reconstruction")
-            src, dst = next_click_pairs(fold.train, float(self.next_click["horizon_days"]),
-                                        int(self.next_click["context"]))
-            src, dst = torch.from_numpy(src), torch.from_numpy(dst)
+            src, dst, when = next_click_pairs(fold.train, float(self.next_click["horizon_days"]),
+                                              int(self.next_click["context"]), return_times=True)
+            tensors = [torch.from_numpy(src), torch.from_numpy(dst)]
+            cut = int(fold.cut) if fold.cut is not None else int(when.max(initial=0)) + 1
+            # the moment a_k = cut - k days at or before each trigger: its popularity features
+            tensors.append(torch.from_numpy(moment_index(when, cut)))
+            half_life = self.next_click.get("half_life_days")
+            if half_life is not None:
+                if float(half_life) <= 0:
+                    raise ValueError(f"model.next_click.half_life_days must be > 0 or null, got {half_life}")
+                weight = 0.5 ** ((cut - when) / (float(half_life) * DAY))
+                tensors.append(torch.from_numpy(weight / weight.mean()).float())
+            src, dst = tensors[0], tensors[1]
             log_q = None
             if self.next_click.get("logq", True):
                 counts = torch.bincount(dst, minlength=topk.num_nodes)
                 log_q = candidate_log_q(counts, int(self.optim.get("batch_size", 1024)),
                                         int(self.next_click["num_uniform"]))
-            return PairDataset(src, dst), log_q
+            return PairDataset(*tensors), log_q
         row = topk.row()
         if self.sampling.get("positive_weighting", "uniform") == "weight":
             # importance of a pair = its share of the row's kept weight, scaled to mean 1 over pairs,
@@ -392,6 +470,7 @@ class SageRecall(PoolRecall):
         self.set_fallback(fold, dataset)
         self.module = self.build_module(dataset, features)
         self.module.attach(topk, features, self.validation_evaluator(fold, dataset))
+        self.module.attach_popularity(self.popularity_table(fold, dataset))
         examples, self.module.log_q = self.training_examples(fold, topk)
         result = fit_with_selection(self.module, self._loader(examples), self.trainer_cfg, self.logger_cfg, run_dir,
                                     self.run_config, self.resume_from, self.extra_callbacks)
@@ -399,21 +478,24 @@ class SageRecall(PoolRecall):
         self.selected_epochs = int(result["best_epoch"]) + 1
         return {**result, "positives": len(examples), "selected_epochs": self.selected_epochs}
 
-    def _refit(self, fold: Fold, dataset: FeedDataset, topk: TopKGraph, features, run_dir: Path) -> dict[str, Any]:
+    def _refit(self, fold: Fold, dataset: FeedDataset, topk: TopKGraph, features, table: Tensor | None,
+               run_dir: Path) -> dict[str, Any]:
         """Retrain from scratch on this fold's window for the selected number of epochs (same seed)."""
         pl.seed_everything(self.seed, workers=True, verbose=False)
         self.module = self.build_module(dataset, features)
         self.module.attach(topk, features, None)
+        self.module.attach_popularity(table)
         examples, self.module.log_q = self.training_examples(fold, topk)
         result = fit_fixed_epochs(self.module, self._loader(examples), self.trainer_cfg, self.logger_cfg,
                                   Path(run_dir) / "refit", self.selected_epochs, self.run_config)
         return {f"refit/{k}": v for k, v in result.items()} | {"refit/positives": len(examples)}
 
-    def _pool_from_module(self, topk: TopKGraph, features) -> tuple[np.ndarray, Any, dict[str, Any]]:
+    def _pool_from_module(self, topk: TopKGraph, features, table: Tensor | None) -> tuple[np.ndarray, Any, dict[str, Any]]:
         self.module.attach(topk, features, None)
+        self.module.attach_popularity(table)
         self.module.to("cpu")
         vectors = self.module.embed_all()
-        pool, pool_info = build_pool(vectors, self.pool_size, **self.ann_cfg)
+        pool, pool_info = build_pool(vectors, self.pool_size, **self.ann_cfg, **self.pool_scoring())
         return vectors.numpy(), pool, pool_info
 
     def fit(self, fold: Fold, dataset: FeedDataset, cache_dir: str | None = None,
@@ -424,6 +506,7 @@ class SageRecall(PoolRecall):
         info["graph/topk_edges"] = topk.num_edges
         info["graph/topk_isolated_nodes"] = topk.isolated()
         run_dir = Path(run_dir or "outputs/adhoc")
+        table = self.popularity_table(fold, dataset)
         self.reference = None
         if self.module is None:  # first fold (validation): train and select
             info.update(self._train(fold, dataset, topk, features, run_dir))
@@ -431,12 +514,12 @@ class SageRecall(PoolRecall):
             if self.selected_epochs is None:
                 raise ValueError("model.refit needs the epoch count selected on the val fold (eval.folds: [val, test])")
             reference = copy.copy(self)
-            _, reference.pool, _ = self._pool_from_module(topk, features)
+            _, reference.pool, _ = self._pool_from_module(topk, features, table)
             reference.set_fallback(fold, dataset)
             reference.module, reference.reference = None, None
             self.reference = reference
-            info.update(self._refit(fold, dataset, topk, features, run_dir))
-        self.vectors, self.pool, pool_info = self._pool_from_module(topk, features)
+            info.update(self._refit(fold, dataset, topk, features, table, run_dir))
+        self.vectors, self.pool, pool_info = self._pool_from_module(topk, features, table)
         info.update({f"pool/{k}": v for k, v in pool_info.items() if isinstance(v, (int, float))})
         self.set_fallback(fold, dataset)
         if fold.name == "val" or self.popularity_beta is None:

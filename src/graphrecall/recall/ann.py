@@ -18,8 +18,19 @@ from graphrecall.recall.pool import CandidatePool
 
 @torch.inference_mode()
 def exact_topk(vectors: Tensor, k: int, chunk_size: int = 4096, exclude_self: bool = True,
-               queries: Tensor | None = None) -> CandidatePool:
-    """Exact top-``k`` neighbours of every row by inner product.
+               queries: Tensor | None = None, scale: float = 1.0, item_bias: Tensor | None = None,
+               softmax: bool = False) -> CandidatePool:
+    r"""Exact top-``k`` neighbours of every row by inner product.
+
+    With ``scale``, ``item_bias`` and ``softmax`` the score of content ``c`` for row ``t`` is a
+    trained next-click model's probability (or logit without ``softmax``):
+
+    .. math::
+        p(c \mid t) = \mathrm{softmax}_{c \ne t}\big(\mathrm{scale}\,\langle v_t, v_c\rangle + \mathrm{bias}_c\big)
+
+    normalised over the whole catalogue (the row itself excluded), so that the scores of different
+    rows are comparable and a decayed sum over triggers is a mixture of their next-click
+    distributions.
 
     Args:
         vectors: [C, d] content vectors (any device; results come back on the CPU).
@@ -27,6 +38,10 @@ def exact_topk(vectors: Tensor, k: int, chunk_size: int = 4096, exclude_self: bo
         chunk_size: query rows per matmul (memory ~ chunk_size x C scores).
         exclude_self: drop each content from its own list.
         queries: [Q] rows to search for (default: all ``C``), e.g. a sample to measure ANN recall.
+        scale: multiplies the inner products (e.g. 1 / temperature).
+        item_bias: [C] added to every row's scores (a learned popularity term).
+        softmax: scores become probabilities over the catalogue (the row itself excluded when
+            ``exclude_self``).
 
     Returns:
         A :class:`CandidatePool` with ``neighbors [Q, k]`` and ``scores [Q, k]``.
@@ -43,8 +58,14 @@ def exact_topk(vectors: Tensor, k: int, chunk_size: int = 4096, exclude_self: bo
         stop = min(start + chunk_size, q)
         rows = queries[start:stop].to(vectors.device)
         s = vectors[rows] @ vectors.T  # [b, C]
+        if scale != 1.0:
+            s = s * scale
+        if item_bias is not None:
+            s = s + item_bias.to(s.device, s.dtype).unsqueeze(0)
         if exclude_self:
             s[torch.arange(stop - start, device=s.device), rows] = float("-inf")
+        if softmax:
+            s = torch.softmax(s, dim=1)
         top = torch.topk(s, k_eff, dim=1)
         neighbors[start:stop, :k_eff] = top.indices.cpu().numpy()
         scores[start:stop, :k_eff] = top.values.float().cpu().numpy()

@@ -1,0 +1,160 @@
+"""The learned popularity/recency term of the next-click score (issue 10, item 2), on hand-made
+cases: the time-aware feature table, each example's moment, the candidate bias, the pool scored
+as the model's next-click probability, and an end-to-end fit on the tiny synthetic world.
+
+Expected values are written out by hand or computed independently with plain numpy.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from graphrecall.data.next_click import next_click_pairs
+from graphrecall.data.popularity_features import moment_index, popularity_feature_table
+from graphrecall.data.splits import DAY
+from graphrecall.losses import sampled_softmax_logits
+from graphrecall.models.popularity_bias import PopularityBias
+from graphrecall.recall.ann import exact_topk
+from tests.conftest import ROOT, TINY, compose_train
+
+sys.path.insert(0, str(ROOT))
+import train as train_app  # noqa: E402
+
+CUT = 100 * DAY
+
+
+def clicks_at(rows: list[tuple[int, float]]) -> pd.DataFrame:
+    """(content, days before the cut) pairs -> a click frame (one user)."""
+    i, before = zip(*rows)
+    t = CUT - (np.array(before) * DAY).astype(np.int64)
+    return pd.DataFrame({"u": 0, "i": i, "timestamp": t})
+
+
+def test_feature_table_counts_only_clicks_before_each_moment():
+    # content 0: clicks 0.5, 3.5 and 9.5 days before the cut; content 1: one click 0.2 days before;
+    # content 2: never clicked
+    table = popularity_feature_table(clicks_at([(0, 0.5), (0, 3.5), (0, 9.5), (1, 0.2)]), 3, CUT).numpy()
+    # buckets: 0.5 -> 0, 3.5 -> 3, 9.5 -> 9, 0.2 -> 0; moments k = 0 .. 10 (the last precedes every click)
+    assert table.shape == (11, 3, 4)
+    log = np.log1p
+    # as of the cut (k = 0)
+    np.testing.assert_allclose(table[0, 0], [log(1), log(2), log(3), log(10)], rtol=1e-6)
+    np.testing.assert_allclose(table[0, 1], [log(1), log(1), log(1), log(1)], rtol=1e-6)
+    np.testing.assert_allclose(table[0, 2], [0, 0, 0, 0])
+    # one day before the cut (k = 1): the clicks of the last day are not seen yet
+    np.testing.assert_allclose(table[1, 0], [0, log(1), log(2), log(9)], rtol=1e-6)
+    np.testing.assert_allclose(table[1, 1], [0, 0, 0, 0])
+    # k = 3: the click 3.5 days before is in bucket 3, the day before a_3; 9.5 is 6.5 days before a_3
+    np.testing.assert_allclose(table[3, 0], [log(1), log(2), log(2), log(7)], rtol=1e-6)
+    # k = 4: only the click 9.5 days before remains, 6 days before a_4: inside the 7-day window
+    np.testing.assert_allclose(table[4, 0], [0, log(1), log(1), log(6)], rtol=1e-6)
+    # k = 10: nothing is before it
+    np.testing.assert_allclose(table[10], 0)
+
+
+def test_feature_table_refuses_clicks_at_or_after_the_cut():
+    frame = clicks_at([(0, 1.0)])
+    frame.loc[0, "timestamp"] = CUT
+    with pytest.raises(ValueError, match="at or after the cut"):
+        popularity_feature_table(frame, 1, CUT)
+
+
+def test_moment_is_the_last_day_boundary_at_or_before_the_trigger():
+    t = CUT - np.array([0, 1, DAY - 1, DAY, DAY + 1, 5 * DAY])
+    np.testing.assert_array_equal(moment_index(t, CUT), [0, 1, 1, 1, 2, 5])
+    with pytest.raises(ValueError, match="after the cut"):
+        moment_index(np.array([CUT + 1]), CUT)
+
+
+def test_next_click_pairs_return_the_trigger_times():
+    frame = pd.DataFrame({"u": [0, 0, 0], "i": [5, 6, 7], "timestamp": [10, 20, 30 + 2 * DAY]})
+    src, dst, when = next_click_pairs(frame, horizon_days=1.0, context=2, return_times=True)
+    assert list(zip(src, dst, when)) == [(5, 6, 10)]  # 7 comes more than a day after both
+
+
+def test_example_features_never_include_the_target_click():
+    # a trigger and its target on the same day: the target's click must not be in the features the
+    # example is scored with (its moment is the day boundary before the trigger)
+    frame = pd.DataFrame({"u": [0, 0], "i": [0, 1], "timestamp": [CUT - DAY // 2, CUT - DAY // 4]})
+    table = popularity_feature_table(frame, 2, CUT)
+    src, dst, when = next_click_pairs(frame, 1.0, 1, return_times=True)
+    k = moment_index(when, CUT)
+    assert k.tolist() == [1]
+    assert table[k[0], dst[0]].abs().sum().item() == 0.0  # content 1 has no click before a_1
+
+
+def test_candidate_bias_uses_each_query_moment():
+    torch.manual_seed(0)
+    bias = PopularityBias(num_features=2, hidden_dim=4)
+    torch.nn.init.normal_(bias.mlp[2].weight)
+    table = torch.randn(3, 5, 2)  # [K, C, F]
+    moments = torch.tensor([2, 0, 2])
+    candidates = torch.tensor([4, 1, 1, 3])
+    out = bias.candidate_bias(table, moments, candidates)
+    expected = torch.stack([bias(table[m, candidates]) for m in moments.tolist()])
+    torch.testing.assert_close(out, expected)
+
+
+def test_popularity_term_starts_at_zero():
+    bias = PopularityBias(4, 8)
+    assert torch.count_nonzero(bias(torch.randn(10, 4))) == 0
+
+
+def test_logits_add_the_bias_before_the_logq_correction():
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    pos = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    uni = torch.tensor([[1.0, 1.0]])
+    log_q = torch.log(torch.tensor([1.0, 2.0, 4.0, 8.0]))
+    bias = torch.tensor([[0.5, -1.0, 2.0], [0.0, 0.25, -0.5]])
+    out = sampled_softmax_logits(q, pos, uni, torch.tensor([0, 1]), torch.tensor([2, 3]), torch.tensor([1]),
+                                 log_q, 0.5, bias)
+    # candidates: 2, 3, 1; row 1's uniform draw is the query itself (content 1): masked
+    expected = torch.tensor([[2 + 0.5 - math.log(4), 0 - 1.0 - math.log(8), 2 + 2.0 - math.log(2)],
+                             [0 + 0.0 - math.log(4), 2 + 0.25 - math.log(8), float("-inf")]])
+    torch.testing.assert_close(out, expected)
+
+
+def test_pool_as_next_click_probability():
+    v = torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-1.0, 0.0]])
+    bias = torch.tensor([0.0, -1.0, 2.0, 0.5])
+    pool = exact_topk(v, 3, scale=2.0, item_bias=bias, softmax=True)
+    logits = 2.0 * (v @ v.T).numpy() + bias.numpy()[None, :]
+    np.fill_diagonal(logits, -np.inf)
+    prob = np.exp(logits - logits.max(1, keepdims=True))
+    prob /= prob.sum(1, keepdims=True)
+    for row in range(4):
+        order = np.argsort(-prob[row], kind="stable")[:3]
+        np.testing.assert_array_equal(pool.neighbors[row], order)
+        np.testing.assert_allclose(pool.scores[row], prob[row, order], rtol=1e-5)
+    # logits without softmax: the same order, the raw scores
+    raw = exact_topk(v, 3, scale=2.0, item_bias=bias)
+    np.testing.assert_array_equal(raw.neighbors, pool.neighbors)
+    np.testing.assert_allclose(raw.scores[0], logits[0, pool.neighbors[0]], rtol=1e-5)
+
+
+def test_popularity_term_needs_the_next_click_objective(tmp_path):
+    cfg = compose_train(tmp_path, [*TINY, "model=sage", "model.popularity.enabled=true"])
+    with pytest.raises(Exception, match="needs model.objective=next_click"):
+        train_app.train(cfg)
+
+
+def test_stage1_with_popularity_term_end_to_end(tmp_path):
+    cfg = compose_train(tmp_path, [*TINY, "model=sage", "model.objective=next_click", "model.popularity.enabled=true",
+                         "model.pool_score=probability", "model.refit=true", "recall.mode=aggregate",
+                         "recall.popularity_beta=[0,1]", "model.encoder.normalize=true",
+                         "model.optim.temperature=0.1", "model.next_click.half_life_days=3",
+                         "trainer.max_epochs=2"])
+    metrics, objects = train_app.train(cfg)
+    model = objects["model"]
+    assert model.module.popularity_bias is not None
+    # the pool stores probabilities of a distribution over the catalogue: each row sums to <= 1
+    scores = np.nan_to_num(model.pool.scores, nan=0.0)
+    assert (scores >= 0).all() and (scores.sum(1) <= 1 + 1e-5).all()
+    assert np.isfinite(metrics["test/recall@50"])
+    assert metrics["test/fit/refit/epochs"] == metrics["val/fit/selected_epochs"]
