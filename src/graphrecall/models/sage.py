@@ -27,10 +27,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from graphrecall.data.schema import FeedDataset
-from graphrecall.data.splits import Fold
 from graphrecall.data.next_click import next_click_pairs
 from graphrecall.data.popularity_features import FEATURE_NAMES, moment_index, popularity_feature_table
-from graphrecall.data.splits import DAY
+from graphrecall.data.splits import DAY, Fold
 from graphrecall.graphs.sampling import TopKGraph, drop_pair_edges, k_hop_subgraph, sample_negatives, top_k_graph
 from graphrecall.losses import SampledSoftmaxLoss, candidate_log_q, make_loss, sampled_softmax_logits
 from graphrecall.models.coclick import content_graph
@@ -383,14 +382,16 @@ class SageRecall(PoolRecall):
         return popularity_feature_table(fold.train, dataset.num_contents, int(fold.cut))
 
     def pool_scoring(self) -> dict[str, Any]:
-        """Arguments of :func:`exact_topk` that turn inner products into this model's pool scores."""
-        temperature = float(self.optim.get("temperature", 1.0))
+        """Arguments of :func:`exact_topk` that turn inner products into this model's pool scores:
+        none without the popularity term and with ``pool_score=logit`` (plain inner products, any
+        ``ann.method``); else the training logits ``<h_t, h_c> / T + b_c``, or their softmax."""
         bias = self.module.serving_bias()
-        if bias is None and temperature == 1.0 and self.pool_score == "logit":
+        if bias is None and self.pool_score == "logit":
             return {}
+        temperature = float(self.optim.get("temperature", 1.0))
         if self.ann_cfg.get("method", "exact") != "exact":
-            raise ValueError("model.popularity, model.pool_score=probability and model.optim.temperature != 1 "
-                             "score the pool with model.ann.method=exact only")
+            raise ValueError("model.popularity and model.pool_score=probability score the pool with "
+                             "model.ann.method=exact only")
         return {"scale": 1.0 / temperature, "item_bias": bias, "softmax": self.pool_score == "probability"}
 
     def validation_evaluator(self, fold: Fold, dataset: FeedDataset) -> Callable[[Tensor], dict[str, float]]:
