@@ -12,6 +12,7 @@ import torch
 from graphrecall.debias import (
     curriculum,
     dice_losses,
+    count_false_negatives,
     discrepancy,
     distance_correlation,
     ips_weights,
@@ -60,12 +61,60 @@ def test_sampler_pool_fallback_and_empty_sets():
 
 def test_sampler_excludes_the_users_positives():
     rng = np.random.default_rng(2)
-    # the user clicked every "more popular" item except 99: the redraws must land on 99
+    # the user clicked every "more popular" item except 99 (pool=40: "more popular" keeps 1 < 40
+    # candidates, so every draw falls back to "less popular" minus its positives)
     clicked = np.arange(61, 99)
     user_items = sp.csr_matrix((np.ones(len(clicked)), (np.zeros(len(clicked), int), clicked)), shape=(1, 100))
-    neg = sample_popularity_negatives(np.array([0]), np.array([50]), POP, user_items, 4, margin=10, pool=40,
-                                      rng=rng, redraws=200)
-    assert neg.collisions == 0 and (neg.items == 99).all()
+    neg = sample_popularity_negatives(np.zeros(200, int), np.full(200, 50), POP, user_items, 4, margin=10, pool=40,
+                                      rng=rng)
+    assert (neg.items <= 24).all() and neg.fallback.all() and not neg.no_candidate.any()
+    # pool=1: the 50/50 rule applies, and the only valid "more popular" negative is 99
+    neg = sample_popularity_negatives(np.zeros(400, int), np.full(400, 50), POP, user_items, 4, margin=10, pool=1,
+                                      rng=rng)
+    assert set(neg.items[neg.more_popular].tolist()) == {99} and not neg.fallback.any()
+    assert 0.45 < neg.more_popular.mean() < 0.55
+
+
+def test_sampler_removes_positives_from_both_sets_before_drawing():
+    """A hand-made popularity vector with the query's positives in both candidate sets: every valid
+    candidate is drawn, uniformly, and no positive ever is."""
+    pop = np.array([0, 1, 2, 3, 10, 20, 21, 22, 23, 24], dtype=float)  # content c: pop[c]
+    # query 0 clicked 1 and 3 (less popular than 10 / 2 = 5) and 20, 22 (pop > 10 + 5: contents 5, 7);
+    # query 1 clicked nothing but content 4
+    rows, cols = [0, 0, 0, 0, 0, 1], [1, 3, 4, 5, 7, 4]
+    items = sp.csr_matrix((np.ones(6), (rows, cols)), shape=(2, 10))
+    rng = np.random.default_rng(0)
+    n = 20_000
+    neg = sample_popularity_negatives(np.zeros(n, int), np.full(n, 4), pop, items, 2, margin=5, pool=1, rng=rng)
+    # less popular (pop < 5): {0, 1, 2, 3} minus {1, 3} = {0, 2}; more popular (pop > 15): {5..9} minus {5, 7}
+    drawn, counts = np.unique(neg.items, return_counts=True)
+    assert drawn.tolist() == [0, 2, 6, 8, 9]
+    share = counts / counts.sum()
+    np.testing.assert_allclose(share, [0.25, 0.25, 1 / 6, 1 / 6, 1 / 6], atol=0.015)
+    assert (neg.more_popular == np.isin(neg.items, [6, 8, 9])).all()
+    assert count_false_negatives(np.zeros(n, int), neg.items, items) == 0
+    # query 1 (only content 4 clicked) gets the full sets
+    neg = sample_popularity_negatives(np.ones(n, int), np.full(n, 4), pop, items, 2, margin=5, pool=1, rng=rng)
+    assert np.unique(neg.items).tolist() == [0, 1, 2, 3, 5, 6, 7, 8, 9]
+    # the independent check counts a planted positive
+    planted = np.array([[1, 0], [2, 5]])  # 1 and 5 are query 0's positives
+    assert count_false_negatives(np.array([0, 0]), planted, items) == 2
+    assert count_false_negatives(np.array([0, 0]), planted, items, skip=np.array([[True, False], [False, False]])) == 1
+
+
+def test_sampler_no_valid_candidate_is_counted_and_inert():
+    pop = np.array([1.0, 2.0, 3.0])
+    items = sp.csr_matrix(np.array([[1, 1, 1], [1, 0, 0]]))
+    neg = sample_popularity_negatives(np.array([0, 1]), np.array([2, 0]), pop, items, 3, margin=0, pool=5,
+                                      rng=np.random.default_rng(0))
+    # query 0 clicked everything: the positive is repeated (zero-gradient triple), counted
+    assert neg.no_candidate[0].all() and (neg.items[0] == 2).all() and not neg.no_candidate[1].any()
+    # query 1, positive 0 (pop 1): less popular is empty, more popular = {1, 2}, both under pool=5 -> more
+    assert set(neg.items[1].tolist()) <= {1, 2} and neg.fallback[1].all() and neg.more_popular[1].all()
+    # both sets empty (flat popularity): uniform over the unclicked contents only
+    flat = sample_popularity_negatives(np.full(300, 1), np.zeros(300, int), np.ones(3), items, 2, margin=1,
+                                       rng=np.random.default_rng(1))
+    assert flat.uniform.all() and set(np.unique(flat.items).tolist()) == {1, 2}
 
 
 def sp_(x: float) -> float:

@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import pytorch_lightning as pl
 import scipy.sparse as sp
 import torch
 from torch import Tensor
@@ -47,7 +46,9 @@ from graphrecall.debias import (
     bpr,
     curriculum,
     dice_losses,
+    count_false_negatives,
     ips_weights,
+    popularity_index,
     popularity_relation,
     sample_hard_negatives,
     sample_popularity_negatives,
@@ -58,8 +59,8 @@ from graphrecall.models.features import content_features
 from graphrecall.models.lightgcn import FeatureLightGCNNet, LightGCNNet, bipartite_edge_index
 from graphrecall.models.popular import popularity_counts
 from graphrecall.metrics import mean_rowwise_spearman
-from graphrecall.models.u2i import U2IRecall, top_k_by_score, true_interest_agreement
-from graphrecall.training import EpochSeededSampler, PairDataset, RankingValidationModule, fit_with_selection, keep_batch
+from graphrecall.models.u2i import ScheduledModule, U2IRecall, top_k_by_score, true_interest_agreement
+from graphrecall.training import EpochSeededSampler, PairDataset, keep_batch
 
 
 @dataclass
@@ -83,7 +84,7 @@ class FoldGraph:
     group_items: sp.csr_matrix
 
 
-class DICEModule(RankingValidationModule):
+class DICEModule(ScheduledModule):
     """Two LightGCN branches (interest, conformity) trained with the DICE losses.
 
     Args:
@@ -159,6 +160,7 @@ class DICEModule(RankingValidationModule):
             if net is not None:
                 net.set_graph(edge_index, weight)
         self.popularity, self.group_items, self.evaluator = popularity, group_items, evaluator
+        self.pop_index = popularity_index(popularity, group_items)  # the sampler's per-fold lookup
         if self.hparams.ips:
             clicked = np.unique(group_items.indices)
             weight = np.zeros(len(popularity), dtype=np.float32)
@@ -178,16 +180,22 @@ class DICEModule(RankingValidationModule):
         top = top_k_by_score(q_int.float().cpu(), c_int.float().cpu(), self.group_items, hi)
         return top[:, lo:hi]
 
+    @torch.no_grad()
     def vectors(self, serve: str | None = None) -> tuple[Tensor, Tensor]:
-        """([Q, d], [C, d]) served vectors: interest, or interest || conformity."""
+        """([Q, d], [C, d]) served vectors in eval mode: interest, or interest || conformity."""
+        was_training = self.training
+        self.eval()
         q_int, c_int = self.interest()
         if (serve or self.hparams.serve) == "concat" and self.conformity is not None:
             q_con, c_con = self.conformity()
-            return torch.cat([q_int, q_con], 1), torch.cat([c_int, c_con], 1)
+            q_int, c_int = torch.cat([q_int, q_con], 1), torch.cat([c_int, c_con], 1)
+        self.train(was_training)
         return q_int, c_int
 
     def on_train_epoch_start(self) -> None:
-        self._sums = {"more_popular": 0.0, "negatives": 0, "loss": 0.0, "steps": 0, "hard": 0, "hard_neither": 0}
+        super().on_train_epoch_start()
+        self._sums = {"more_popular": 0.0, "negatives": 0, "loss": 0.0, "steps": 0, "hard": 0, "hard_neither": 0,
+                      "false_negatives": 0.0, "fallback": 0, "uniform": 0, "no_candidate": 0}
         if (self.hparams.hard_negatives or {}).get("enabled"):
             self.hard_band = self.mine_hard_negatives()
 
@@ -199,6 +207,12 @@ class DICEModule(RankingValidationModule):
                      sync_dist=True)
             self.log("train/margin", curriculum(self.hparams.margin, self.current_epoch, self.hparams.decay),
                      on_epoch=True, sync_dist=True)
+            # sampler health: negatives that are the query's own positives (0 by construction, checked
+            # independently), draws that fell back to one set / to uniform, draws with no candidate
+            n = max(s["negatives"], 1)
+            for key in ("false_negative", "fallback", "uniform", "no_candidate"):
+                total = s["false_negatives"] if key == "false_negative" else s[key]
+                self.log(f"train/{key}_share", total / n, on_epoch=True, sync_dist=True)
             if s["hard"]:
                 self.log("train/hard_share", s["hard"] / max(s["negatives"], 1), on_epoch=True, sync_dist=True)
                 self.log("train/hard_neither_share", s["hard_neither"] / s["hard"], on_epoch=True, sync_dist=True)
@@ -212,7 +226,7 @@ class DICEModule(RankingValidationModule):
         margin = curriculum(hp.margin, self.current_epoch, hp.decay)
         q_np, pos_np = q.cpu().numpy(), pos.cpu().numpy()
         negs = sample_popularity_negatives(q_np, pos_np, self.popularity, self.group_items,
-                                           hp.num_negatives, margin, hp.pool, rng)
+                                           hp.num_negatives, margin, hp.pool, rng, index=self.pop_index)
         n = hp.num_negatives
         items, more, less = negs.items, negs.more_popular, ~negs.more_popular
         hard = np.zeros_like(more)
@@ -224,6 +238,8 @@ class DICEModule(RankingValidationModule):
             items[:, : mined.shape[1]] = np.where(mined >= 0, mined, items[:, : mined.shape[1]])
             more_h, less_h = popularity_relation(self.popularity[pos_np][:, None], self.popularity[items], margin)
             more, less = np.where(hard, more_h, more), np.where(hard, less_h, less)
+        inert = negs.no_candidate & ~hard  # the positive repeated: no gradient, counted apart
+        false_negatives = count_false_negatives(q_np, items, self.group_items, skip=inert)
         qq, ii = q.repeat_interleave(n), pos.repeat_interleave(n)
         jj = torch.from_numpy(items.reshape(-1)).to(q.device)
         mask_more = torch.from_numpy(more.reshape(-1)).to(q.device)
@@ -254,6 +270,10 @@ class DICEModule(RankingValidationModule):
             s["negatives"] += more.size
             s["hard"] += int(hard.sum())
             s["hard_neither"] += int((hard & ~more & ~less).sum())
+            s["false_negatives"] += false_negatives
+            s["fallback"] += int((negs.fallback & ~hard).sum())
+            s["uniform"] += int((negs.uniform & ~hard).sum())
+            s["no_candidate"] += int(inert.sum())
             s["loss"] += float(loss.detach())
             s["steps"] += 1
         return loss
@@ -261,7 +281,7 @@ class DICEModule(RankingValidationModule):
     def validation_metrics(self) -> dict[str, float] | None:
         return None if self.evaluator is None else self.evaluator(*self.vectors())
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def make_optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, betas=(0.5, 0.99), amsgrad=True,
                                 weight_decay=self.hparams.weight_decay)
 
@@ -313,40 +333,37 @@ class DICERecall(U2IRecall):
             weight = None
         return FoldGraph(q_of_user, num_groups, torch.from_numpy(q), torch.from_numpy(i), edges, weight, group_items)
 
-    def _train(self, fold: Fold, dataset: FeedDataset, run_dir: Path) -> dict[str, Any]:
-        pl.seed_everything(self.seed, workers=True, verbose=False)
-        self.set_fallback(fold, dataset)
+    def build(self, fold: Fold, dataset: FeedDataset, evaluator: Callable | None) -> tuple[DICEModule, DataLoader]:
+        """A fresh DICE module bound to ``fold``; :attr:`trained_users` = users whose query (group, or
+        the user itself) has a training click in this window: only those vectors are ever served."""
         data = self._fold_data(fold, dataset)
-        q_of_user, num_groups, q, i = data.q_of_user, data.num_groups, data.queries, data.contents
-        if len(q) == 0:
+        if len(data.queries) == 0:
             raise ValueError(f"the {fold.name} fold has no training click to train on")
-        self.q_of_user = q_of_user
+        self.q_of_user = data.q_of_user
         if self.dice_cfg.get("backbone", "lightgcn") == "lightgcn_features":
             self.dice_cfg["field_sizes"] = {f: b.num_values for f, b in content_features(dataset).items()}
-        self.module = DICEModule(num_groups, dataset.num_contents, **self.dice_cfg, seed=self.seed,
+        self.module = DICEModule(data.num_groups, dataset.num_contents, **self.dice_cfg, seed=self.seed,
                                  lr=float(self.optim.get("lr", 1e-3)),
                                  weight_decay=float(self.optim.get("weight_decay", 5e-8)), run_config=self.run_config)
-        self.bind(fold, dataset)
-        self.module.evaluator = self.validation_evaluator(fold, dataset)
-        positives = PairDataset(q, i)
+        self.module.evaluator = evaluator
+        self.bind(fold, dataset, data)
+        trained_queries = np.asarray(data.group_items.getnnz(axis=1) > 0)
+        # a user is served by the model when its query has training clicks (in group mode, zero-click
+        # users of such a group too); fixed here, at training time, not by a later fold's window
+        self.trained_users = trained_queries[data.q_of_user]
+        positives = PairDataset(data.queries, data.contents)
         loader = DataLoader(positives, batch_size=int(self.optim.get("batch_size", 512)), collate_fn=keep_batch,
                             sampler=EpochSeededSampler(len(positives), self.seed))
-        result = fit_with_selection(self.module, loader, self.trainer_cfg, self.logger_cfg, run_dir,
-                                    self.run_config, self.resume_from, self.extra_callbacks)
-        self.best_checkpoint = result.pop("best_checkpoint")
-        return {**result, "positives": len(positives), "groups": num_groups}
+        return self.module, loader
 
-    def bind(self, fold: Fold, dataset: FeedDataset) -> dict[str, Any]:
-        data = self._fold_data(fold, dataset)
+    def bind(self, fold: Fold, dataset: FeedDataset, data: FoldGraph | None = None) -> dict[str, Any]:
+        """Propagate over ``fold``'s group graph and sample against its popularity and positives."""
+        data = data or self._fold_data(fold, dataset)
         pop = popularity_counts(fold.train, dataset.num_contents, "users")
-        evaluator = self.module.evaluator
         features = content_features(dataset) if self.module.hparams.backbone == "lightgcn_features" else None
-        self.module.attach(data.edges, pop, data.group_items, evaluator, data.edge_weight, features)
-        trained_groups = np.asarray(data.group_items.getnnz(axis=1) > 0)
-        # a user is served by the model when its group has training clicks (zero-click users too)
-        self.trained_users = trained_groups[data.q_of_user]
+        self.module.attach(data.edges, pop, data.group_items, self.module.evaluator, data.edge_weight, features)
         return {"graph/edges": int(len(data.edges[0])), "graph/clicked_pairs": int(data.group_items.nnz),
-                "groups_with_clicks": int(trained_groups.sum())}
+                "groups_with_clicks": int((data.group_items.getnnz(axis=1) > 0).sum()), "groups": data.num_groups}
 
     def diagnostics(self, fold: Fold, dataset: FeedDataset, run_dir: Path | None = None) -> dict[str, float]:
         """Per branch: Spearman agreement of its scores with the true interest (synthetic) and of its
@@ -396,15 +413,3 @@ class DICERecall(U2IRecall):
 
     def _set_vectors(self, group_vectors: Tensor, content_vectors: Tensor) -> None:
         super()._set_vectors(group_vectors[torch.from_numpy(self.q_of_user)], content_vectors)
-
-    def fit(self, fold: Fold, dataset: FeedDataset, cache_dir: str | None = None,
-            run_dir: Path | None = None) -> dict[str, Any]:
-        info: dict[str, Any] = {}
-        self.set_fallback(fold, dataset)
-        if self.module is None:
-            info.update(self._train(fold, dataset, Path(run_dir or "outputs/adhoc")))
-        info.update(self.bind(fold, dataset))
-        self.module.to("cpu")
-        with torch.no_grad():
-            self._set_vectors(*self.module.vectors())
-        return info
