@@ -292,6 +292,11 @@ def test_dice_model_end_to_end_on_groups(tmp_path):
     shares = [float(r["train/more_popular_share"]) for r in rows if r.get("train/more_popular_share")]
     margins = [float(r["train/margin"]) for r in rows if r.get("train/margin")]
     assert len(shares) == 2 and all(0.0 < s < 1.0 for s in shares)
+    # the sampler never draws a group's own positive; its fallbacks are logged every epoch
+    false_negatives = [float(r["train/false_negative_share"]) for r in rows if r.get("train/false_negative_share")]
+    fallbacks = [float(r["train/fallback_share"]) for r in rows if r.get("train/fallback_share")]
+    assert false_negatives == [0.0, 0.0] and len(fallbacks) == 2 and all(0.0 <= f <= 1.0 for f in fallbacks)
+    assert metrics["val/fit/epochs"] == 2 and metrics["val/fit/stopped_on_patience"] == 0.0
     assert margins == pytest.approx([2.0, 1.8])  # the curriculum: x0.9 after each epoch
     assert 0.0 <= metrics["test/recall@50"] <= 1.0
     # diagnostics: agreement with the synthetic truth per branch, and the article's figure
