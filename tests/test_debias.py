@@ -163,15 +163,60 @@ def test_popularity_relation_by_hand():
 
 
 def test_ips_weights_capped_and_normalised():
-    w = ips_weights(np.array([1, 2, 4, 10]), cap=4.0)  # max(pop)/pop = 10, 5, 2.5, 1 -> capped 4, 4, 2.5, 1
+    w = ips_weights(np.array([1, 2, 4, 10]), cap=4.0, normalize="mean")  # 10/pop = 10, 5, 2.5, 1 -> capped 4, 4, 2.5, 1
     raw = np.array([4.0, 4.0, 2.5, 1.0])
     np.testing.assert_allclose(w, raw / raw.mean(), rtol=1e-6)
     assert w.mean() == pytest.approx(1.0)
-    np.testing.assert_allclose(ips_weights(np.array([2, 4])), [4 / 3, 2 / 3], rtol=1e-6)
+    np.testing.assert_allclose(ips_weights(np.array([2, 4]), cap=None, normalize="mean"), [4 / 3, 2 / 3], rtol=1e-6)
+    # the authors' IPS-CN: clipped at the median weight, divided by the max. 10/pop = 10, 5, 2.5, 1, 1:
+    # median 2.5 -> 2.5, 2.5, 2.5, 1, 1 -> / 2.5
+    np.testing.assert_allclose(ips_weights(np.array([1, 2, 4, 10, 10])), [1, 1, 1, 0.4, 0.4], rtol=1e-6)
+    np.testing.assert_allclose(ips_weights(np.array([1, 2, 4, 10]), cap=4.0, normalize="max"), raw / 4, rtol=1e-6)
     with pytest.raises(ValueError, match="popularity >= 1"):
         ips_weights(np.array([0, 3]))
     with pytest.raises(ValueError, match="ips_cap"):
         ips_weights(np.array([1, 3]), cap=0.5)
+    with pytest.raises(ValueError, match="ips_cap"):
+        ips_weights(np.array([1, 3]), cap="mean")
+    with pytest.raises(ValueError, match="ips_normalize"):
+        ips_weights(np.array([1, 3]), normalize="sum")
+
+
+def test_layer_dropout_propagation_matches_pyg_without_dropout_and_drops_per_layer():
+    from graphrecall.models.lightgcn import LightGCNNet, bipartite_edge_index, propagate
+
+    torch.manual_seed(0)
+    net = LightGCNNet(3, 4, 8, num_layers=2, dropout=0.5)
+    net.set_graph(bipartite_edge_index(torch.tensor([0, 0, 1, 2]), torch.tensor([0, 1, 1, 3]), 3))
+    net.eval()  # eval: PyG's LightGCN, no dropout
+    users, contents = net()
+    x0 = net.lightgcn.embedding.weight
+    by_hand = (x0 + net.adj @ x0 + net.adj @ (net.adj @ x0)) / 3
+    torch.testing.assert_close(torch.cat([users, contents]), by_hand)
+    torch.testing.assert_close(propagate(net.adj, x0, 2), by_hand)
+    # training: layer 0 untouched; with p -> 1 every propagated layer is zeroed, so the mean is x0 / 3
+    net.train()
+    net.dropout = 1.0
+    users, contents = net()
+    torch.testing.assert_close(torch.cat([users, contents]), x0 / 3)
+
+
+def test_dice_discrepancy_scopes():
+    """separate (the authors): dCor over contents + dCor over groups; joint: one over both together."""
+    from graphrecall.models.dice import DICEModule
+
+    torch.manual_seed(0)
+    a_c, b_c, a_q, b_q = (torch.randn(6, 4) for _ in range(4))
+    separate = DICEModule(3, 6, embedding_dim=4, dis_scope="separate", dis_sample=None)
+    joint = DICEModule(3, 6, embedding_dim=4, dis_scope="joint", dis_sample=None)
+    expected = distance_correlation(a_c, b_c) + distance_correlation(a_q, b_q)
+    torch.testing.assert_close(separate.discrepancy([a_c, a_q], [b_c, b_q]), expected)
+    torch.testing.assert_close(joint.discrepancy([torch.cat([a_q, a_c])], [torch.cat([b_q, b_c])]),
+                               distance_correlation(torch.cat([a_q, a_c]), torch.cat([b_q, b_c])))
+    with pytest.raises(ValueError, match="model.dice.dis_scope"):
+        DICEModule(3, 6, dis_scope="both")
+    with pytest.raises(ValueError, match="model.dice.dropout_at"):
+        DICEModule(3, 6, dropout_at="input")
 
 
 def test_hard_negatives_come_from_the_row_band():
@@ -228,7 +273,7 @@ def test_mined_band_is_the_models_ranking_without_positives():
         DICEModule(3, 40, hard_negatives={"enabled": True, "ranks": [5, 5]})
     with pytest.raises(ValueError, match="enabled=false"):
         DICEModule(3, 40, ips=True)
-    ips = DICEModule(3, 40, enabled=False, ips=True, ips_cap=None)
+    ips = DICEModule(3, 40, enabled=False, ips=True, ips_cap=None, ips_normalize="mean")
     assert ips.interest.lightgcn.embedding.weight.shape[1] == 2 * 64  # the baseline gets the 64 + 64 budget
     pop = np.zeros(40)
     pop[[1, 3, 5, 7, 9]] = [1, 2, 4, 1, 8]
@@ -236,6 +281,9 @@ def test_mined_band_is_the_models_ranking_without_positives():
     raw = np.array([8, 4, 2, 8, 1.0])
     np.testing.assert_allclose(ips.ips_weight[[1, 3, 5, 7, 9]], raw / raw.mean(), rtol=1e-6)
     assert ips.ips_weight.sum() == pytest.approx(5.0)  # unclicked contents weigh nothing
+    authors = DICEModule(3, 40, enabled=False, ips=True)  # defaults: clipped at the median, divided by the max
+    authors.attach((g, c), pop, positives, None)
+    np.testing.assert_allclose(authors.ips_weight[[1, 3, 5, 7, 9]], np.minimum(raw, 4) / 4, rtol=1e-6)
 
 
 def test_discrepancy_terms_and_signs():

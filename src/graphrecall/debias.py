@@ -223,31 +223,38 @@ def popularity_relation(pop_positive: np.ndarray, pop_negative: np.ndarray,
     return pop_negative > pop_positive + margin, pop_negative < pop_positive / 2.0
 
 
-def ips_weights(popularity: np.ndarray, cap: float | None = None) -> np.ndarray:
+def ips_weights(popularity: np.ndarray, cap: float | str | None = "median", normalize: str = "max") -> np.ndarray:
     """Capped and normalised inverse-propensity weights of clicked contents (IPS-CN, the DICE
     article's strongest IPS baseline).
 
-    Propensity ``p_i = pop_i / max(pop)``; weight ``1 / p_i`` clipped at ``cap`` (no clipping when
-    None), then divided by its mean over the given contents so the loss scale matches plain BPR.
+    Propensity ``p_i = pop_i / max(pop)``; weight ``1 / p_i`` (>= 1), clipped at ``cap``: a number
+    (>= 1), ``"median"`` (the median weight of the given contents: the authors' code, which takes
+    it over all contents, unclicked ones at popularity 1) or None (no clipping); then divided by its
+    ``max`` (the authors': weights in (0, 1]) or its ``mean`` (mean 1: the loss scale of plain BPR).
 
     Args:
         popularity: [n] popularity of the clicked contents of the training pairs (counts >= 1).
-        cap: largest weight before normalisation (>= 1).
+        cap: largest weight before normalisation.
+        normalize: ``max`` | ``mean``.
 
     Returns:
-        [n] float32 weights with mean 1.
+        [n] float32 weights.
     """
     pop = np.asarray(popularity, dtype=np.float64)
+    if normalize not in ("max", "mean"):
+        raise ValueError(f"dice.ips_normalize must be max or mean, got '{normalize}'")
     if len(pop) == 0:
         return pop.astype(np.float32)
     if (pop <= 0).any():
         raise ValueError("ips_weights: every clicked content needs popularity >= 1")
-    if cap is not None and cap < 1:
+    if isinstance(cap, str) and cap != "median":
+        raise ValueError(f"dice.ips_cap must be a number >= 1, 'median' or null, got '{cap}'")
+    if not isinstance(cap, str) and cap is not None and cap < 1:
         raise ValueError(f"dice.ips_cap must be >= 1, got {cap}")
     w = pop.max() / pop
     if cap is not None:
-        w = np.minimum(w, cap)
-    return (w / w.mean()).astype(np.float32)
+        w = np.minimum(w, np.median(w) if cap == "median" else float(cap))
+    return (w / (w.max() if normalize == "max" else w.mean())).astype(np.float32)
 
 
 def sample_hard_negatives(rows: np.ndarray, band: np.ndarray, count: int,

@@ -8,14 +8,17 @@ Each group (or user, ``groups.mode=user``) and content has an interest and a con
 each from its own LightGCN branch over the group x content click graph (separate parameters);
 ``s_int = <q_int, i_int>``, ``s_con = <q_con, i_con>``, ``s_click = s_int + s_con``. Training
 triples (group of a user, clicked content, negative) take their negatives from the popularity-split
-sampler; ``L = L_click + a_int L_int + a_con L_con +/- b D`` with the margin and the auxiliary
-weights decayed by ``decay`` after every epoch. ``enabled=false`` is the same backbone with one
+sampler (the query's positives removed from both candidate sets before drawing; the share of
+false negatives, 0, and of fallback draws logged every epoch); ``L = L_click + a_int L_int + a_con
+L_con +/- b D`` (``D`` over contents plus over groups, as the authors' code, or jointly:
+``dis_scope``) with the margin and the auxiliary weights decayed by ``decay`` after every epoch;
+dropout on every propagation layer (``dropout_at=layer``, the authors') or on the final vectors. ``enabled=false`` is the same backbone with one
 vector and click BPR only (the non-disentangled baseline).
 
 Baselines behind the same entry point (``enabled=false``): one LightGCN branch of twice the
 dimension (the authors match the budget: 128 vs 64 + 64) trained with click BPR, or with
-inverse-propensity-weighted BPR (``ips=true``: capped, normalised weights ``max(pop) / pop_i`` of
-the clicked content, the article's IPS-CN).
+inverse-propensity-weighted BPR (``ips=true``: weights ``max(pop) / pop_i`` of the clicked content,
+clipped at the median weight and divided by the max by default, the authors' IPS-CN).
 
 Hard negatives (``hard_negatives.enabled``): at the start of every epoch each query's contents
 ranked ``ranks[0]..ranks[1]`` by the current interest (baseline: click) score, its positives
@@ -23,9 +26,11 @@ excluded, form a band of near misses; a ``share`` of every positive's negatives 
 tagged by its popularity relation to the positive (more popular / less popular / neither: a
 "neither" triple enters the click loss only).
 
-Serving: u2i recall by the group's **interest** vector (``serve=interest``) or the concatenation
-(``serve=concat``), so a user with no click of its own is served through its group. Training
-protocol as the other trainable models (validation fold, selection on val recall@50).
+Serving: u2i recall by the group's **interest** vector (``serve=interest``, this repo's choice) or
+the concatenation (``serve=concat``, what the authors' code serves), so a user with no click of its
+own is served through its group; a group (or user) without a training click is back-filled.
+Training protocol as the other trainable models (:mod:`graphrecall.models.u2i`: validation fold,
+selection on val recall@50, plateau learning rate, optional refit and popularity bonus).
 """
 
 from __future__ import annotations
@@ -63,6 +68,12 @@ from graphrecall.models.u2i import ScheduledModule, U2IRecall, top_k_by_score, t
 from graphrecall.training import EpochSeededSampler, PairDataset, keep_batch
 
 
+DIS_SCOPES = ("separate", "joint")
+DROPOUT_AT = ("layer", "output")
+IPS_NORMALIZE = ("max", "mean")
+DIS_LOSSES = ("dcor", "l1", "l2")
+
+
 @dataclass
 class FoldGraph:
     """What DICE needs from a fold.
@@ -94,10 +105,14 @@ class DICEModule(ScheduledModule):
         num_negatives, margin, pool: sampler (margin in popularity units; decays with the curriculum).
         a_int, a_con, b: loss weights; dis_loss: l1 | l2 | dcor.
         decay: curriculum factor per epoch.
-        dis_sample: the discrepancy is computed on at most this many of the batch's unique groups and
-            contents (a seeded sample; dCor costs O(n^2)); None: all of them.
-        dropout: on the propagated vectors, training only (authors: 0.2).
-        ips, ips_cap: inverse-propensity-weighted click BPR (baseline only).
+        dis_scope: ``separate`` (the authors' code: D over the batch's unique contents plus D over
+            its unique groups / users) | ``joint`` (one D over groups and contents together).
+        dis_sample: each discrepancy is computed on at most this many nodes (a seeded sample; dCor
+            costs O(n^2)); None: all of them.
+        dropout, dropout_at: dropout rate, training only (authors: 0.2), on every propagation layer's
+            output (``layer``, the authors' code) or on the final propagated vectors (``output``).
+        ips, ips_cap, ips_normalize: inverse-propensity-weighted click BPR (baseline only), weights
+            :func:`graphrecall.debias.ips_weights` (authors: ``median``, ``max``).
         hard_negatives: ``enabled, share, ranks`` (see the module docstring).
         backbone: ``lightgcn`` (free layer-0 rows, the authors' GNN variant) or ``lightgcn_features``
             (content layer-0 vectors from side-info ID features, :class:`FeatureLightGCNNet`);
@@ -108,7 +123,9 @@ class DICEModule(ScheduledModule):
     def __init__(self, num_groups: int, num_contents: int, embedding_dim: int = 64, num_layers: int = 2,
                  enabled: bool = True, num_negatives: int = 4, margin: float = 10.0, pool: int = 40,
                  a_int: float = 0.1, a_con: float = 0.1, b: float = 0.01, dis_loss: str = "dcor",
-                 decay: float = 0.9, dis_sample: int | None = 1024, dropout: float = 0.0, ips: bool = False, ips_cap: float | None = None,
+                 decay: float = 0.9, dis_sample: int | None = 1024, dis_scope: str = "separate",
+                 dropout: float = 0.0, dropout_at: str = "layer", ips: bool = False,
+                 ips_cap: float | str | None = "median", ips_normalize: str = "max",
                  hard_negatives: dict[str, Any] | None = None, backbone: str = "lightgcn",
                  field_sizes: dict[str, int] | None = None, field_dim: int = 32, lr: float = 1e-3,
                  weight_decay: float = 5e-8, serve: str = "interest", seed: int = 0,
@@ -116,6 +133,10 @@ class DICEModule(ScheduledModule):
         super().__init__()
         if ips and enabled:
             raise ValueError("model.dice.ips=true is the IPS-BPR baseline: it needs model.dice.enabled=false")
+        for key, value, allowed in (("dis_scope", dis_scope, DIS_SCOPES), ("dropout_at", dropout_at, DROPOUT_AT),
+                                    ("ips_normalize", ips_normalize, IPS_NORMALIZE), ("dis_loss", dis_loss, DIS_LOSSES)):
+            if value not in allowed:
+                raise ValueError(f"model.dice.{key} must be one of {allowed}, got '{value}'")
         hard = dict(hard_negatives or {})
         if hard.get("enabled"):
             lo, hi = (int(r) for r in hard.get("ranks", (50, 500)))
@@ -129,10 +150,13 @@ class DICEModule(ScheduledModule):
         if backbone == "lightgcn_features" and not field_sizes:
             raise ValueError("model.dice.backbone=lightgcn_features needs side-info fields (the dataset has none)")
 
+        layer_dropout = float(dropout) if dropout_at == "layer" else 0.0
+
         def branch(dim: int) -> torch.nn.Module:  # separate parameters per branch
             if backbone == "lightgcn":
-                return LightGCNNet(num_groups, num_contents, dim, num_layers)
-            return FeatureLightGCNNet(num_groups, num_contents, dim, num_layers, dict(field_sizes), field_dim)
+                return LightGCNNet(num_groups, num_contents, dim, num_layers, layer_dropout)
+            return FeatureLightGCNNet(num_groups, num_contents, dim, num_layers, dict(field_sizes), field_dim,
+                                      layer_dropout)
 
         dim = embedding_dim if enabled else 2 * embedding_dim  # same budget as 64 + 64
         self.interest = branch(dim)
@@ -164,19 +188,32 @@ class DICEModule(ScheduledModule):
         if self.hparams.ips:
             clicked = np.unique(group_items.indices)
             weight = np.zeros(len(popularity), dtype=np.float32)
-            weight[clicked] = ips_weights(np.maximum(popularity[clicked], 1), self.hparams.ips_cap)
+            weight[clicked] = ips_weights(np.maximum(popularity[clicked], 1), self.hparams.ips_cap,
+                                          self.hparams.ips_normalize)
             self.ips_weight = weight
 
     def _dropout(self, *xs: Tensor) -> list[Tensor]:
-        p = float(self.hparams.dropout)
+        """``dropout_at=output``: dropout on the final vectors (``layer``: inside the branches)."""
+        p = float(self.hparams.dropout) if self.hparams.dropout_at == "output" else 0.0
         return [torch.nn.functional.dropout(x, p, self.training) if p > 0 else x for x in xs]
+
+    def discrepancy(self, interest: list[Tensor], conformity: list[Tensor]) -> Tensor:
+        """The signed discrepancy summed over node sets (``[n_k, d]`` each, interest vs conformity),
+        each estimated on at most ``dis_sample`` of its nodes."""
+        hp, terms = self.hparams, []
+        for a, b in zip(interest, conformity):
+            if hp.dis_sample and len(a) > hp.dis_sample:  # dCor is O(n^2): estimate it on a sample
+                keep = torch.randperm(len(a), device=a.device)[: int(hp.dis_sample)]
+                a, b = a[keep], b[keep]
+            terms.append(signed_discrepancy(a, b, hp.dis_loss))
+        return torch.stack(terms).sum()
 
     @torch.no_grad()
     def mine_hard_negatives(self) -> np.ndarray:
         """[Q, w] contents ranked ``ranks[0]..ranks[1]`` per query by the current interest score,
         positives excluded (-1 where a query's ranking runs out)."""
         lo, hi = (int(r) for r in self.hparams.hard_negatives.get("ranks", (50, 500)))
-        q_int, c_int = self.interest()
+        q_int, c_int = self.vectors("interest")  # eval mode: no dropout
         top = top_k_by_score(q_int.float().cpu(), c_int.float().cpu(), self.group_items, hi)
         return top[:, lo:hi]
 
@@ -256,11 +293,10 @@ class DICEModule(ScheduledModule):
             s_con_pos, s_con_neg = (q_con[qq] * c_con[ii]).sum(-1), (q_con[qq] * c_con[jj]).sum(-1)
             parts = dice_losses(s_int_pos, s_int_neg, s_con_pos, s_con_neg, mask_more, mask_less)
             uq, ui = torch.unique(q), torch.unique(torch.cat([pos, jj]))
-            nodes_int, nodes_con = torch.cat([q_int[uq], c_int[ui]]), torch.cat([q_con[uq], c_con[ui]])
-            if hp.dis_sample and len(nodes_int) > hp.dis_sample:  # dCor is O(n^2): estimate it on a sample
-                keep = torch.randperm(len(nodes_int), device=nodes_int.device)[: int(hp.dis_sample)]
-                nodes_int, nodes_con = nodes_int[keep], nodes_con[keep]
-            disc = signed_discrepancy(nodes_int, nodes_con, hp.dis_loss)
+            if hp.dis_scope == "separate":  # the authors' code: contents, then groups / users
+                disc = self.discrepancy([c_int[ui], q_int[uq]], [c_con[ui], q_con[uq]])
+            else:
+                disc = self.discrepancy([torch.cat([q_int[uq], c_int[ui]])], [torch.cat([q_con[uq], c_con[ui]])])
             a_int = curriculum(hp.a_int, self.current_epoch, hp.decay)
             a_con = curriculum(hp.a_con, self.current_epoch, hp.decay)
             loss = parts["click"] + a_int * parts["interest"] + a_con * parts["conformity"] + hp.b * disc
@@ -372,6 +408,7 @@ class DICERecall(U2IRecall):
         out = super().diagnostics(fold, dataset, run_dir)
         users = self.diagnostic_users(fold, seed=self.seed)
         pop = popularity_counts(fold.train, dataset.num_contents, "users").astype(np.float64)
+        self.module.eval()  # no dropout in the diagnosed vectors
         with torch.no_grad():
             branches = {"interest": self.module.interest()}
             if self.module.conformity is not None:
