@@ -303,3 +303,21 @@ def test_popularity_uses_all_training_pairs_on_folds_without_a_cut() -> None:
     assert model.fallback[0] == 1 and np.expm1(model.recent_log_popularity).sum() == pytest.approx(1)
     model.set_fallback(untimed, ds)
     assert model.fallback[0] == 0 and np.expm1(model.recent_log_popularity).sum() == pytest.approx(4)
+
+
+def test_validation_every_n_epochs_steps_the_schedule_at_checks_only(tmp_path: Path) -> None:
+    import csv
+
+    ds, fold = world()
+    trainer = {**TRAINER, "max_epochs": 8, "check_val_every_n_epoch": 2}
+    optim = {**OPTIM, "plateau": {"factor": 0.5, "patience": 0, "min_lr": 1e-4}}
+    model = MFRecall(optim=optim, trainer=trainer, backfill_recent_days=None, seed=0)
+    info = model.fit(fold, ds, run_dir=tmp_path)
+    rows = list(csv.DictReader(open(tmp_path / "csv" / "metrics.csv")))
+    val = [float(r["val/recall@50"]) for r in rows if r.get("val/recall@50")]
+    lrs = [float(r["train/lr"]) for r in rows if r.get("train/lr")]
+    assert len(val) == 4 and len(lrs) == 8 and info["epochs"] == 8
+    # the lr of epochs 2k and 2k+1 is the schedule's after check k, computed by hand
+    per_check = expected_plateau_lrs(val + [0.0], OPTIM["lr"], 0.5, 0, 1e-4)
+    assert lrs == pytest.approx([lr for lr in per_check[:4] for _ in range(2)])
+    assert min(lrs) < OPTIM["lr"] and info["selected_epochs"] % 2 == 0  # checkpoints exist at checks only
