@@ -282,6 +282,12 @@ def test_dice_never_serves_a_vector_trained_on_no_click(tmp_path: Path) -> None:
     recs = model.recommend(np.array([cold, 0]), test, 5)
     assert recs.counters["backfilled"].tolist() == [5, 0]
     assert info["untrained_target_users"] == 1 and info["untrained_with_history"] == 1
+    # with refit the test window trains the user's vector: served by the model, the reference is not
+    model.refit = True
+    info = model.fit(test, ds, run_dir=tmp_path / "refit")
+    assert info["refit/epochs"] == 1 and info["untrained_target_users"] == 0
+    assert model.recommend(np.array([cold]), test, 5).counters["backfilled"].tolist() == [0]
+    assert model.reference.recommend(np.array([cold]), test, 5).counters["backfilled"].tolist() == [5]
 
 
 def test_popularity_uses_all_training_pairs_on_folds_without_a_cut() -> None:
