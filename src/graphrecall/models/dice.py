@@ -12,8 +12,9 @@ sampler (the query's positives removed from both candidate sets before drawing; 
 false negatives, 0, and of fallback draws logged every epoch); ``L = L_click + a_int L_int + a_con
 L_con +/- b D`` (``D`` over contents plus over groups, as the authors' code, or jointly:
 ``dis_scope``) with the margin and the auxiliary weights decayed by ``decay`` after every epoch;
-dropout on every propagation layer (``dropout_at=layer``, the authors') or on the final vectors. ``enabled=false`` is the same backbone with one
-vector and click BPR only (the non-disentangled baseline).
+dropout on every propagation layer (``dropout_at=layer``, the authors') or on the final vectors.
+``enabled=false`` is the same backbone with one vector and click BPR only (the non-disentangled
+baseline).
 
 Baselines behind the same entry point (``enabled=false``): one LightGCN branch of twice the
 dimension (the authors match the budget: 128 vs 64 + 64) trained with click BPR, or with
