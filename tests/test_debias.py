@@ -12,6 +12,7 @@ import torch
 from graphrecall.debias import (
     curriculum,
     dice_losses,
+    count_false_negatives,
     discrepancy,
     distance_correlation,
     ips_weights,
@@ -60,12 +61,60 @@ def test_sampler_pool_fallback_and_empty_sets():
 
 def test_sampler_excludes_the_users_positives():
     rng = np.random.default_rng(2)
-    # the user clicked every "more popular" item except 99: the redraws must land on 99
+    # the user clicked every "more popular" item except 99 (pool=40: "more popular" keeps 1 < 40
+    # candidates, so every draw falls back to "less popular" minus its positives)
     clicked = np.arange(61, 99)
     user_items = sp.csr_matrix((np.ones(len(clicked)), (np.zeros(len(clicked), int), clicked)), shape=(1, 100))
-    neg = sample_popularity_negatives(np.array([0]), np.array([50]), POP, user_items, 4, margin=10, pool=40,
-                                      rng=rng, redraws=200)
-    assert neg.collisions == 0 and (neg.items == 99).all()
+    neg = sample_popularity_negatives(np.zeros(200, int), np.full(200, 50), POP, user_items, 4, margin=10, pool=40,
+                                      rng=rng)
+    assert (neg.items <= 24).all() and neg.fallback.all() and not neg.no_candidate.any()
+    # pool=1: the 50/50 rule applies, and the only valid "more popular" negative is 99
+    neg = sample_popularity_negatives(np.zeros(400, int), np.full(400, 50), POP, user_items, 4, margin=10, pool=1,
+                                      rng=rng)
+    assert set(neg.items[neg.more_popular].tolist()) == {99} and not neg.fallback.any()
+    assert 0.45 < neg.more_popular.mean() < 0.55
+
+
+def test_sampler_removes_positives_from_both_sets_before_drawing():
+    """A hand-made popularity vector with the query's positives in both candidate sets: every valid
+    candidate is drawn, uniformly, and no positive ever is."""
+    pop = np.array([0, 1, 2, 3, 10, 20, 21, 22, 23, 24], dtype=float)  # content c: pop[c]
+    # query 0 clicked 1 and 3 (less popular than 10 / 2 = 5) and 20, 22 (pop > 10 + 5: contents 5, 7);
+    # query 1 clicked nothing but content 4
+    rows, cols = [0, 0, 0, 0, 0, 1], [1, 3, 4, 5, 7, 4]
+    items = sp.csr_matrix((np.ones(6), (rows, cols)), shape=(2, 10))
+    rng = np.random.default_rng(0)
+    n = 20_000
+    neg = sample_popularity_negatives(np.zeros(n, int), np.full(n, 4), pop, items, 2, margin=5, pool=1, rng=rng)
+    # less popular (pop < 5): {0, 1, 2, 3} minus {1, 3} = {0, 2}; more popular (pop > 15): {5..9} minus {5, 7}
+    drawn, counts = np.unique(neg.items, return_counts=True)
+    assert drawn.tolist() == [0, 2, 6, 8, 9]
+    share = counts / counts.sum()
+    np.testing.assert_allclose(share, [0.25, 0.25, 1 / 6, 1 / 6, 1 / 6], atol=0.015)
+    assert (neg.more_popular == np.isin(neg.items, [6, 8, 9])).all()
+    assert count_false_negatives(np.zeros(n, int), neg.items, items) == 0
+    # query 1 (only content 4 clicked) gets the full sets
+    neg = sample_popularity_negatives(np.ones(n, int), np.full(n, 4), pop, items, 2, margin=5, pool=1, rng=rng)
+    assert np.unique(neg.items).tolist() == [0, 1, 2, 3, 5, 6, 7, 8, 9]
+    # the independent check counts a planted positive
+    planted = np.array([[1, 0], [2, 5]])  # 1 and 5 are query 0's positives
+    assert count_false_negatives(np.array([0, 0]), planted, items) == 2
+    assert count_false_negatives(np.array([0, 0]), planted, items, skip=np.array([[True, False], [False, False]])) == 1
+
+
+def test_sampler_no_valid_candidate_is_counted_and_inert():
+    pop = np.array([1.0, 2.0, 3.0])
+    items = sp.csr_matrix(np.array([[1, 1, 1], [1, 0, 0]]))
+    neg = sample_popularity_negatives(np.array([0, 1]), np.array([2, 0]), pop, items, 3, margin=0, pool=5,
+                                      rng=np.random.default_rng(0))
+    # query 0 clicked everything: the positive is repeated (zero-gradient triple), counted
+    assert neg.no_candidate[0].all() and (neg.items[0] == 2).all() and not neg.no_candidate[1].any()
+    # query 1, positive 0 (pop 1): less popular is empty, more popular = {1, 2}, both under pool=5 -> more
+    assert set(neg.items[1].tolist()) <= {1, 2} and neg.fallback[1].all() and neg.more_popular[1].all()
+    # both sets empty (flat popularity): uniform over the unclicked contents only
+    flat = sample_popularity_negatives(np.full(300, 1), np.zeros(300, int), np.ones(3), items, 2, margin=1,
+                                       rng=np.random.default_rng(1))
+    assert flat.uniform.all() and set(np.unique(flat.items).tolist()) == {1, 2}
 
 
 def sp_(x: float) -> float:
@@ -114,15 +163,60 @@ def test_popularity_relation_by_hand():
 
 
 def test_ips_weights_capped_and_normalised():
-    w = ips_weights(np.array([1, 2, 4, 10]), cap=4.0)  # max(pop)/pop = 10, 5, 2.5, 1 -> capped 4, 4, 2.5, 1
+    w = ips_weights(np.array([1, 2, 4, 10]), cap=4.0, normalize="mean")  # 10/pop = 10, 5, 2.5, 1 -> capped 4, 4, 2.5, 1
     raw = np.array([4.0, 4.0, 2.5, 1.0])
     np.testing.assert_allclose(w, raw / raw.mean(), rtol=1e-6)
     assert w.mean() == pytest.approx(1.0)
-    np.testing.assert_allclose(ips_weights(np.array([2, 4])), [4 / 3, 2 / 3], rtol=1e-6)
+    np.testing.assert_allclose(ips_weights(np.array([2, 4]), cap=None, normalize="mean"), [4 / 3, 2 / 3], rtol=1e-6)
+    # the authors' IPS-CN: clipped at the median weight, divided by the max. 10/pop = 10, 5, 2.5, 1, 1:
+    # median 2.5 -> 2.5, 2.5, 2.5, 1, 1 -> / 2.5
+    np.testing.assert_allclose(ips_weights(np.array([1, 2, 4, 10, 10])), [1, 1, 1, 0.4, 0.4], rtol=1e-6)
+    np.testing.assert_allclose(ips_weights(np.array([1, 2, 4, 10]), cap=4.0, normalize="max"), raw / 4, rtol=1e-6)
     with pytest.raises(ValueError, match="popularity >= 1"):
         ips_weights(np.array([0, 3]))
     with pytest.raises(ValueError, match="ips_cap"):
         ips_weights(np.array([1, 3]), cap=0.5)
+    with pytest.raises(ValueError, match="ips_cap"):
+        ips_weights(np.array([1, 3]), cap="mean")
+    with pytest.raises(ValueError, match="ips_normalize"):
+        ips_weights(np.array([1, 3]), normalize="sum")
+
+
+def test_layer_dropout_propagation_matches_pyg_without_dropout_and_drops_per_layer():
+    from graphrecall.models.lightgcn import LightGCNNet, bipartite_edge_index, propagate
+
+    torch.manual_seed(0)
+    net = LightGCNNet(3, 4, 8, num_layers=2, dropout=0.5)
+    net.set_graph(bipartite_edge_index(torch.tensor([0, 0, 1, 2]), torch.tensor([0, 1, 1, 3]), 3))
+    net.eval()  # eval: PyG's LightGCN, no dropout
+    users, contents = net()
+    x0 = net.lightgcn.embedding.weight
+    by_hand = (x0 + net.adj @ x0 + net.adj @ (net.adj @ x0)) / 3
+    torch.testing.assert_close(torch.cat([users, contents]), by_hand)
+    torch.testing.assert_close(propagate(net.adj, x0, 2), by_hand)
+    # training: layer 0 untouched; with p -> 1 every propagated layer is zeroed, so the mean is x0 / 3
+    net.train()
+    net.dropout = 1.0
+    users, contents = net()
+    torch.testing.assert_close(torch.cat([users, contents]), x0 / 3)
+
+
+def test_dice_discrepancy_scopes():
+    """separate (the authors): dCor over contents + dCor over groups; joint: one over both together."""
+    from graphrecall.models.dice import DICEModule
+
+    torch.manual_seed(0)
+    a_c, b_c, a_q, b_q = (torch.randn(6, 4) for _ in range(4))
+    separate = DICEModule(3, 6, embedding_dim=4, dis_scope="separate", dis_sample=None)
+    joint = DICEModule(3, 6, embedding_dim=4, dis_scope="joint", dis_sample=None)
+    expected = distance_correlation(a_c, b_c) + distance_correlation(a_q, b_q)
+    torch.testing.assert_close(separate.discrepancy([a_c, a_q], [b_c, b_q]), expected)
+    torch.testing.assert_close(joint.discrepancy([torch.cat([a_q, a_c])], [torch.cat([b_q, b_c])]),
+                               distance_correlation(torch.cat([a_q, a_c]), torch.cat([b_q, b_c])))
+    with pytest.raises(ValueError, match="model.dice.dis_scope"):
+        DICEModule(3, 6, dis_scope="both")
+    with pytest.raises(ValueError, match="model.dice.dropout_at"):
+        DICEModule(3, 6, dropout_at="input")
 
 
 def test_hard_negatives_come_from_the_row_band():
@@ -179,7 +273,7 @@ def test_mined_band_is_the_models_ranking_without_positives():
         DICEModule(3, 40, hard_negatives={"enabled": True, "ranks": [5, 5]})
     with pytest.raises(ValueError, match="enabled=false"):
         DICEModule(3, 40, ips=True)
-    ips = DICEModule(3, 40, enabled=False, ips=True, ips_cap=None)
+    ips = DICEModule(3, 40, enabled=False, ips=True, ips_cap=None, ips_normalize="mean")
     assert ips.interest.lightgcn.embedding.weight.shape[1] == 2 * 64  # the baseline gets the 64 + 64 budget
     pop = np.zeros(40)
     pop[[1, 3, 5, 7, 9]] = [1, 2, 4, 1, 8]
@@ -187,6 +281,9 @@ def test_mined_band_is_the_models_ranking_without_positives():
     raw = np.array([8, 4, 2, 8, 1.0])
     np.testing.assert_allclose(ips.ips_weight[[1, 3, 5, 7, 9]], raw / raw.mean(), rtol=1e-6)
     assert ips.ips_weight.sum() == pytest.approx(5.0)  # unclicked contents weigh nothing
+    authors = DICEModule(3, 40, enabled=False, ips=True)  # defaults: clipped at the median, divided by the max
+    authors.attach((g, c), pop, positives, None)
+    np.testing.assert_allclose(authors.ips_weight[[1, 3, 5, 7, 9]], np.minimum(raw, 4) / 4, rtol=1e-6)
 
 
 def test_discrepancy_terms_and_signs():
@@ -243,6 +340,11 @@ def test_dice_model_end_to_end_on_groups(tmp_path):
     shares = [float(r["train/more_popular_share"]) for r in rows if r.get("train/more_popular_share")]
     margins = [float(r["train/margin"]) for r in rows if r.get("train/margin")]
     assert len(shares) == 2 and all(0.0 < s < 1.0 for s in shares)
+    # the sampler never draws a group's own positive; its fallbacks are logged every epoch
+    false_negatives = [float(r["train/false_negative_share"]) for r in rows if r.get("train/false_negative_share")]
+    fallbacks = [float(r["train/fallback_share"]) for r in rows if r.get("train/fallback_share")]
+    assert false_negatives == [0.0, 0.0] and len(fallbacks) == 2 and all(0.0 <= f <= 1.0 for f in fallbacks)
+    assert metrics["val/fit/epochs"] == 2 and metrics["val/fit/stopped_on_patience"] == 0.0
     assert margins == pytest.approx([2.0, 1.8])  # the curriculum: x0.9 after each epoch
     assert 0.0 <= metrics["test/recall@50"] <= 1.0
     # diagnostics: agreement with the synthetic truth per branch, and the article's figure

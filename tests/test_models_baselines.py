@@ -95,7 +95,8 @@ POP_LOG = [
 def pop_setup() -> tuple[FeedDataset, Fold]:
     ds = dataset(POP_LOG, USERS)
     clicks = encode_clicks(ds)
-    fold = Fold("test", train=clicks, history=clicks, targets=clicks.iloc[:0])
+    # a temporal fold (a cut): the recent window means something there
+    fold = Fold("test", train=clicks, history=clicks, targets=clicks.iloc[:0], cut=int(clicks["timestamp"].max()) + 1)
     return ds, fold
 
 
@@ -110,7 +111,7 @@ def test_popular_overall_recent_window(pop_setup: tuple[FeedDataset, Fold]) -> N
     assert tie.tolist() == [3, 4, 0, 2, 1]  # A B C D E: C first, then E, D, A, B
     # A = D (3, 3) -> D (tie 2) before A (tie 3); C (4) > B = E (1) -> E (tie 1) before B (tie 4)
     assert model.rankings.tolist() == [[3, 0, 2, 4, 1]]
-    assert stats == {"popular_groups": 1, "popular_nonzero": 5}
+    assert stats == {"popular_groups": 1, "popular_nonzero": 5, "popularity_all_pairs": 0.0}
     recs = model.recommend(rows(ds, "f0", "m4", "m3"), fold, 3)
     # f0 saw A, B; m4 saw C, D; m3 saw C, D, E
     assert names(recs.items) == [["D", "C", "E"], ["A", "E", "B"], ["A", "B", "-"]]

@@ -133,3 +133,197 @@ def test_uniform_negatives_avoid_positives() -> None:
 def test_bipartite_edge_index_is_undirected() -> None:
     ei = bipartite_edge_index(torch.tensor([0, 1]), torch.tensor([0, 2]), num_users=2)
     assert ei.tolist() == [[0, 1, 2, 4], [2, 4, 0, 1]]
+
+
+# ---- refit, plateau schedule, popularity bonus, untrained users, popularity window
+
+
+def later_fold(ds: FeedDataset, fold: Fold) -> Fold:
+    """A test fold one day later: the val targets join the window; user ``cold`` clicks c0 on that
+    day (in the window the refit trains on, not in the one the first model trained on)."""
+    extra = encode_clicks(ds, pd.DataFrame([("cold", "c0", T0 + DAY + 5)], columns=["user_id", "content_id",
+                                                                                     "timestamp"]))
+    train = pd.concat([fold.train, fold.targets.assign(timestamp=T0 + DAY)[fold.train.columns], extra],
+                      ignore_index=True)
+    cold = user_rows(ds, "cold")[0]
+    targets = pd.DataFrame({"u": [0, cold], "i": [119, 1], "timestamp": [T0 + 2 * DAY] * 2})
+    return Fold("test", train, train, targets, cut=T0 + 2 * DAY)
+
+
+def expected_plateau_lrs(val: list[float], lr: float, factor: float, patience: int, min_lr: float) -> list[float]:
+    """The learning rate of every epoch under ReduceLROnPlateau(mode=max, threshold 1e-4 rel), by hand."""
+    out, best, bad = [lr], float("-inf"), 0
+    for v in val[:-1]:
+        if v > best * (1 + 1e-4):
+            best, bad = v, 0
+        else:
+            bad += 1
+        if bad > patience:
+            lr, bad = max(lr * factor, min_lr), 0
+        out.append(lr)
+    return out
+
+
+def test_plateau_schedule_and_refit_replays_the_selected_epochs(tmp_path: Path) -> None:
+    import csv
+
+    ds, fold = world()
+    trainer = {**TRAINER, "max_epochs": 8, "early_stopping_patience": 4}
+    optim = {**OPTIM, "plateau": {"factor": 0.5, "patience": 0, "min_lr": 1e-3}}
+    model = MFRecall(optim=optim, trainer=trainer, backfill_recent_days=None, num_negatives=2, seed=0, refit=True)
+    info = model.fit(fold, ds, run_dir=tmp_path)
+    rows = list(csv.DictReader(open(tmp_path / "csv" / "metrics.csv")))
+    val = [float(r["val/recall@50"]) for r in rows if r.get("val/recall@50")]
+    lrs = [float(r["train/lr"]) for r in rows if r.get("train/lr")]
+    assert len(val) == len(lrs) == info["epochs"]
+    # the lr follows ReduceLROnPlateau on val recall@50 (computed here by hand) and did drop
+    assert lrs == pytest.approx(expected_plateau_lrs(val, OPTIM["lr"], 0.5, 0, 1e-3))
+    assert min(lrs) < OPTIM["lr"]
+    assert info["selected_epochs"] == info["best_epoch"] + 1 == int(np.argmax(val)) + 1
+    selected = model.selected_lrs
+    before = model.user_vectors.copy()
+    test = later_fold(ds, fold)
+    info_test = model.fit(test, ds, run_dir=tmp_path)
+    # exactly the selected epochs, every step of them, at the selected learning rates
+    steps_per_epoch = int(np.ceil(len(model.module.positive_keys) / OPTIM["batch_size"]))
+    assert info_test["refit/epochs"] == info["selected_epochs"]
+    assert model.module.trainer.global_step == info["selected_epochs"] * steps_per_epoch
+    assert model.module.lr_trace == pytest.approx(selected)
+    # the validation-trained model is kept as the reference, with its own vectors and trained users
+    np.testing.assert_array_equal(model.reference.user_vectors, before)
+    cold = user_rows(ds, "cold")[0]
+    assert not model.reference.trained_users[cold] and model.trained_users[cold]
+
+
+def test_refit_is_reproducible(tmp_path: Path) -> None:
+    """The refit is a from-scratch run: same seed, same epochs and lrs -> the same vectors twice."""
+    ds, fold = world()
+    trainer = {**TRAINER, "max_epochs": 3}
+    vectors = []
+    for run in ("a", "b"):
+        model = MFRecall(optim=OPTIM, trainer=trainer, backfill_recent_days=None, seed=0, refit=True)
+        model.fit(fold, ds, run_dir=tmp_path / run)
+        model.fit(later_fold(ds, fold), ds, run_dir=tmp_path / run)
+        vectors.append(model.user_vectors)
+    np.testing.assert_array_equal(*vectors)
+
+
+def bare_mf(user_vectors: np.ndarray, content_vectors: np.ndarray, recent_clicks: np.ndarray,
+            popularity_beta) -> MFRecall:
+    model = MFRecall(optim={}, trainer={}, popularity_beta=popularity_beta)
+    model.user_vectors, model.content_vectors = user_vectors.astype(np.float32), content_vectors.astype(np.float32)
+    model.trained_users = np.ones(len(user_vectors), dtype=bool)
+    model.recent_log_popularity = np.log1p(recent_clicks.astype(float))
+    model.fallback = np.argsort(-recent_clicks, kind="stable")
+    return model
+
+
+def click_frame(pairs: list[tuple[int, int]]) -> pd.DataFrame:
+    return pd.DataFrame({"u": [u for u, _ in pairs], "i": [i for _, i in pairs], "timestamp": [T0] * len(pairs)})
+
+
+def test_popularity_bonus_changes_the_ranking_as_computed_by_hand() -> None:
+    # scores <u, c>: 3, 2, 1; recent clicks 0, 1, 20 -> log1p: 0, 0.693, 3.045
+    model = bare_mf(np.array([[1.0]]), np.array([[3.0], [2.0], [1.0]]), np.array([0, 1, 20]), 0.0)
+    fold = Fold("val", click_frame([]), click_frame([]), click_frame([(0, 0)]))
+    assert model.recommend(np.array([0]), fold, 3).items.tolist() == [[0, 1, 2]]
+    # beta = 0.5: 3, 2.347, 2.522 -> 0, 2, 1;  beta = 2: 3, 3.386, 7.09 -> 2, 1, 0
+    assert model.recommend(np.array([0]), fold, 3, beta=0.5).items.tolist() == [[0, 2, 1]]
+    assert model.recommend(np.array([0]), fold, 3, beta=2.0).items.tolist() == [[2, 1, 0]]
+
+
+def test_beta_grid_picks_the_best_validation_value_and_refuses_other_folds() -> None:
+    # 60 contents ranked 0..59 by the vectors; the only target, 59, is the recent hit (20 clicks):
+    # beta 0 misses it at rank 60, beta 1 and 5 put it first (recall 1): the tie goes to 1 (grid order)
+    contents = -np.arange(60, dtype=float)[:, None] / 100
+    recent = np.zeros(60, dtype=int)
+    recent[59] = 20
+    model = bare_mf(np.array([[1.0]]), contents, recent, [0.0, 1.0, 5.0])
+    val = Fold("val", click_frame([]), click_frame([]), click_frame([(0, 59)]))
+    info = model.choose_serving(val, type("D", (), {"num_contents": 60})())
+    assert model.popularity_beta == 1.0
+    assert info["serving/val_recall@50_beta=0"] == 0.0 and info["serving/val_recall@50_beta=5"] == 1.0
+    fresh = bare_mf(np.array([[1.0]]), contents, recent, [0.0, 1.0, 5.0])
+    with pytest.raises(ValueError, match="val fold"):
+        fresh.choose_serving(dataclasses_replace(val, name="test"), type("D", (), {"num_contents": 60})())
+    with pytest.raises(ValueError, match="not been chosen"):
+        fresh.recommend(np.array([0]), val, 5)
+
+
+def dataclasses_replace(fold: Fold, **changes) -> Fold:
+    import dataclasses
+
+    return dataclasses.replace(fold, **changes)
+
+
+def test_serving_json_round_trip_keeps_the_chosen_beta(tmp_path: Path) -> None:
+    model = bare_mf(np.array([[1.0]]), np.array([[3.0], [2.0], [1.0]]), np.array([0, 1, 20]), [0.0, 2.0])
+    model.popularity_beta = 2.0
+    model.save(tmp_path, None)
+    fresh = MFRecall(optim={}, trainer={}, popularity_beta=[0.0, 2.0])
+    fresh.load(tmp_path, None, None)
+    fold = Fold("test", click_frame([]), click_frame([]), click_frame([(0, 0)]))
+    assert fresh.popularity_beta == 2.0 and fresh.recommend(np.array([0]), fold, 3).items.tolist() == [[2, 1, 0]]
+
+
+def test_dice_never_serves_a_vector_trained_on_no_click(tmp_path: Path) -> None:
+    """Per-user DICE: user ``cold`` clicks only in the test fold's window; without refit its vector
+    never trained, so it is back-filled (and counted), as in MF."""
+    from graphrecall.models.dice import DICERecall
+
+    ds, fold = world()
+    model = DICERecall(dice={"margin": 1, "num_negatives": 2, "embedding_dim": 8}, groups={"mode": "user"},
+                       figure={"enabled": False}, optim={"batch_size": 256}, trainer={**TRAINER, "max_epochs": 1},
+                       backfill_recent_days=None)
+    model.fit(fold, ds, run_dir=tmp_path)
+    test = later_fold(ds, fold)
+    info = model.fit(test, ds, run_dir=tmp_path)
+    cold = user_rows(ds, "cold")[0]
+    recs = model.recommend(np.array([cold, 0]), test, 5)
+    assert recs.counters["backfilled"].tolist() == [5, 0]
+    assert info["untrained_target_users"] == 1 and info["untrained_with_history"] == 1
+    # with refit the test window trains the user's vector: served by the model, the reference is not
+    model.refit = True
+    info = model.fit(test, ds, run_dir=tmp_path / "refit")
+    assert info["refit/epochs"] == 1 and info["untrained_target_users"] == 0
+    assert model.recommend(np.array([cold]), test, 5).counters["backfilled"].tolist() == [0]
+    assert model.reference.recommend(np.array([cold]), test, 5).counters["backfilled"].tolist() == [5]
+
+
+def test_popularity_uses_all_training_pairs_on_folds_without_a_cut() -> None:
+    from graphrecall.models.popular import PopularRecall
+
+    ds, _ = world()
+    # content 0: 3 users on day 0; content 1: 1 user on day 10 (the last day of the window)
+    clicks = pd.DataFrame({"u": [0, 1, 2, 3], "i": [0, 0, 0, 1], "timestamp": [T0, T0, T0, T0 + 10 * DAY]})
+    targets = click_frame([(4, 0)])
+    timed = Fold("val", clicks, clicks, targets, cut=T0 + 11 * DAY)
+    untimed = Fold("val", clicks, clicks, targets, cut=None)
+    popular = PopularRecall(recent_days=1)
+    popular.fit(timed, ds)
+    assert popular.rankings[0][0] == 1  # the last day's click
+    info = popular.fit(untimed, ds)
+    assert popular.rankings[0][:2].tolist() == [0, 1] and info["popularity_all_pairs"] == 1.0
+    model = MFRecall(optim={}, trainer={}, backfill_recent_days=1)
+    model.set_fallback(timed, ds)
+    assert model.fallback[0] == 1 and np.expm1(model.recent_log_popularity).sum() == pytest.approx(1)
+    model.set_fallback(untimed, ds)
+    assert model.fallback[0] == 0 and np.expm1(model.recent_log_popularity).sum() == pytest.approx(4)
+
+
+def test_validation_every_n_epochs_steps_the_schedule_at_checks_only(tmp_path: Path) -> None:
+    import csv
+
+    ds, fold = world()
+    trainer = {**TRAINER, "max_epochs": 8, "check_val_every_n_epoch": 2}
+    optim = {**OPTIM, "plateau": {"factor": 0.5, "patience": 0, "min_lr": 1e-4}}
+    model = MFRecall(optim=optim, trainer=trainer, backfill_recent_days=None, seed=0)
+    info = model.fit(fold, ds, run_dir=tmp_path)
+    rows = list(csv.DictReader(open(tmp_path / "csv" / "metrics.csv")))
+    val = [float(r["val/recall@50"]) for r in rows if r.get("val/recall@50")]
+    lrs = [float(r["train/lr"]) for r in rows if r.get("train/lr")]
+    assert len(val) == 4 and len(lrs) == 8 and info["epochs"] == 8
+    # the lr of epochs 2k and 2k+1 is the schedule's after check k, computed by hand
+    per_check = expected_plateau_lrs(val + [0.0], OPTIM["lr"], 0.5, 0, 1e-4)
+    assert lrs == pytest.approx([lr for lr in per_check[:4] for _ in range(2)])
+    assert min(lrs) < OPTIM["lr"] and info["selected_epochs"] % 2 == 0  # checkpoints exist at checks only

@@ -34,12 +34,76 @@ class PopularityNegatives:
         items: [B, n] negative contents.
         more_popular: [B, n] bool, True where the negative is more popular than the positive by the
             margin (the interest-driven case, the article's O2), False where less popular (O1).
-        collisions: draws that still hit one of the user's positives after the redraws.
+        fallback: [B, n] bool, drawn from one set because the other had fewer than ``pool``
+            candidates (the authors' rule), or uniformly from all unclicked contents because both
+            sets were empty.
+        uniform: [B, n] bool, the latter case (both sets empty).
+        no_candidate: [B, n] bool, the query clicked every content: the "negative" repeats the
+            positive, so the triple's BPR terms are constant (no gradient); counted, never hidden.
     """
 
     items: np.ndarray
     more_popular: np.ndarray
-    collisions: int
+    fallback: np.ndarray
+    uniform: np.ndarray
+    no_candidate: np.ndarray
+
+
+@dataclass
+class PopularityIndex:
+    """Contents sorted by popularity and each query's positives as positions in that order, so that
+    a draw from a popularity range *minus the query's positives* is one uniform index and a
+    ``searchsorted`` (no rejection, no redraw).
+
+    Attributes:
+        order: [C] content rows by ascending popularity (stable); sorted_pop: [C] their popularity.
+        keys: [P] ``q * (C + 1) + position`` of every (query, positive) pair, sorted.
+        shifted: [P] ``q * (C + 1) + position - m``, m the pair's rank among its query's positives:
+            the number of valid (non-positive) positions before it, non-decreasing per query.
+        starts: [Q + 1] offset of every query's pairs in ``keys``.
+    """
+
+    order: np.ndarray
+    sorted_pop: np.ndarray
+    keys: np.ndarray
+    shifted: np.ndarray
+    starts: np.ndarray
+
+    @property
+    def num_contents(self) -> int:
+        return len(self.order)
+
+    def positives_below(self, queries: np.ndarray, position: np.ndarray) -> np.ndarray:
+        """[B] number of the query's positives at sorted positions ``< position`` ([B])."""
+        base = queries * (self.num_contents + 1)
+        return np.searchsorted(self.keys, base + position, side="left") - self.starts[queries]
+
+    def valid_to_content(self, queries: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """The ``valid``-th (0-based, [B, n]) content of the popularity order that is not one of the
+        query's positives: position ``t = valid + #{positives m with position_m - m <= valid}``."""
+        q = np.asarray(queries)[:, None]
+        base = q * (self.num_contents + 1)
+        skipped = np.searchsorted(self.shifted, base + valid, side="right") - self.starts[q]
+        return self.order[np.minimum(valid + skipped, self.num_contents - 1)]
+
+
+def popularity_index(popularity: np.ndarray, query_items: sp.csr_matrix) -> PopularityIndex:
+    """Build the :class:`PopularityIndex` of a popularity vector [C] and the queries' positives [Q, C]."""
+    pop = np.asarray(popularity, dtype=np.float64)
+    c = len(pop)
+    if query_items.shape[1] != c:
+        raise ValueError(f"popularity has {c} contents but the positives matrix has {query_items.shape[1]}")
+    order = np.argsort(pop, kind="stable")
+    position = np.empty(c, dtype=np.int64)
+    position[order] = np.arange(c)
+    coo = sp.csr_matrix(query_items).tocoo()
+    nonzero = coo.data != 0
+    q, pos = coo.row[nonzero].astype(np.int64), position[coo.col[nonzero]]
+    keys = np.unique(q * (c + 1) + pos)  # sorted by (query, position); duplicates merged
+    q_sorted = keys // (c + 1)
+    starts = np.searchsorted(q_sorted, np.arange(query_items.shape[0] + 1), side="left")
+    rank_in_query = np.arange(len(keys)) - starts[q_sorted]
+    return PopularityIndex(order, pop[order], keys, keys - rank_in_query, starts)
 
 
 def sample_popularity_negatives(
@@ -51,16 +115,17 @@ def sample_popularity_negatives(
     margin: float = 40.0,
     pool: int = 40,
     rng: np.random.Generator | None = None,
-    redraws: int = 3,
+    index: PopularityIndex | None = None,
 ) -> PopularityNegatives:
-    """The DICE authors' sampler, vectorised.
+    """The DICE authors' sampler, vectorised: each query's positives are removed from both
+    candidate sets *before* drawing (so a negative is never one of them).
 
     For each positive ``i`` the candidate sets are "more popular" (``pop > pop_i + margin``) and
-    "less popular" (``pop < pop_i / 2``). If one set has fewer than ``pool`` candidates every
-    negative comes from the other; otherwise each negative picks a set with probability 1/2. If both
-    have fewer than ``pool``, the larger non-empty one is used; if both are empty, the negative is
-    uniform over all contents and tagged by comparing its popularity with ``pop_i + margin``.
-    The user's own positives are redrawn up to ``redraws`` times (remaining hits are counted).
+    "less popular" (``pop < pop_i / 2``), both without the query's positives. If one set has fewer
+    than ``pool`` candidates every negative comes from the other; otherwise each negative picks a
+    set with probability 1/2. If both have fewer than ``pool``, the larger non-empty one is used; if
+    both are empty, the negative is uniform over the query's unclicked contents and tagged by
+    comparing its popularity with ``pop_i + margin``. Draws are with replacement.
 
     Args:
         users: [B] user (or group) rows; positives: [B] content rows.
@@ -68,45 +133,57 @@ def sample_popularity_negatives(
         user_items: [U, C] the users' positives (excluded from negatives).
         num_negatives: n per positive (authors: 4); margin: in popularity units (authors: 40 on
             MovieLens-10M: rescale for other data); pool: authors' 40.
+        index: :func:`popularity_index` of ``(popularity, user_items)``, built once per fold by the
+            caller (built here when None).
     """
     rng = rng or np.random.default_rng(0)
-    pop = np.asarray(popularity, dtype=np.float64)
-    order = np.argsort(pop, kind="stable")
-    sorted_pop = pop[order]
-    c = len(pop)
-    p = pop[np.asarray(positives)]
-    more_start = np.searchsorted(sorted_pop, p + margin, side="right")  # more popular: order[more_start:]
-    less_end = np.searchsorted(sorted_pop, p / 2.0, side="left")  # less popular: order[:less_end]
-    n_more, n_less = c - more_start, less_end
+    index = index or popularity_index(popularity, user_items)
+    q = np.asarray(users, dtype=np.int64)
+    c = index.num_contents
+    p = np.asarray(popularity, dtype=np.float64)[np.asarray(positives)]
+    more_start = np.searchsorted(index.sorted_pop, p + margin, side="right")  # more popular: positions >= more_start
+    less_end = np.searchsorted(index.sorted_pop, p / 2.0, side="left")  # less popular: positions < less_end
+    clicked = index.starts[q + 1] - index.starts[q]
+    less_clicked = index.positives_below(q, less_end)
+    # in the valid-index space (positions without the query's positives): less = [0, n_less),
+    # more = [more_first, more_first + n_more), everything = [0, valid_total)
+    n_less = less_end - less_clicked
+    more_first = more_start - index.positives_below(q, more_start)
+    valid_total = c - clicked
+    n_more = valid_total - more_first
 
     b = len(p)
     use_more = rng.random((b, num_negatives)) < 0.5
-    only_less = (n_more < pool)[:, None] & (n_less >= pool)[:, None]
-    only_more = (n_less < pool)[:, None] & (n_more >= pool)[:, None]
+    only_less = (n_more < pool) & (n_less >= pool)
+    only_more = (n_less < pool) & (n_more >= pool)
     both_small = (n_more < pool) & (n_less < pool)
-    use_more = np.where(only_less, False, np.where(only_more, True, use_more))
+    use_more[only_less] = False
+    use_more[only_more] = True
     use_more[both_small] = (n_more >= n_less)[both_small][:, None]
     none = (n_more == 0) & (n_less == 0)
 
-    def draw(shape_mask: np.ndarray) -> np.ndarray:
-        u = rng.random((b, num_negatives))
-        from_more = order[np.minimum(more_start[:, None] + (u * n_more[:, None]).astype(np.int64), c - 1)]
-        from_less = order[np.minimum((u * n_less[:, None]).astype(np.int64), c - 1)]
-        uniform = rng.integers(0, c, size=(b, num_negatives))
-        out = np.where(use_more, from_more, from_less)
-        out[none] = uniform[none]
-        return np.where(shape_mask, out, 0)
+    u = rng.random((b, num_negatives))
+    valid = np.where(use_more, more_first[:, None] + (u * n_more[:, None]).astype(np.int64),
+                     (u * n_less[:, None]).astype(np.int64))
+    valid[none] = (u[none] * valid_total[none][:, None]).astype(np.int64)
+    items = index.valid_to_content(q, valid)
+    no_candidate = np.broadcast_to((valid_total == 0)[:, None], (b, num_negatives)).copy()
+    items[no_candidate] = np.broadcast_to(np.asarray(positives)[:, None], (b, num_negatives))[no_candidate]
+    more_popular = np.asarray(popularity, dtype=np.float64)[items] > p[:, None] + margin
+    fallback = np.broadcast_to((only_less | only_more | both_small)[:, None], (b, num_negatives)).copy()
+    uniform = np.broadcast_to(none[:, None], (b, num_negatives)) & ~no_candidate
+    return PopularityNegatives(items, more_popular, fallback & ~no_candidate, uniform, no_candidate)
 
-    items = draw(np.ones((b, num_negatives), dtype=bool))
-    rows = np.repeat(np.asarray(users), num_negatives).reshape(b, num_negatives)
-    for _ in range(redraws):
-        hit = np.asarray(user_items[rows.ravel(), items.ravel()]).reshape(b, num_negatives) != 0
-        if not hit.any():
-            break
-        items = np.where(hit, draw(hit), items)
-    hit = np.asarray(user_items[rows.ravel(), items.ravel()]).reshape(b, num_negatives) != 0
-    more_popular = pop[items] > p[:, None] + margin
-    return PopularityNegatives(items, more_popular, int(hit.sum()))
+
+def count_false_negatives(queries: np.ndarray, negatives: np.ndarray, query_items: sp.csr_matrix,
+                          skip: np.ndarray | None = None) -> int:
+    """How many negatives [B, n] are one of their query's ([B]) positives ([Q, C] CSR); entries where
+    ``skip`` [B, n] is True are not checked (the sampler's no-candidate triples repeat the positive)."""
+    rows = np.repeat(np.asarray(queries), negatives.shape[1])
+    hit = np.asarray(query_items[rows, negatives.ravel()]).ravel() != 0 if negatives.size else np.zeros(0, bool)
+    if skip is not None:
+        hit &= ~np.asarray(skip).ravel()
+    return int(hit.sum())
 
 
 def bpr(pos: Tensor, neg: Tensor) -> Tensor:
@@ -146,31 +223,38 @@ def popularity_relation(pop_positive: np.ndarray, pop_negative: np.ndarray,
     return pop_negative > pop_positive + margin, pop_negative < pop_positive / 2.0
 
 
-def ips_weights(popularity: np.ndarray, cap: float | None = None) -> np.ndarray:
+def ips_weights(popularity: np.ndarray, cap: float | str | None = "median", normalize: str = "max") -> np.ndarray:
     """Capped and normalised inverse-propensity weights of clicked contents (IPS-CN, the DICE
     article's strongest IPS baseline).
 
-    Propensity ``p_i = pop_i / max(pop)``; weight ``1 / p_i`` clipped at ``cap`` (no clipping when
-    None), then divided by its mean over the given contents so the loss scale matches plain BPR.
+    Propensity ``p_i = pop_i / max(pop)``; weight ``1 / p_i`` (>= 1), clipped at ``cap``: a number
+    (>= 1), ``"median"`` (the median weight of the given contents: the authors' code, which takes
+    it over all contents, unclicked ones at popularity 1) or None (no clipping); then divided by its
+    ``max`` (the authors': weights in (0, 1]) or its ``mean`` (mean 1: the loss scale of plain BPR).
 
     Args:
         popularity: [n] popularity of the clicked contents of the training pairs (counts >= 1).
-        cap: largest weight before normalisation (>= 1).
+        cap: largest weight before normalisation.
+        normalize: ``max`` | ``mean``.
 
     Returns:
-        [n] float32 weights with mean 1.
+        [n] float32 weights.
     """
     pop = np.asarray(popularity, dtype=np.float64)
+    if normalize not in ("max", "mean"):
+        raise ValueError(f"dice.ips_normalize must be max or mean, got '{normalize}'")
     if len(pop) == 0:
         return pop.astype(np.float32)
     if (pop <= 0).any():
         raise ValueError("ips_weights: every clicked content needs popularity >= 1")
-    if cap is not None and cap < 1:
+    if isinstance(cap, str) and cap != "median":
+        raise ValueError(f"dice.ips_cap must be a number >= 1, 'median' or null, got '{cap}'")
+    if not isinstance(cap, str) and cap is not None and cap < 1:
         raise ValueError(f"dice.ips_cap must be >= 1, got {cap}")
     w = pop.max() / pop
     if cap is not None:
-        w = np.minimum(w, cap)
-    return (w / w.mean()).astype(np.float32)
+        w = np.minimum(w, np.median(w) if cap == "median" else float(cap))
+    return (w / (w.max() if normalize == "max" else w.mean())).astype(np.float32)
 
 
 def sample_hard_negatives(rows: np.ndarray, band: np.ndarray, count: int,

@@ -8,14 +8,18 @@ Each group (or user, ``groups.mode=user``) and content has an interest and a con
 each from its own LightGCN branch over the group x content click graph (separate parameters);
 ``s_int = <q_int, i_int>``, ``s_con = <q_con, i_con>``, ``s_click = s_int + s_con``. Training
 triples (group of a user, clicked content, negative) take their negatives from the popularity-split
-sampler; ``L = L_click + a_int L_int + a_con L_con +/- b D`` with the margin and the auxiliary
-weights decayed by ``decay`` after every epoch. ``enabled=false`` is the same backbone with one
-vector and click BPR only (the non-disentangled baseline).
+sampler (the query's positives removed from both candidate sets before drawing; the share of
+false negatives, 0, and of fallback draws logged every epoch); ``L = L_click + a_int L_int + a_con
+L_con +/- b D`` (``D`` over contents plus over groups, as the authors' code, or jointly:
+``dis_scope``) with the margin and the auxiliary weights decayed by ``decay`` after every epoch;
+dropout on every propagation layer (``dropout_at=layer``, the authors') or on the final vectors.
+``enabled=false`` is the same backbone with one vector and click BPR only (the non-disentangled
+baseline).
 
 Baselines behind the same entry point (``enabled=false``): one LightGCN branch of twice the
 dimension (the authors match the budget: 128 vs 64 + 64) trained with click BPR, or with
-inverse-propensity-weighted BPR (``ips=true``: capped, normalised weights ``max(pop) / pop_i`` of
-the clicked content, the article's IPS-CN).
+inverse-propensity-weighted BPR (``ips=true``: weights ``max(pop) / pop_i`` of the clicked content,
+clipped at the median weight and divided by the max by default, the authors' IPS-CN).
 
 Hard negatives (``hard_negatives.enabled``): at the start of every epoch each query's contents
 ranked ``ranks[0]..ranks[1]`` by the current interest (baseline: click) score, its positives
@@ -23,9 +27,11 @@ excluded, form a band of near misses; a ``share`` of every positive's negatives 
 tagged by its popularity relation to the positive (more popular / less popular / neither: a
 "neither" triple enters the click loss only).
 
-Serving: u2i recall by the group's **interest** vector (``serve=interest``) or the concatenation
-(``serve=concat``), so a user with no click of its own is served through its group. Training
-protocol as the other trainable models (validation fold, selection on val recall@50).
+Serving: u2i recall by the group's **interest** vector (``serve=interest``, this repo's choice) or
+the concatenation (``serve=concat``, what the authors' code serves), so a user with no click of its
+own is served through its group; a group (or user) without a training click is back-filled.
+Training protocol as the other trainable models (:mod:`graphrecall.models.u2i`: validation fold,
+selection on val recall@50, plateau learning rate, optional refit and popularity bonus).
 """
 
 from __future__ import annotations
@@ -35,7 +41,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import pytorch_lightning as pl
 import scipy.sparse as sp
 import torch
 from torch import Tensor
@@ -47,7 +52,9 @@ from graphrecall.debias import (
     bpr,
     curriculum,
     dice_losses,
+    count_false_negatives,
     ips_weights,
+    popularity_index,
     popularity_relation,
     sample_hard_negatives,
     sample_popularity_negatives,
@@ -58,8 +65,14 @@ from graphrecall.models.features import content_features
 from graphrecall.models.lightgcn import FeatureLightGCNNet, LightGCNNet, bipartite_edge_index
 from graphrecall.models.popular import popularity_counts
 from graphrecall.metrics import mean_rowwise_spearman
-from graphrecall.models.u2i import U2IRecall, top_k_by_score, true_interest_agreement
-from graphrecall.training import EpochSeededSampler, PairDataset, RankingValidationModule, fit_with_selection, keep_batch
+from graphrecall.models.u2i import ScheduledModule, U2IRecall, top_k_by_score, true_interest_agreement
+from graphrecall.training import EpochSeededSampler, PairDataset, keep_batch
+
+
+DIS_SCOPES = ("separate", "joint")
+DROPOUT_AT = ("layer", "output")
+IPS_NORMALIZE = ("max", "mean")
+DIS_LOSSES = ("dcor", "l1", "l2")
 
 
 @dataclass
@@ -83,7 +96,7 @@ class FoldGraph:
     group_items: sp.csr_matrix
 
 
-class DICEModule(RankingValidationModule):
+class DICEModule(ScheduledModule):
     """Two LightGCN branches (interest, conformity) trained with the DICE losses.
 
     Args:
@@ -93,10 +106,14 @@ class DICEModule(RankingValidationModule):
         num_negatives, margin, pool: sampler (margin in popularity units; decays with the curriculum).
         a_int, a_con, b: loss weights; dis_loss: l1 | l2 | dcor.
         decay: curriculum factor per epoch.
-        dis_sample: the discrepancy is computed on at most this many of the batch's unique groups and
-            contents (a seeded sample; dCor costs O(n^2)); None: all of them.
-        dropout: on the propagated vectors, training only (authors: 0.2).
-        ips, ips_cap: inverse-propensity-weighted click BPR (baseline only).
+        dis_scope: ``separate`` (the authors' code: D over the batch's unique contents plus D over
+            its unique groups / users) | ``joint`` (one D over groups and contents together).
+        dis_sample: each discrepancy is computed on at most this many nodes (a seeded sample; dCor
+            costs O(n^2)); None: all of them.
+        dropout, dropout_at: dropout rate, training only (authors: 0.2), on every propagation layer's
+            output (``layer``, the authors' code) or on the final propagated vectors (``output``).
+        ips, ips_cap, ips_normalize: inverse-propensity-weighted click BPR (baseline only), weights
+            :func:`graphrecall.debias.ips_weights` (authors: ``median``, ``max``).
         hard_negatives: ``enabled, share, ranks`` (see the module docstring).
         backbone: ``lightgcn`` (free layer-0 rows, the authors' GNN variant) or ``lightgcn_features``
             (content layer-0 vectors from side-info ID features, :class:`FeatureLightGCNNet`);
@@ -107,7 +124,9 @@ class DICEModule(RankingValidationModule):
     def __init__(self, num_groups: int, num_contents: int, embedding_dim: int = 64, num_layers: int = 2,
                  enabled: bool = True, num_negatives: int = 4, margin: float = 10.0, pool: int = 40,
                  a_int: float = 0.1, a_con: float = 0.1, b: float = 0.01, dis_loss: str = "dcor",
-                 decay: float = 0.9, dis_sample: int | None = 1024, dropout: float = 0.0, ips: bool = False, ips_cap: float | None = None,
+                 decay: float = 0.9, dis_sample: int | None = 1024, dis_scope: str = "separate",
+                 dropout: float = 0.0, dropout_at: str = "layer", ips: bool = False,
+                 ips_cap: float | str | None = "median", ips_normalize: str = "max",
                  hard_negatives: dict[str, Any] | None = None, backbone: str = "lightgcn",
                  field_sizes: dict[str, int] | None = None, field_dim: int = 32, lr: float = 1e-3,
                  weight_decay: float = 5e-8, serve: str = "interest", seed: int = 0,
@@ -115,6 +134,10 @@ class DICEModule(RankingValidationModule):
         super().__init__()
         if ips and enabled:
             raise ValueError("model.dice.ips=true is the IPS-BPR baseline: it needs model.dice.enabled=false")
+        for key, value, allowed in (("dis_scope", dis_scope, DIS_SCOPES), ("dropout_at", dropout_at, DROPOUT_AT),
+                                    ("ips_normalize", ips_normalize, IPS_NORMALIZE), ("dis_loss", dis_loss, DIS_LOSSES)):
+            if value not in allowed:
+                raise ValueError(f"model.dice.{key} must be one of {allowed}, got '{value}'")
         hard = dict(hard_negatives or {})
         if hard.get("enabled"):
             lo, hi = (int(r) for r in hard.get("ranks", (50, 500)))
@@ -128,10 +151,13 @@ class DICEModule(RankingValidationModule):
         if backbone == "lightgcn_features" and not field_sizes:
             raise ValueError("model.dice.backbone=lightgcn_features needs side-info fields (the dataset has none)")
 
+        layer_dropout = float(dropout) if dropout_at == "layer" else 0.0
+
         def branch(dim: int) -> torch.nn.Module:  # separate parameters per branch
             if backbone == "lightgcn":
-                return LightGCNNet(num_groups, num_contents, dim, num_layers)
-            return FeatureLightGCNNet(num_groups, num_contents, dim, num_layers, dict(field_sizes), field_dim)
+                return LightGCNNet(num_groups, num_contents, dim, num_layers, layer_dropout)
+            return FeatureLightGCNNet(num_groups, num_contents, dim, num_layers, dict(field_sizes), field_dim,
+                                      layer_dropout)
 
         dim = embedding_dim if enabled else 2 * embedding_dim  # same budget as 64 + 64
         self.interest = branch(dim)
@@ -159,35 +185,55 @@ class DICEModule(RankingValidationModule):
             if net is not None:
                 net.set_graph(edge_index, weight)
         self.popularity, self.group_items, self.evaluator = popularity, group_items, evaluator
+        self.pop_index = popularity_index(popularity, group_items)  # the sampler's per-fold lookup
         if self.hparams.ips:
             clicked = np.unique(group_items.indices)
             weight = np.zeros(len(popularity), dtype=np.float32)
-            weight[clicked] = ips_weights(np.maximum(popularity[clicked], 1), self.hparams.ips_cap)
+            weight[clicked] = ips_weights(np.maximum(popularity[clicked], 1), self.hparams.ips_cap,
+                                          self.hparams.ips_normalize)
             self.ips_weight = weight
 
     def _dropout(self, *xs: Tensor) -> list[Tensor]:
-        p = float(self.hparams.dropout)
+        """``dropout_at=output``: dropout on the final vectors (``layer``: inside the branches)."""
+        p = float(self.hparams.dropout) if self.hparams.dropout_at == "output" else 0.0
         return [torch.nn.functional.dropout(x, p, self.training) if p > 0 else x for x in xs]
+
+    def discrepancy(self, interest: list[Tensor], conformity: list[Tensor]) -> Tensor:
+        """The signed discrepancy summed over node sets (``[n_k, d]`` each, interest vs conformity),
+        each estimated on at most ``dis_sample`` of its nodes."""
+        hp, terms = self.hparams, []
+        for a, b in zip(interest, conformity):
+            if hp.dis_sample and len(a) > hp.dis_sample:  # dCor is O(n^2): estimate it on a sample
+                keep = torch.randperm(len(a), device=a.device)[: int(hp.dis_sample)]
+                a, b = a[keep], b[keep]
+            terms.append(signed_discrepancy(a, b, hp.dis_loss))
+        return torch.stack(terms).sum()
 
     @torch.no_grad()
     def mine_hard_negatives(self) -> np.ndarray:
         """[Q, w] contents ranked ``ranks[0]..ranks[1]`` per query by the current interest score,
         positives excluded (-1 where a query's ranking runs out)."""
         lo, hi = (int(r) for r in self.hparams.hard_negatives.get("ranks", (50, 500)))
-        q_int, c_int = self.interest()
+        q_int, c_int = self.vectors("interest")  # eval mode: no dropout
         top = top_k_by_score(q_int.float().cpu(), c_int.float().cpu(), self.group_items, hi)
         return top[:, lo:hi]
 
+    @torch.no_grad()
     def vectors(self, serve: str | None = None) -> tuple[Tensor, Tensor]:
-        """([Q, d], [C, d]) served vectors: interest, or interest || conformity."""
+        """([Q, d], [C, d]) served vectors in eval mode: interest, or interest || conformity."""
+        was_training = self.training
+        self.eval()
         q_int, c_int = self.interest()
         if (serve or self.hparams.serve) == "concat" and self.conformity is not None:
             q_con, c_con = self.conformity()
-            return torch.cat([q_int, q_con], 1), torch.cat([c_int, c_con], 1)
+            q_int, c_int = torch.cat([q_int, q_con], 1), torch.cat([c_int, c_con], 1)
+        self.train(was_training)
         return q_int, c_int
 
     def on_train_epoch_start(self) -> None:
-        self._sums = {"more_popular": 0.0, "negatives": 0, "loss": 0.0, "steps": 0, "hard": 0, "hard_neither": 0}
+        super().on_train_epoch_start()
+        self._sums = {"more_popular": 0.0, "negatives": 0, "loss": 0.0, "steps": 0, "hard": 0, "hard_neither": 0,
+                      "false_negatives": 0.0, "fallback": 0, "uniform": 0, "no_candidate": 0}
         if (self.hparams.hard_negatives or {}).get("enabled"):
             self.hard_band = self.mine_hard_negatives()
 
@@ -199,6 +245,12 @@ class DICEModule(RankingValidationModule):
                      sync_dist=True)
             self.log("train/margin", curriculum(self.hparams.margin, self.current_epoch, self.hparams.decay),
                      on_epoch=True, sync_dist=True)
+            # sampler health: negatives that are the query's own positives (0 by construction, checked
+            # independently), draws that fell back to one set / to uniform, draws with no candidate
+            n = max(s["negatives"], 1)
+            for key in ("false_negative", "fallback", "uniform", "no_candidate"):
+                total = s["false_negatives"] if key == "false_negative" else s[key]
+                self.log(f"train/{key}_share", total / n, on_epoch=True, sync_dist=True)
             if s["hard"]:
                 self.log("train/hard_share", s["hard"] / max(s["negatives"], 1), on_epoch=True, sync_dist=True)
                 self.log("train/hard_neither_share", s["hard_neither"] / s["hard"], on_epoch=True, sync_dist=True)
@@ -212,7 +264,7 @@ class DICEModule(RankingValidationModule):
         margin = curriculum(hp.margin, self.current_epoch, hp.decay)
         q_np, pos_np = q.cpu().numpy(), pos.cpu().numpy()
         negs = sample_popularity_negatives(q_np, pos_np, self.popularity, self.group_items,
-                                           hp.num_negatives, margin, hp.pool, rng)
+                                           hp.num_negatives, margin, hp.pool, rng, index=self.pop_index)
         n = hp.num_negatives
         items, more, less = negs.items, negs.more_popular, ~negs.more_popular
         hard = np.zeros_like(more)
@@ -224,6 +276,8 @@ class DICEModule(RankingValidationModule):
             items[:, : mined.shape[1]] = np.where(mined >= 0, mined, items[:, : mined.shape[1]])
             more_h, less_h = popularity_relation(self.popularity[pos_np][:, None], self.popularity[items], margin)
             more, less = np.where(hard, more_h, more), np.where(hard, less_h, less)
+        inert = negs.no_candidate & ~hard  # the positive repeated: no gradient, counted apart
+        false_negatives = count_false_negatives(q_np, items, self.group_items, skip=inert)
         qq, ii = q.repeat_interleave(n), pos.repeat_interleave(n)
         jj = torch.from_numpy(items.reshape(-1)).to(q.device)
         mask_more = torch.from_numpy(more.reshape(-1)).to(q.device)
@@ -240,11 +294,10 @@ class DICEModule(RankingValidationModule):
             s_con_pos, s_con_neg = (q_con[qq] * c_con[ii]).sum(-1), (q_con[qq] * c_con[jj]).sum(-1)
             parts = dice_losses(s_int_pos, s_int_neg, s_con_pos, s_con_neg, mask_more, mask_less)
             uq, ui = torch.unique(q), torch.unique(torch.cat([pos, jj]))
-            nodes_int, nodes_con = torch.cat([q_int[uq], c_int[ui]]), torch.cat([q_con[uq], c_con[ui]])
-            if hp.dis_sample and len(nodes_int) > hp.dis_sample:  # dCor is O(n^2): estimate it on a sample
-                keep = torch.randperm(len(nodes_int), device=nodes_int.device)[: int(hp.dis_sample)]
-                nodes_int, nodes_con = nodes_int[keep], nodes_con[keep]
-            disc = signed_discrepancy(nodes_int, nodes_con, hp.dis_loss)
+            if hp.dis_scope == "separate":  # the authors' code: contents, then groups / users
+                disc = self.discrepancy([c_int[ui], q_int[uq]], [c_con[ui], q_con[uq]])
+            else:
+                disc = self.discrepancy([torch.cat([q_int[uq], c_int[ui]])], [torch.cat([q_con[uq], c_con[ui]])])
             a_int = curriculum(hp.a_int, self.current_epoch, hp.decay)
             a_con = curriculum(hp.a_con, self.current_epoch, hp.decay)
             loss = parts["click"] + a_int * parts["interest"] + a_con * parts["conformity"] + hp.b * disc
@@ -254,6 +307,10 @@ class DICEModule(RankingValidationModule):
             s["negatives"] += more.size
             s["hard"] += int(hard.sum())
             s["hard_neither"] += int((hard & ~more & ~less).sum())
+            s["false_negatives"] += false_negatives
+            s["fallback"] += int((negs.fallback & ~hard).sum())
+            s["uniform"] += int((negs.uniform & ~hard).sum())
+            s["no_candidate"] += int(inert.sum())
             s["loss"] += float(loss.detach())
             s["steps"] += 1
         return loss
@@ -261,7 +318,7 @@ class DICEModule(RankingValidationModule):
     def validation_metrics(self) -> dict[str, float] | None:
         return None if self.evaluator is None else self.evaluator(*self.vectors())
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def make_optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, betas=(0.5, 0.99), amsgrad=True,
                                 weight_decay=self.hparams.weight_decay)
 
@@ -313,40 +370,37 @@ class DICERecall(U2IRecall):
             weight = None
         return FoldGraph(q_of_user, num_groups, torch.from_numpy(q), torch.from_numpy(i), edges, weight, group_items)
 
-    def _train(self, fold: Fold, dataset: FeedDataset, run_dir: Path) -> dict[str, Any]:
-        pl.seed_everything(self.seed, workers=True, verbose=False)
-        self.set_fallback(fold, dataset)
+    def build(self, fold: Fold, dataset: FeedDataset, evaluator: Callable | None) -> tuple[DICEModule, DataLoader]:
+        """A fresh DICE module bound to ``fold``; :attr:`trained_users` = users whose query (group, or
+        the user itself) has a training click in this window: only those vectors are ever served."""
         data = self._fold_data(fold, dataset)
-        q_of_user, num_groups, q, i = data.q_of_user, data.num_groups, data.queries, data.contents
-        if len(q) == 0:
+        if len(data.queries) == 0:
             raise ValueError(f"the {fold.name} fold has no training click to train on")
-        self.q_of_user = q_of_user
+        self.q_of_user = data.q_of_user
         if self.dice_cfg.get("backbone", "lightgcn") == "lightgcn_features":
             self.dice_cfg["field_sizes"] = {f: b.num_values for f, b in content_features(dataset).items()}
-        self.module = DICEModule(num_groups, dataset.num_contents, **self.dice_cfg, seed=self.seed,
+        self.module = DICEModule(data.num_groups, dataset.num_contents, **self.dice_cfg, seed=self.seed,
                                  lr=float(self.optim.get("lr", 1e-3)),
                                  weight_decay=float(self.optim.get("weight_decay", 5e-8)), run_config=self.run_config)
-        self.bind(fold, dataset)
-        self.module.evaluator = self.validation_evaluator(fold, dataset)
-        positives = PairDataset(q, i)
+        self.module.evaluator = evaluator
+        self.bind(fold, dataset, data)
+        trained_queries = np.asarray(data.group_items.getnnz(axis=1) > 0)
+        # a user is served by the model when its query has training clicks (in group mode, zero-click
+        # users of such a group too); fixed here, at training time, not by a later fold's window
+        self.trained_users = trained_queries[data.q_of_user]
+        positives = PairDataset(data.queries, data.contents)
         loader = DataLoader(positives, batch_size=int(self.optim.get("batch_size", 512)), collate_fn=keep_batch,
                             sampler=EpochSeededSampler(len(positives), self.seed))
-        result = fit_with_selection(self.module, loader, self.trainer_cfg, self.logger_cfg, run_dir,
-                                    self.run_config, self.resume_from, self.extra_callbacks)
-        self.best_checkpoint = result.pop("best_checkpoint")
-        return {**result, "positives": len(positives), "groups": num_groups}
+        return self.module, loader
 
-    def bind(self, fold: Fold, dataset: FeedDataset) -> dict[str, Any]:
-        data = self._fold_data(fold, dataset)
+    def bind(self, fold: Fold, dataset: FeedDataset, data: FoldGraph | None = None) -> dict[str, Any]:
+        """Propagate over ``fold``'s group graph and sample against its popularity and positives."""
+        data = data or self._fold_data(fold, dataset)
         pop = popularity_counts(fold.train, dataset.num_contents, "users")
-        evaluator = self.module.evaluator
         features = content_features(dataset) if self.module.hparams.backbone == "lightgcn_features" else None
-        self.module.attach(data.edges, pop, data.group_items, evaluator, data.edge_weight, features)
-        trained_groups = np.asarray(data.group_items.getnnz(axis=1) > 0)
-        # a user is served by the model when its group has training clicks (zero-click users too)
-        self.trained_users = trained_groups[data.q_of_user]
+        self.module.attach(data.edges, pop, data.group_items, self.module.evaluator, data.edge_weight, features)
         return {"graph/edges": int(len(data.edges[0])), "graph/clicked_pairs": int(data.group_items.nnz),
-                "groups_with_clicks": int(trained_groups.sum())}
+                "groups_with_clicks": int((data.group_items.getnnz(axis=1) > 0).sum()), "groups": data.num_groups}
 
     def diagnostics(self, fold: Fold, dataset: FeedDataset, run_dir: Path | None = None) -> dict[str, float]:
         """Per branch: Spearman agreement of its scores with the true interest (synthetic) and of its
@@ -355,6 +409,7 @@ class DICERecall(U2IRecall):
         out = super().diagnostics(fold, dataset, run_dir)
         users = self.diagnostic_users(fold, seed=self.seed)
         pop = popularity_counts(fold.train, dataset.num_contents, "users").astype(np.float64)
+        self.module.eval()  # no dropout in the diagnosed vectors
         with torch.no_grad():
             branches = {"interest": self.module.interest()}
             if self.module.conformity is not None:
@@ -396,15 +451,3 @@ class DICERecall(U2IRecall):
 
     def _set_vectors(self, group_vectors: Tensor, content_vectors: Tensor) -> None:
         super()._set_vectors(group_vectors[torch.from_numpy(self.q_of_user)], content_vectors)
-
-    def fit(self, fold: Fold, dataset: FeedDataset, cache_dir: str | None = None,
-            run_dir: Path | None = None) -> dict[str, Any]:
-        info: dict[str, Any] = {}
-        self.set_fallback(fold, dataset)
-        if self.module is None:
-            info.update(self._train(fold, dataset, Path(run_dir or "outputs/adhoc")))
-        info.update(self.bind(fold, dataset))
-        self.module.to("cpu")
-        with torch.no_grad():
-            self._set_vectors(*self.module.vectors())
-        return info

@@ -13,11 +13,32 @@ import scipy.sparse as sp
 from graphrecall.data.schema import CONTENT_ID, FeedDataset
 from graphrecall.data.splits import Fold
 from graphrecall.models.base import Recommendations
-from graphrecall.models.popular import popularity_ranking
+from graphrecall.models.popular import popularity_ranking, recency_window
 from graphrecall.recall.pool import CandidatePool
 from graphrecall.recall.triggers import aggregate_recall, recall_with_triggers, seen_matrix, trigger_lists
 
 SERVING_MODES = ("quota", "aggregate")
+
+
+def popularity_beta_grid(beta: float | list[float]) -> list[float]:
+    """``recall.popularity_beta`` as a list: one value (fixed) or a grid (chosen on validation)."""
+    grid = [float(b) for b in (beta if isinstance(beta, (list, tuple)) else [beta])]
+    if not grid:
+        raise ValueError("recall.popularity_beta must be a number or a non-empty list of numbers")
+    return grid
+
+
+def choose_popularity_beta(grid: list[float], evaluate, fold_name: str) -> tuple[float, dict[str, float]]:
+    """The grid's value with the best validation recall@50 (``evaluate() -> {beta: recall}``; ties:
+    the first in grid order) and what to log; a single value is returned as is. Refuses any fold
+    but ``val``: the test fold is never read for a choice."""
+    if len(grid) == 1:
+        return grid[0], {}
+    if fold_name != "val":
+        raise ValueError(f"recall.popularity_beta is a grid: it is chosen on the val fold, not on '{fold_name}'")
+    by_beta = evaluate()
+    best = max(grid, key=lambda b: (by_beta[b], -grid.index(b)))
+    return best, {"serving/popularity_beta": best, **{f"serving/val_recall@50_beta={b:g}": r for b, r in by_beta.items()}}
 
 
 class PoolRecall:
@@ -43,10 +64,7 @@ class PoolRecall:
                             **dict(triggers or {})}
         if self.trigger_cfg["mode"] not in SERVING_MODES:
             raise ValueError(f"recall.mode must be one of {SERVING_MODES}, got '{self.trigger_cfg['mode']}'")
-        beta = self.trigger_cfg["popularity_beta"]
-        self.beta_grid = [float(b) for b in (beta if isinstance(beta, (list, tuple)) else [beta])]
-        if not self.beta_grid:
-            raise ValueError("recall.popularity_beta must be a number or a non-empty list of numbers")
+        self.beta_grid = popularity_beta_grid(self.trigger_cfg["popularity_beta"])
         if self.trigger_cfg["mode"] == "quota" and any(b != 0.0 for b in self.beta_grid):
             raise ValueError("recall.popularity_beta needs recall.mode=aggregate (quota serving ranks by "
                              "neighbour rank, not by score)")
@@ -57,7 +75,8 @@ class PoolRecall:
         self.recent_log_popularity: np.ndarray | None = None
 
     def set_fallback(self, fold: Fold, dataset: FeedDataset) -> None:
-        self.fallback, recent = popularity_ranking(fold.train, dataset.num_contents, self.backfill_recent_days)
+        self.fallback, recent = popularity_ranking(fold.train, dataset.num_contents,
+                                                   recency_window(fold, self.backfill_recent_days))
         self.recent_log_popularity = np.log1p(recent)
 
     def user_context(self, users: np.ndarray, fold: Fold, num_contents: int) -> tuple[list[np.ndarray], sp.csr_matrix]:
@@ -102,14 +121,10 @@ class PoolRecall:
     def choose_serving(self, fold: Fold, dataset: FeedDataset) -> dict[str, float]:
         """Choose ``popularity_beta`` from its grid on this fold's recall@50; the fold must be the
         validation fold (the test fold is never read for a choice). Ties: the first in grid order."""
-        if len(self.beta_grid) == 1:
-            return {}
-        if fold.name != "val":
-            raise ValueError(f"recall.popularity_beta is a grid: it is chosen on the val fold, not on '{fold.name}'")
-        by_beta = self.beta_evaluator(fold, dataset)()
-        self.popularity_beta = max(self.beta_grid, key=lambda b: (by_beta[b], -self.beta_grid.index(b)))
-        return {"serving/popularity_beta": self.popularity_beta,
-                **{f"serving/val_recall@50_beta={b:g}": r for b, r in by_beta.items()}}
+        beta, info = choose_popularity_beta(self.beta_grid, lambda: self.beta_evaluator(fold, dataset)(), fold.name)
+        if info:
+            self.popularity_beta = beta
+        return info
 
     def recommend(self, users: np.ndarray, fold: Fold, k: int) -> Recommendations:
         return self.serve(users, self.user_context(users, fold, self.pool.num_contents), k)

@@ -39,6 +39,23 @@ def bipartite_edge_index(users: Tensor, contents: Tensor, num_users: int) -> Ten
     return torch.stack([torch.cat([src, dst]), torch.cat([dst, src])])
 
 
+def propagate(adj: Tensor, x: Tensor, num_layers: int, dropout: float = 0.0, training: bool = False) -> Tensor:
+    r"""Layer mean of LightGCN propagation, :math:`\frac{1}{L+1}\sum_l x^{(l)}` with
+    :math:`x^{(l+1)} = \mathrm{dropout}(A x^{(l)})`: dropout on every layer's output (training only,
+    layer 0 untouched; the dropped vectors feed the next layer), as in the DICE authors' LightGCN.
+
+    Shapes:
+        ``adj [N, N]`` sparse, ``x [N, d] -> [N, d]``
+    """
+    out = x
+    for _ in range(num_layers):
+        x = adj @ x
+        if dropout > 0:
+            x = torch.nn.functional.dropout(x, dropout, training)
+        out = out + x
+    return out / (num_layers + 1)
+
+
 def normalized_adjacency(edge_index: Tensor, num_nodes: int, edge_weight: Tensor | None = None) -> Tensor:
     """[N, N] sparse CSR :math:`D^{-1/2} A D^{-1/2}` of an undirected graph (no self-loops); with
     ``edge_weight`` [E], ``A`` holds the weights and ``D`` the weighted degrees."""
@@ -60,6 +77,7 @@ class LightGCNNet(nn.Module):
         num_contents: C.
         embedding_dim: d (default 64).
         num_layers: L propagation layers (default 2).
+        dropout: on every propagation layer's output, training only (:func:`propagate`; default 0).
 
     Shapes:
         - set_graph: ``edge_index [2, E]`` over ``U + C`` nodes
@@ -67,9 +85,10 @@ class LightGCNNet(nn.Module):
         - ego: ``users [n], contents [m] -> [n + m, d]`` (layer-0 rows)
     """
 
-    def __init__(self, num_users: int, num_contents: int, embedding_dim: int = 64, num_layers: int = 2) -> None:
+    def __init__(self, num_users: int, num_contents: int, embedding_dim: int = 64, num_layers: int = 2,
+                 dropout: float = 0.0) -> None:
         super().__init__()
-        self.num_users, self.num_contents = num_users, num_contents
+        self.num_users, self.num_contents, self.num_layers, self.dropout = num_users, num_contents, num_layers, dropout
         num_nodes = num_users + num_contents
         self.lightgcn = LightGCN(num_nodes, embedding_dim, num_layers, normalize=False)  # normalised once
         empty = torch.zeros(2, 0, dtype=torch.long)
@@ -81,7 +100,10 @@ class LightGCNNet(nn.Module):
         self.adj = adj.to(self.lightgcn.embedding.weight.device)
 
     def forward(self) -> tuple[Tensor, Tensor]:
-        out = self.lightgcn.get_embedding(self.adj)
+        if self.dropout > 0 and self.training:
+            out = propagate(self.adj, self.lightgcn.embedding.weight, self.num_layers, self.dropout, True)
+        else:
+            out = self.lightgcn.get_embedding(self.adj)
         return out[: self.num_users], out[self.num_users :]
 
     def ego(self, users: Tensor, contents: Tensor) -> Tensor:
@@ -100,6 +122,7 @@ class FeatureLightGCNNet(nn.Module):
     Args:
         num_users: U; num_contents: C; embedding_dim: d; num_layers: L.
         field_sizes: vocabulary size of every side-info field; field_dim: their embedding size.
+        dropout: on every propagation layer's output, training only (:func:`propagate`).
 
     Shapes:
         - set_graph: ``edge_index [2, E]`` over ``U + C`` nodes, optional ``edge_weight [E]``
@@ -108,11 +131,12 @@ class FeatureLightGCNNet(nn.Module):
     """
 
     def __init__(self, num_users: int, num_contents: int, embedding_dim: int, num_layers: int,
-                 field_sizes: dict[str, int], field_dim: int = 32) -> None:
+                 field_sizes: dict[str, int], field_dim: int = 32, dropout: float = 0.0) -> None:
         super().__init__()
         from graphrecall.models.encoders import SideInfoEncoder
 
         self.num_users, self.num_contents, self.num_layers = num_users, num_contents, num_layers
+        self.dropout = dropout
         self.user_embedding = nn.Embedding(num_users, embedding_dim)
         nn.init.xavier_uniform_(self.user_embedding.weight)  # as PyG's LightGCN
         self.content_encoder = SideInfoEncoder(field_sizes, field_dim, embedding_dim, num_nodes=num_contents)
@@ -135,11 +159,7 @@ class FeatureLightGCNNet(nn.Module):
             raise RuntimeError("FeatureLightGCNNet: call set_features() before forward()")
         contents = torch.arange(self.num_contents, device=self.user_embedding.weight.device)
         x = torch.cat([self.user_embedding.weight, self.content_encoder(contents, self.features)])
-        out = x
-        for _ in range(self.num_layers):
-            x = self.adj @ x
-            out = out + x
-        out = out / (self.num_layers + 1)
+        out = propagate(self.adj, x, self.num_layers, self.dropout, self.training)
         return out[: self.num_users], out[self.num_users :]
 
     def __repr__(self) -> str:
