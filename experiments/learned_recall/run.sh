@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # Issue 10, first measurements: the article's recipe vs the next-click objective, quota vs aggregate
 # serving with a validation-chosen popularity bonus, refit on the test fold; MovieLens-100K temporal.
-# Usage: bash experiments/learned_recall/run.sh [seeds, default "0 1 2"]
+# Usage: bash experiments/learned_recall/run.sh [seeds, default "0 1 2"] [variants, default all]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1
 PY=.venv/bin/python
 SEEDS=${1:-"0 1 2"}
+VARIANTS=${2:-all}
 OUT=multirun/learned_recall
 BETAS='recall.popularity_beta=[0,0.001,0.003,0.01,0.03,0.1,0.3,1,3,10]'
 COMMON=(dataset=movielens100k trainer.enable_progress_bar=false)
 run() {  # name, overrides...
   local name=$1; shift
+  [ "$VARIANTS" = all ] || [[ " $VARIANTS " == *" $name "* ]] || return 0
   for s in $SEEDS; do
+    [ -f $OUT/$name/seed$s/metrics.json ] && { echo "exists: $name seed $s"; continue; }
+    rm -rf $OUT/$name/seed$s
     $PY train.py "${COMMON[@]}" seed=$s "$@" hydra.run.dir=$OUT/$name/seed$s > /dev/null 2>$OUT/$name.seed$s.log \
       || { echo "FAILED: $name seed $s (log: $OUT/$name.seed$s.log)"; exit 1; }
     echo "done: $name seed $s"
@@ -28,5 +32,7 @@ run sage_next_click_aggregate_refit model=sage model.objective=next_click model.
   model.optim.batch_size=1024 model.next_click.num_uniform=256
 run sage_next_click_cosine_aggregate_refit model=sage model.objective=next_click model.refit=true recall.mode=aggregate "$BETAS" \
   model.optim.batch_size=1024 model.next_click.num_uniform=256 model.encoder.normalize=true model.optim.temperature=0.1
+# the learned recipe of conf/model/sage_next_click.yaml: next click + popularity term, probability pool, refit
+run sage_next_click_popularity model=sage_next_click
 $PY experiments/learned_recall/table.py $OUT > experiments/learned_recall/movielens100k.md
 cat experiments/learned_recall/movielens100k.md
