@@ -89,14 +89,19 @@ def test_bad_backend_and_spark_keys_name_the_key(spark, world):
         build_view_graph(clicks, dataset, backend="spark", spark={"partitions": 4})
 
 
+STAGE1_ONE_EPOCH = ["model=sage", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+                    "trainer.early_stopping_patience=0", "model.optim.batch_size=256"]
+
+
 @pytest.mark.slow
-def test_coclick_trains_and_evaluates_the_same_on_both_backends(spark, tiny_cfg, tmp_path):
+@pytest.mark.parametrize("model", [["model=coclick"], STAGE1_ONE_EPOCH], ids=["coclick", "stage1"])
+def test_model_trains_and_evaluates_the_same_on_both_backends(spark, tiny_cfg, tmp_path, model):
     import train
     from omegaconf import open_dict
 
     results = {}
     for backend in ("scipy", "spark"):
-        cfg = tiny_cfg(["model=coclick", f"graph.backend={backend}", f"graph.spark.work_dir={tmp_path / 'spark'}"])
+        cfg = tiny_cfg([*model, f"graph.backend={backend}", f"graph.spark.work_dir={tmp_path / 'spark'}"])
         with open_dict(cfg):
             cfg.run_dir, cfg.cache_dir = str(tmp_path / backend), None  # no cache: each backend builds
         results[backend], _ = train.train(cfg)

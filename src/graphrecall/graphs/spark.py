@@ -14,12 +14,23 @@ edges and weights agree bit for bit:
   ``cosine`` = ``N(i,j) * (1 / sqrt N(i)) * (1 / sqrt N(j))``; group graph ``C(t,j) / sum_k C(t,k)``;
 * keep ``w > tau`` and ``N >= min_count``, then the top-k per row by weight (ties: lower column).
 
+Inside the pipeline (``train.py ... graph.backend=spark``) the window's clicks are written to
+parquet and the edge lists read back into the same CSR matrices as the scipy backend. For a log
+that does not fit the driver, run the job on its own (executors need no Python package: DataFrame
+API only, no UDFs)::
+
+    spark-submit --master <cluster> src/graphrecall/graphs/spark.py \
+        --clicks <clicks parquet: u, i, timestamp> --out <folder> --tau 0.01 [--top-k 50]
+
 ``pyspark`` is an optional dependency (``pip install -e .[spark]``); this module imports it lazily.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -57,7 +68,10 @@ def spark_session(master: str = "local[*]", shuffle_partitions: int = 8, **conf:
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
-    builder = (SparkSession.builder.master(master).appName("graphrecall-graphs")
+    builder = SparkSession.builder
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:  # not under spark-submit, whose --master must win
+        builder = builder.master(master)
+    builder = (builder.appName("graphrecall-graphs")
                .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
                .config("spark.sql.shuffle.partitions", str(int(shuffle_partitions))))
     for key, value in conf.items():
@@ -226,8 +240,8 @@ def read_edges(path: str | Path, shape: tuple[int, int], value: str = "w") -> sp
 class SparkGraph:
     """What one Spark build leaves: the edge lists on disk and the pruning statistics."""
 
-    edges_path: Path          # parquet i, j, n, w (kept edges)
-    counts_path: Path | None  # parquet i, j, n, w (every pair before pruning), when asked for
+    edges_path: str          # parquet i, j, n, w (kept edges)
+    counts_path: str | None  # parquet i, j, n, w (every pair before pruning), when asked for
     stats: GraphStats
 
 
@@ -237,18 +251,17 @@ def run_job(weighted: DataFrame, kept: DataFrame, out_dir: str | Path, tau: floa
 
     The pairs are persisted first, so the join runs once for the writes and the statistics.
     """
-    out_dir = Path(out_dir)
+    base = str(out_dir).rstrip("/")  # a local folder or a URI Spark writes to (hdfs://..., s3a://...)
+    edges_path, counts_path = f"{base}/edges", (f"{base}/counts" if write_counts else None)
     weighted = weighted.persist()
     try:
-        kept.write.mode("overwrite").parquet(str(out_dir / "edges"))
-        counts_path = None
-        if write_counts:
-            weighted.write.mode("overwrite").parquet(str(out_dir / "counts"))
-            counts_path = out_dir / "counts"
+        kept.write.mode("overwrite").parquet(edges_path)
+        if counts_path:
+            weighted.write.mode("overwrite").parquet(counts_path)
         stats = prune_stats(weighted, kept, tau, min_count, num_rows, name)
     finally:
         weighted.unpersist()
-    return SparkGraph(out_dir / "edges", counts_path, stats)
+    return SparkGraph(edges_path, counts_path, stats)
 
 
 def clicks_to_parquet(window: pd.DataFrame, path: str | Path) -> Path:
@@ -296,3 +309,45 @@ def build_with_spark(window: pd.DataFrame, shape: tuple[int, int], name: str, jo
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
     return weights, counts, built.stats
+
+
+# ------------------------------------------------------------------------------- standalone job
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Build one content co-click graph from a parquet click table (any path Spark reads) and
+    write ``<out>/edges`` (kept ``i, j, n, w``) and, with ``--counts``, ``<out>/counts``; prints
+    the statistics as JSON."""
+    p = argparse.ArgumentParser(description="co-click graph as a Spark job (graphrecall.graphs.spark)")
+    p.add_argument("--clicks", required=True, help="parquet with integer u, i and timestamp (Unix seconds)")
+    p.add_argument("--out", required=True, help="output folder (edges/, counts/)")
+    p.add_argument("--session-days", type=float, default=3.0)
+    p.add_argument("--origin", type=int, default=None, help="session bucket origin (default: first click)")
+    p.add_argument("--weighting", default="row", choices=WEIGHTINGS)
+    p.add_argument("--tau", type=float, default=0.0)
+    p.add_argument("--min-count", type=int, default=1)
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--num-contents", type=int, default=None, help="catalogue size (default: max i + 1)")
+    p.add_argument("--counts", action="store_true", help="also write every pair before pruning")
+    p.add_argument("--master", default="local[*]", help="ignored under spark-submit")
+    p.add_argument("--shuffle-partitions", type=int, default=200)
+    args = p.parse_args(argv)
+    from pyspark.sql import functions as F
+
+    spark = spark_session(args.master, args.shuffle_partitions)
+    clicks = spark.read.parquet(args.clicks)
+    origin, num_contents = args.origin, args.num_contents
+    if origin is None or num_contents is None:
+        first = clicks.agg(F.min("timestamp").alias("t"), F.max("i").alias("i")).first()
+        origin = int(first["t"]) if origin is None else origin
+        num_contents = int(first["i"]) + 1 if num_contents is None else num_contents
+    weighted, kept = coclick_job(clicks, args.session_days, origin, args.tau, args.weighting, args.min_count,
+                                 args.top_k)
+    built = run_job(weighted, kept, args.out, args.tau, args.min_count, num_contents, "content", args.counts)
+    stats = built.stats.as_dict()
+    print(json.dumps(stats))
+    return stats
+
+
+if __name__ == "__main__":
+    main()
