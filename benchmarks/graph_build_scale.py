@@ -155,10 +155,11 @@ def run_child(backend: str, clicks: Path, out: Path, args: argparse.Namespace) -
     thread.start()
     stdout, _ = proc.communicate()
     thread.join()
+    load = os.getloadavg()[0]  # other work on the machine slows both backends: printed with each result
     lines = [ln for ln in stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode or not lines:
         raise RuntimeError(f"{backend} build failed (exit {proc.returncode}): {stdout[-2000:]}")
-    return {**json.loads(lines[-1][len("RESULT "):]), "peak_gib": peak[0] / GIB}
+    return {**json.loads(lines[-1][len("RESULT "):]), "peak_gib": peak[0] / GIB, "load_avg_1min": load}
 
 
 def compare(out: Path, num_contents: int) -> dict:

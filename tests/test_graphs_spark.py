@@ -109,3 +109,14 @@ def test_model_trains_and_evaluates_the_same_on_both_backends(spark, tiny_cfg, t
     assert "val/recall@50" in scores and "test/recall@50" in scores
     assert {k: results["spark"][k] for k in scores} == scores
     assert (tmp_path / "spark" / "content" / "edges").is_dir()  # the spark run really went through Spark
+
+
+def test_standalone_job_writes_the_scipy_edges(spark, world, tmp_path):
+    dataset, clicks = world
+    path = spark_graphs.clicks_to_parquet(clicks, tmp_path / "clicks.parquet")
+    stats = spark_graphs.main(["--clicks", str(path), "--out", str(tmp_path / "out"), "--tau", "0.02",
+                               "--top-k", "6", "--num-contents", str(dataset.num_contents)])
+    expected = build_view_graph(clicks, dataset, tau=0.02, top_k=6)  # origin: the first click in both
+    got = spark_graphs.read_edges(tmp_path / "out" / "edges", expected.weights.shape)
+    assert (got != expected.weights).nnz == 0 and got.nnz == expected.weights.nnz > 0
+    assert stats == expected.stats.as_dict() and not (tmp_path / "out" / "counts").exists()
