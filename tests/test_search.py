@@ -115,3 +115,68 @@ def test_sage_trial_is_pruned_through_the_lightning_loop(tmp_path):
     assert list(trial.intermediate_values) == [0] and 0.0 <= trial.intermediate_values[0] <= 1.0
     assert summary["counts"]["pruned"] == 1 and summary["best"] is None
     assert SageRecall.extra_callbacks is None  # callbacks go to the trial's model instance, not the class
+
+
+# ---- parallel workers (hparams_search.workers) ----------------------------------------------------
+
+
+def _claimed_trial(tmp: Path, name: str, worker: str) -> optuna.trial.Trial:
+    """A RUNNING trial of ``name`` claimed by ``worker`` with one heartbeat, as a worker leaves it
+    when it is killed mid-trial."""
+    scfg = search.load_study_config(name, _study(tmp, "heartbeat_interval=1", "grace_period=2"))
+    study = optuna.create_study(storage=search.make_storage(scfg), study_name=name, direction="maximize",
+                                load_if_exists=True)
+    trial = study.ask()
+    trial.set_user_attr("worker", worker)
+    study._storage.record_heartbeat(trial._trial_id)
+    return trial
+
+
+@pytest.mark.slow
+def test_two_worker_processes_share_one_study_and_run_each_trial_once(tmp_path):
+    summary, study = search.run_search("coclick_tau", _train(tmp_path), _study(tmp_path, "n_trials=4", "workers=2", "poll_seconds=0.5"))
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [State.COMPLETE] * 4 and summary["counts"]["complete"] == 4
+    logs = [(tmp_path / "optuna" / "coclick_tau" / f"worker_{k}.log").read_text() for k in range(2)]
+    for t in trials:
+        assert t.value == _run_metrics(t)["val/recall@50"]
+        # each trial was run by exactly one worker process, which logged its result
+        assert sum(f"Trial {t.number} finished" in log for log in logs) == 1
+    assert len({t.user_attrs["run_dir"] for t in trials}) == 4
+    # workers have their own sampler seeds: four distinct proposals
+    assert len({t.params["dataset.graph_tau"] for t in trials}) == 4
+
+    for log in logs:  # both processes worked on the same study until it was full
+        assert "study 'coclick_tau'" in log and ": 4 complete, 0 pruned, 0 failed" in log
+
+
+def test_a_dead_workers_trial_goes_stale_and_is_replaced(tmp_path):
+    dead = _claimed_trial(tmp_path, "coclick_tau", "gone:1")  # never finishes, no heartbeat after this
+    summary, study = search.run_search("coclick_tau", _train(tmp_path), _study(
+        tmp_path, "n_trials=2", "heartbeat_interval=1", "grace_period=2", "poll_seconds=0.2"))
+    trials = study.get_trials()
+    assert trials[0].number == dead.number and trials[0].state == State.FAIL  # failed as stale, not run
+    assert "metrics" not in trials[0].user_attrs
+    assert [t.state for t in trials[1:]] == [State.COMPLETE] * 2
+    assert summary["counts"] == {"complete": 2, "pruned": 0, "fail": 1, "running": 0, "waiting": 0, "surplus": 0}
+
+
+def test_a_trial_asked_after_the_budget_is_taken_is_surplus_and_runs_nothing(tmp_path):
+    _claimed_trial(tmp_path, "coclick_tau", "alive:1")  # a live worker holds the only slot
+    scfg = search.load_study_config("coclick_tau", _study(tmp_path, "n_trials=1"))
+    study = optuna.load_study(study_name="coclick_tau", storage=search.make_storage(scfg))
+    objective = search.Objective(scfg, _train(tmp_path), ["val/recall@50"], tmp_path / "out", prune=False)
+    budget = search.Budget(1, max_failures=1)
+    study.optimize(objective, n_trials=1, catch=(search.SurplusTrial,), callbacks=[budget])
+    late = study.get_trials()[-1]
+    assert late.state == State.FAIL and late.user_attrs["surplus"] and not late.params
+    assert not (tmp_path / "out").exists() and not budget.stopped_by_failures and budget.failures == 0
+
+
+def test_storage_that_is_not_a_database_url_names_the_key(tmp_path):
+    scfg = search.load_study_config("coclick_tau", _study(tmp_path, f"storage={tmp_path / 'journal.log'}"))
+    with pytest.raises(ValueError, match="hparams_search.storage"):
+        search.make_storage(scfg)
+    scfg = search.load_study_config("coclick_tau", _study(tmp_path, "heartbeat_interval=5", "grace_period=5"))
+    with pytest.raises(ValueError, match="hparams_search.grace_period"):
+        search.make_storage(scfg)

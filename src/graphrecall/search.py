@@ -26,16 +26,33 @@
   URL built at run time) and is loaded if it exists; re-running the same command continues it until
   ``n_trials`` trials have *finished* (COMPLETE + PRUNED) in total. The sampler is reseeded with
   ``seed + number of trials so far``, so a resumed study does not re-propose its first trials.
+* Parallel workers: ``hparams_search.workers=N`` launches N worker processes of the same command
+  (``python -m graphrecall.search``, logs in ``<output_dir>/<study_name>/worker_<k>.log``) that share
+  the study through its storage; N launches of the same command on several machines with one
+  ``storage`` URL (PostgreSQL on a cluster) do the same (give each its own
+  ``hparams_search.worker_rank``). Each trial is asked from the storage once, so no trial runs twice.
+  A worker starts a trial only while finished + live running trials < ``n_trials``, and waits while
+  the other workers run the last ones. Every process sends heartbeats; a trial whose worker died
+  (no heartbeat for ``grace_period`` s) is marked FAIL by the next worker that looks and replaced,
+  so the study still ends with ``n_trials`` finished trials (or re-run the command after
+  ``grace_period`` s if every worker died). Two workers that ask at the same instant for the last
+  slot: the later trial number is recorded FAIL with ``user_attrs['surplus']`` before it runs
+  anything (counted as ``surplus``, not against ``max_failures``).
 * At the end: a summary (best trial or Pareto front, params, values, counts of complete / pruned /
   failed trials) is printed and written to ``<output_dir>/<study_name>/best.json``.
 """
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import json
 import logging
+import os
+import subprocess
 import sys
+import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -68,6 +85,11 @@ DEFAULTS: dict[str, Any] = {
     "sampler": {"name": "tpe", "seed": 0},
     "pruner": {"name": "none"},
     "params": {},
+    "workers": 1,
+    "worker_rank": None,
+    "heartbeat_interval": 10,
+    "grace_period": 60,
+    "poll_seconds": 5.0,
 }
 
 
@@ -80,6 +102,10 @@ class MetricNotFound(KeyError):
 
 class TrialFailed(RuntimeError):
     """Training raised inside a trial: the trial is recorded FAIL and the study continues."""
+
+
+class SurplusTrial(RuntimeError):
+    """Another worker took the last slot of the budget first: recorded FAIL (``surplus``), never run."""
 
 
 def missing_metric(name: str, available: Sequence[str], where: str) -> MetricNotFound:
@@ -134,6 +160,28 @@ def storage_url(scfg: DictConfig) -> str:
     db = (Path(scfg.output_dir) / f"{scfg.study_name}.db").resolve()
     db.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{db}"  # db is absolute: sqlite:////abs/path.db
+
+
+def make_storage(scfg: DictConfig) -> optuna.storages.RDBStorage:
+    """The study's RDB storage with heartbeats, so that a dead worker's RUNNING trial goes stale.
+
+    Raises:
+        ValueError: a storage URL that is not an SQLAlchemy database URL (``hparams_search.storage``).
+    """
+    url = storage_url(scfg)
+    if "://" not in url:
+        raise ValueError(f"hparams_search.storage={url!r}: expected a database URL (sqlite:////abs/x.db, "
+                         "postgresql://user@host/db); workers need heartbeats, which Optuna's RDB storage keeps")
+    interval, grace = int(scfg.heartbeat_interval), int(scfg.grace_period)
+    if interval <= 0 or grace <= interval:
+        raise ValueError(f"hparams_search.grace_period={grace} must exceed hparams_search.heartbeat_interval="
+                         f"{interval} > 0 (a live trial must not be taken for a dead one)")
+    # SQLite serialises writers: wait for the lock instead of failing at once when workers write together
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=interval,
+                                          grace_period=grace)
 
 
 def make_sampler(cfg: DictConfig | dict, offset: int = 0) -> optuna.samplers.BaseSampler:
@@ -245,6 +293,11 @@ class Objective:
         self.train = import_train()
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
+        trial.set_user_attr("worker", worker_id())
+        ahead = [t for t in trial.study.get_trials(deepcopy=False) if t.number < trial.number]
+        if len(finished_trials(ahead)) + len(live_running(ahead, int(self.scfg.grace_period))) >= self.scfg.n_trials:
+            trial.set_user_attr("surplus", True)
+            raise SurplusTrial(f"trial {trial.number}: the budget of {self.scfg.n_trials} trials is taken")
         params = {name: suggest(trial, name, spec) for name, spec in self.scfg.params.items()}
         overrides = [*self.base_overrides, *param_overrides(params)]
         run_dir = self.out_dir / f"trial_{trial.number}"
@@ -274,6 +327,26 @@ class Objective:
         return values[0] if len(values) == 1 else values
 
 
+def worker_id() -> str:
+    return f"{os.uname().nodename}:{os.getpid()}"
+
+
+def finished_trials(trials: Sequence[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return [t for t in trials if t.state in done]
+
+
+def live_running(trials: Sequence[optuna.trial.FrozenTrial], grace_period: int) -> list[optuna.trial.FrozenTrial]:
+    """RUNNING trials that a live worker may still finish: those a worker of this module claimed
+    (their heartbeat makes them go stale when it dies) and, for the instant between ``ask`` and the
+    claim, those started less than ``grace_period`` s ago. A RUNNING trial left without heartbeat
+    by an older version is ignored once that old."""
+    now = datetime.datetime.now()
+    recent = datetime.timedelta(seconds=grace_period)
+    return [t for t in trials if t.state == optuna.trial.TrialState.RUNNING
+            and ("worker" in t.user_attrs or (t.datetime_start is not None and now - t.datetime_start < recent))]
+
+
 class Budget:
     """Stop once ``n_trials`` trials have finished (COMPLETE + PRUNED, in total) or ``max_failures``
     trials have failed in this invocation."""
@@ -284,11 +357,10 @@ class Budget:
 
     @staticmethod
     def finished(study: optuna.Study) -> int:
-        return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
-                                                             optuna.trial.TrialState.PRUNED)))
+        return len(finished_trials(study.get_trials(deepcopy=False)))
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if trial.state == optuna.trial.TrialState.FAIL:
+        if trial.state == optuna.trial.TrialState.FAIL and not trial.user_attrs.get("surplus"):
             self.failures += 1
             if self.failures >= self.max_failures:
                 self.stopped_by_failures = True
@@ -300,7 +372,7 @@ class Budget:
 
 
 def open_study(scfg: DictConfig, directions: list[str], metrics: list[str], pruner) -> optuna.Study:
-    study = optuna.create_study(storage=storage_url(scfg), study_name=str(scfg.study_name),
+    study = optuna.create_study(storage=make_storage(scfg), study_name=str(scfg.study_name),
                                 directions=directions, sampler=make_sampler(scfg.sampler), pruner=pruner,
                                 load_if_exists=True)
     stored = [d.name.lower() for d in study.directions]
@@ -314,8 +386,9 @@ def open_study(scfg: DictConfig, directions: list[str], metrics: list[str], prun
         raise ValueError(f"study '{scfg.study_name}' optimizes {previous}, not {metrics}: "
                          "use another study_name or storage")
     n_so_far = len(study.get_trials(deepcopy=False))
-    if n_so_far:  # resumed: do not replay the seeded sampler's first proposals
-        study.sampler = make_sampler(scfg.sampler, offset=n_so_far)
+    rank = int(scfg.worker_rank or 0)
+    if n_so_far or rank:  # resumed: do not replay the seeded sampler's first proposals; workers: differ
+        study.sampler = make_sampler(scfg.sampler, offset=n_so_far + 7919 * rank)
     return study
 
 
@@ -323,6 +396,7 @@ def summarize(study: optuna.Study, scfg: DictConfig, metrics: list[str], budget:
     states = optuna.trial.TrialState
     counts = {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,)))
               for s in (states.COMPLETE, states.PRUNED, states.FAIL, states.RUNNING, states.WAITING)}
+    counts["surplus"] = sum(bool(t.user_attrs.get("surplus")) for t in study.get_trials(deepcopy=False))
 
     def record(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
         return {"number": t.number, "values": dict(zip(metrics, t.values)), "params": t.params,
@@ -348,7 +422,7 @@ def summarize(study: optuna.Study, scfg: DictConfig, metrics: list[str], budget:
 def format_summary(summary: dict[str, Any]) -> str:
     c = summary["counts"]
     lines = [f"study '{summary['study_name']}' ({summary['storage']}): {c['complete']} complete, "
-             f"{c['pruned']} pruned, {c['fail']} failed, {c['running']} running"]
+             f"{c['pruned']} pruned, {c['fail']} failed (of which {c['surplus']} surplus), {c['running']} running"]
     best = [summary["best"]] if summary.get("best") else summary.get("best_trials", [])
     if not best:
         lines.append("no complete trial yet")
@@ -388,18 +462,76 @@ def run_search(study: str | Path | DictConfig, train_overrides: Sequence[str] = 
     out_dir.mkdir(parents=True, exist_ok=True)
 
     budget = Budget(int(scfg.n_trials), int(scfg.max_failures))
-    remaining = budget.n_trials - budget.finished(optuna_study)
-    if remaining > 0:
-        objective = Objective(scfg, base_overrides, metrics, out_dir, prune=pruner is not None)
-        optuna_study.optimize(objective, n_trials=remaining + budget.max_failures, catch=(TrialFailed,),
-                              callbacks=[budget])
-    else:
+    if int(scfg.workers) > 1:
+        budget.stopped_by_failures = launch_workers(study, scfg, train_overrides, study_overrides, out_dir)
+        optuna_study = open_study(scfg, directions, metrics, pruner)  # re-read: the workers filled it
+    elif budget.finished(optuna_study) >= budget.n_trials:
         log.info("study '%s' already has %d finished trials (n_trials=%d): nothing to run",
                  scfg.study_name, budget.finished(optuna_study), budget.n_trials)
+    else:
+        objective = Objective(scfg, base_overrides, metrics, out_dir, prune=pruner is not None)
+        run_worker(optuna_study, objective, budget, int(scfg.grace_period), float(scfg.poll_seconds))
     summary = summarize(optuna_study, scfg, metrics, budget)
     (out_dir / "best.json").write_text(json.dumps(summary, indent=2, default=str))
     print(format_summary(summary) + f"\nwritten: {out_dir / 'best.json'}")
     return summary, optuna_study
+
+
+def run_worker(study: optuna.Study, objective: Objective, budget: Budget, grace_period: int,
+               poll_seconds: float) -> None:
+    """Run trials one at a time until the study has ``n_trials`` finished trials (or the failure
+    budget is spent). Trials of other live workers count as pending: while they fill the budget
+    this worker waits, and replaces any of them whose worker dies (heartbeat older than the grace
+    period: marked FAIL here)."""
+    waited = False
+    while not budget.stopped_by_failures:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        trials = study.get_trials(deepcopy=False)
+        finished, pending = len(finished_trials(trials)), len(live_running(trials, grace_period))
+        if finished >= budget.n_trials:
+            return
+        if finished + pending >= budget.n_trials:
+            if not waited:
+                log.info("%d finished + %d running in other workers fill the budget of %d: waiting for them",
+                         finished, pending, budget.n_trials)
+                waited = True
+            time.sleep(poll_seconds)
+            continue
+        waited = False
+        study.optimize(objective, n_trials=1, catch=(TrialFailed, SurplusTrial), callbacks=[budget])
+
+
+def launch_workers(study: str | Path | DictConfig, scfg: DictConfig, train_overrides: Sequence[str],
+                   study_overrides: Sequence[str], out_dir: Path) -> bool:
+    """Run ``scfg.workers`` worker processes of this command on the study and wait for them.
+
+    Returns:
+        True when a worker stopped on its failure budget (exit status 1).
+
+    Raises:
+        RuntimeError: a worker crashed (any other non-zero status), naming its log file.
+    """
+    if isinstance(study, DictConfig):  # a study built in Python: hand the workers a file
+        path = out_dir / "study.yaml"
+        OmegaConf.save(study, path)
+        study = path
+    procs = []
+    for rank in range(int(scfg.workers)):
+        cmd = [sys.executable, "-m", "graphrecall.search", f"hparams_search={study}", *train_overrides,
+               *(f"hparams_search.{o}" for o in study_overrides),
+               f"hparams_search.storage={storage_url(scfg)}", f"hparams_search.output_dir={Path(scfg.output_dir).resolve()}",
+               "hparams_search.workers=1", f"hparams_search.worker_rank={rank}"]
+        logfile = out_dir / f"worker_{rank}.log"
+        with logfile.open("w") as fh:
+            procs.append((rank, logfile, subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)))
+        log.info("worker %d: pid %d, log %s", rank, procs[-1][2].pid, logfile)
+    codes = {rank: (logfile, proc.wait()) for rank, logfile, proc in procs}
+    crashed = {rank: f"exit {code}, log {logfile}" for rank, (logfile, code) in codes.items() if code not in (0, 1)}
+    if crashed:
+        raise RuntimeError(f"search worker(s) crashed: {crashed}")
+    return any(code == 1 for _, code in codes.values())
 
 
 def parse_args(argv: Sequence[str]) -> tuple[str, list[str], list[str]]:

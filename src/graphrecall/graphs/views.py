@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,12 @@ from graphrecall.graphs.coclick import GraphStats, Weighting, coclick_graph, pru
 from graphrecall.metrics import labels_to_csr
 
 log = logging.getLogger(__name__)
+BACKENDS = ("scipy", "spark")
+
+
+def check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"graph.backend='{backend}': expected one of {' | '.join(BACKENDS)}")
 
 
 @dataclass
@@ -52,6 +59,8 @@ def build_view_graph(
     min_count: int = 1,
     top_k: int | None = None,
     origin: int | None = None,
+    backend: str = "scipy",
+    spark: dict[str, Any] | None = None,
 ) -> WeightedGraph:
     """Co-click graph of one view over the clicks of one window.
 
@@ -62,12 +71,15 @@ def build_view_graph(
         session_days: session bucket length.
         tau, weighting, min_count, top_k: see :func:`graphrecall.graphs.coclick.coclick_graph`.
         origin: session bucket origin; defaults to the window's first click.
+        backend: ``scipy`` (in memory) or ``spark`` (a PySpark job, :mod:`graphrecall.graphs.spark`;
+            same edges and weights).
+        spark: the spark backend's settings (``master``, ``shuffle_partitions``, ``work_dir``).
     """
+    check_backend(backend)
     if len(window) == 0:
         raise ValueError(f"view '{view}': the click window is empty")
     ts = window[TIMESTAMP].to_numpy(np.int64)
     origin = int(ts.min()) if origin is None else origin
-    sess, num_sessions = session_codes(window["u"].to_numpy(), ts, session_days, origin)
     if view == "content":
         mapping, vocab = None, dataset.contents[CONTENT_ID].to_numpy()
     elif view in dataset.contents.columns and view != CONTENT_ID:
@@ -77,6 +89,21 @@ def build_view_graph(
         raise ValueError(
             f"unknown graph view '{view}': expected 'content' or a contents column {list(dataset.side_info)}"
         )
+    if backend == "spark":
+        from graphrecall.graphs import spark as sg
+
+        values = None if mapping is None else mapping.tocoo()
+        size = len(vocab)
+
+        def job(session, clicks, root):
+            cv = None if values is None else sg.pairs_frame(session, values.row, values.col, ("i", "v"),
+                                                            root / "content_values.parquet")
+            return sg.coclick_job(clicks, session_days, origin, tau, weighting, min_count, top_k, cv)
+
+        weights, counts, stats = sg.build_with_spark(window, (size, size), view, job, spark, tau, min_count)
+        log.info("graph %s (spark): %s", view, stats.as_dict())
+        return WeightedGraph(view, weights, counts, stats, vocab, vocab)
+    sess, num_sessions = session_codes(window["u"].to_numpy(), ts, session_days, origin)
     weights, counts, stats = coclick_graph(
         sess,
         window["i"].to_numpy(np.int64),
@@ -148,6 +175,8 @@ def build_group_graph(
     group_vocab: np.ndarray,
     tau: float = 0.0,
     min_count: int = 1,
+    backend: str = "scipy",
+    spark: dict[str, Any] | None = None,
 ) -> WeightedGraph:
     """User-group x content bipartite graph: ``w_tj = C(t,j) / sum_k C(t,k)``, kept when ``> tau``.
 
@@ -155,7 +184,21 @@ def build_group_graph(
         window: clicks with integer ``u`` and ``i`` columns.
         group_of_user: [U] group code of each user row.
         group_vocab: [G] group keys.
+        backend, spark: see :func:`build_view_graph`.
     """
+    check_backend(backend)
+    if backend == "spark":
+        from graphrecall.graphs import spark as sg
+
+        def job(session, clicks, root):
+            users = sg.pairs_frame(session, np.arange(len(group_of_user)), group_of_user, ("u", "g"),
+                                   root / "user_groups.parquet")
+            return sg.group_job(clicks, users, tau, min_count)
+
+        shape = (len(group_vocab), dataset.num_contents)
+        kept, counts, stats = sg.build_with_spark(window, shape, "group_content", job, spark, tau, min_count)
+        return WeightedGraph("group_content", kept, counts, stats, group_vocab,
+                             dataset.contents[CONTENT_ID].to_numpy())
     g = group_of_user[window["u"].to_numpy()]
     counts = sp.csr_matrix(
         (np.ones(len(g), dtype=np.int64), (g, window["i"].to_numpy())),

@@ -1,0 +1,122 @@
+"""graph.backend=spark against the scipy backend: the same edges, weights, counts and statistics for
+every graph kind and weighting, and the same metrics end to end (co-click on the tiny world).
+
+One Spark session for the whole module (~10-20 s to start); skipped when pyspark is not installed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from graphrecall.data.splits import encode_clicks
+from graphrecall.data.synthetic import generate_home_feed
+from graphrecall.graphs.views import WeightedGraph, build_group_graph, build_view_graph, user_groups
+
+pytest.importorskip("pyspark")
+from graphrecall.graphs import spark as spark_graphs  # noqa: E402
+
+# one local session; C1-only JIT and no adaptive re-planning: faster on small jobs
+SPARK_TEST_CONF = {"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+                   "spark.sql.adaptive.enabled": "false"}
+
+
+@pytest.fixture(scope="module")
+def spark():
+    session = spark_graphs.spark_session("local[2]", 2, **SPARK_TEST_CONF)
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def world():
+    dataset = generate_home_feed("tiny", seed=0)
+    return dataset, encode_clicks(dataset)
+
+
+def assert_same_graph(a: WeightedGraph, b: WeightedGraph) -> None:
+    """Same kept edges (pattern in the same order), weights to 1e-12, counts and stats equal."""
+    wa, wb = a.weights.tocsr(), b.weights.tocsr()
+    wa.sort_indices()
+    assert wa.shape == wb.shape and wa.nnz == wb.nnz > 0
+    assert np.array_equal(wa.indptr, wb.indptr) and np.array_equal(wa.indices, wb.indices)
+    assert np.max(np.abs(wa.data - wb.data)) <= 1e-12
+    assert (sp.csr_matrix(a.counts) != sp.csr_matrix(b.counts)).nnz == 0 and a.counts.nnz == b.counts.nnz
+    assert a.stats == b.stats
+    assert np.array_equal(a.row_vocab, b.row_vocab) and np.array_equal(a.col_vocab, b.col_vocab)
+
+
+@pytest.mark.parametrize("params", [
+    {"weighting": "row"},
+    {"weighting": "confidence", "tau": 0.05, "min_count": 2},
+    {"weighting": "cosine", "tau": 0.01, "top_k": 5},
+    {"weighting": "ordered", "tau": 0.01, "top_k": 3, "session_days": 1},
+    {"view": "products", "weighting": "row", "tau": 0.001, "top_k": 4},  # multi-valued side-info view
+], ids=["row", "confidence-min_count", "cosine-top_k", "ordered", "products-view"])
+def test_spark_view_graph_equals_scipy(spark, world, params):
+    dataset, clicks = world
+    scipy_graph = build_view_graph(clicks, dataset, **params)
+    spark_graph = build_view_graph(clicks, dataset, backend="spark", **params)
+    assert_same_graph(scipy_graph, spark_graph)
+    s = scipy_graph.stats  # the pruning steps of this case really dropped something (or not, for row)
+    if "min_count" in params:
+        assert s.edges_dropped_by_min_count > 0
+    if "top_k" in params:
+        assert s.edges_dropped_by_top_k > 0 and np.diff(spark_graph.weights.indptr).max() == params["top_k"]
+
+
+def test_spark_group_graph_equals_scipy(spark, world, tmp_path):
+    dataset, clicks = world
+    group_of_user, vocab = user_groups(dataset.users, ["age_band", "gender"])
+    a = build_group_graph(clicks, dataset, group_of_user, vocab, tau=0.002, min_count=2)
+    b = build_group_graph(clicks, dataset, group_of_user, vocab, tau=0.002, min_count=2, backend="spark",
+                          spark={"work_dir": str(tmp_path)})
+    assert_same_graph(a, b)
+    assert a.stats.edges_dropped_by_min_count > 0 and a.stats.edges_dropped_by_threshold > 0
+    # work_dir keeps the job's parquet: the edge list the pipeline read, one row per kept edge
+    import pyarrow.parquet as pq
+
+    edges = pq.read_table(str(tmp_path / "group_content" / "edges")).to_pandas()
+    assert len(edges) == b.weights.nnz and set(edges.columns) == {"i", "j", "n", "w"}
+
+
+def test_bad_backend_and_spark_keys_name_the_key(spark, world):
+    dataset, clicks = world
+    with pytest.raises(ValueError, match="graph.backend='dask'"):
+        build_view_graph(clicks, dataset, backend="dask")
+    with pytest.raises(ValueError, match=r"graph.spark: unknown key\(s\) \['partitions'\]"):
+        build_view_graph(clicks, dataset, backend="spark", spark={"partitions": 4})
+
+
+STAGE1_ONE_EPOCH = ["model=sage", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+                    "trainer.early_stopping_patience=0", "model.optim.batch_size=256"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", [["model=coclick"], STAGE1_ONE_EPOCH], ids=["coclick", "stage1"])
+def test_model_trains_and_evaluates_the_same_on_both_backends(spark, tiny_cfg, tmp_path, model):
+    import train
+    from omegaconf import open_dict
+
+    results = {}
+    for backend in ("scipy", "spark"):
+        cfg = tiny_cfg([*model, f"graph.backend={backend}", f"graph.spark.work_dir={tmp_path / 'spark'}"])
+        with open_dict(cfg):
+            cfg.run_dir, cfg.cache_dir = str(tmp_path / backend), None  # no cache: each backend builds
+        results[backend], _ = train.train(cfg)
+    scores = {k: v for k, v in results["scipy"].items() if "seconds" not in k and "time" not in k}
+    assert "val/recall@50" in scores and "test/recall@50" in scores
+    assert {k: results["spark"][k] for k in scores} == scores
+    assert (tmp_path / "spark" / "content" / "edges").is_dir()  # the spark run really went through Spark
+
+
+def test_standalone_job_writes_the_scipy_edges(spark, world, tmp_path):
+    dataset, clicks = world
+    path = spark_graphs.clicks_to_parquet(clicks, tmp_path / "clicks.parquet")
+    stats = spark_graphs.main(["--clicks", str(path), "--out", str(tmp_path / "out"), "--tau", "0.02",
+                               "--top-k", "6", "--num-contents", str(dataset.num_contents)])
+    expected = build_view_graph(clicks, dataset, tau=0.02, top_k=6)  # origin: the first click in both
+    got = spark_graphs.read_edges(tmp_path / "out" / "edges", expected.weights.shape)
+    assert (got != expected.weights).nnz == 0 and got.nnz == expected.weights.nnz > 0
+    assert stats == expected.stats.as_dict() and not (tmp_path / "out" / "counts").exists()
