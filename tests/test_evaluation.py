@@ -171,8 +171,8 @@ def fresh_setup() -> tuple[FeedDataset, Fold]:
     """Contents c0..c5, c5 published a day after the cut; window = days 10..15, cut = day 15.
 
     training-window clicks: c0 3 (a, b, c), c1 1 (a), c4 2 (b, c), c2 0 (d clicked it on day 1,
-    before the window), c3 0, c5 0 -> with edges [0, 1, 3]: clicks_0 {c2, c3, c5},
-    clicks_1-2 {c1, c4}, clicks_3+ {c0}; after_cut {c5}.
+    before the window), c3 0, c5 0 -> with edges [0, 1, 3]: clicks_0 {c2, c3}, clicks_1-2 {c1, c4},
+    clicks_3+ {c0}; after_cut {c5} (published after the cut: out of the bins).
     targets: a {c3, c4}, b {c1, c2, c5}, c {c3}, d {c1}, e {c3} (e has no history: cold).
     """
     day = lambda d: T0 + int(d * DAY)  # noqa: E731
@@ -217,7 +217,7 @@ def test_content_slices_masks(fresh_setup: tuple[FeedDataset, Fold]) -> None:
     s = content_slices(fold, ds, (0, 1, 3))
     assert list(s) == ["clicks_0", "clicks_1-2", "clicks_3+", "after_cut"]
     members = {name: sorted(ds.contents["content_id"].to_numpy()[mask].tolist()) for name, mask in s.items()}
-    assert members == {"clicks_0": ["c2", "c3", "c5"], "clicks_1-2": ["c1", "c4"], "clicks_3+": ["c0"],
+    assert members == {"clicks_0": ["c2", "c3"], "clicks_1-2": ["c1", "c4"], "clicks_3+": ["c0"],
                        "after_cut": ["c5"]}
     # without published_at (MovieLens, custom data) there is no after_cut slice; the default bins
     plain = dataclass_replace_contents(ds)
@@ -245,8 +245,8 @@ def test_content_slice_metrics_hand_case(fresh_setup: tuple[FeedDataset, Fold]) 
     ev = evaluate_recommendations("test", fresh_recommendations(ds), fold.targets, fold, ds, ks=(1, 3),
                                   content_bins=(0, 1, 3), ci_metrics=(), num_resamples=50)
     s = ev.summary
-    # by hand (recall@3): clicks_0 a 1/1, b 1/2 (c2 hit, c5 not), c 0/1, e 1/1, d none -> 2.5 / 4
-    assert s.loc[("all", "clicks_0/recall@3"), "mean"] == pytest.approx(0.625)
+    # by hand (recall@3): clicks_0 a 1/1 (c3), b 1/1 (c2; c5 is after_cut), c 0/1, e 1/1, d none -> 3 / 4
+    assert s.loc[("all", "clicks_0/recall@3"), "mean"] == pytest.approx(0.75)
     assert s.loc[("all", "clicks_0/recall@3"), "n_users"] == 4
     assert s.loc[("all", "clicks_1-2/recall@3"), "mean"] == pytest.approx(1.0)  # a c4, b c1, d c1
     assert s.loc[("all", "clicks_1-2/recall@1"), "mean"] == pytest.approx(2 / 3)  # d's top-1 is c0
@@ -256,11 +256,11 @@ def test_content_slice_metrics_hand_case(fresh_setup: tuple[FeedDataset, Fold]) 
     assert s.loc[("all", "after_cut/recall@3"), "mean"] == pytest.approx(0.0)
     assert s.loc[("all", "after_cut/recall@3"), "n_users"] == 1
     # crossed with the user slices: warm a, b, c (d has no clicks_0 target); cold e
-    assert s.loc[("warm", "clicks_0/recall@3"), "mean"] == pytest.approx(0.5)
+    assert s.loc[("warm", "clicks_0/recall@3"), "mean"] == pytest.approx(2 / 3)
     assert s.loc[("cold", "clicks_0/recall@3"), "mean"] == pytest.approx(1.0)
     # independent: plain set arithmetic over the same lists
     targets = {"a": {"c3", "c4"}, "b": {"c1", "c2", "c5"}, "c": {"c3"}, "d": {"c1"}, "e": {"c3"}}
-    slices = {"clicks_0": {"c2", "c3", "c5"}, "clicks_1-2": {"c1", "c4"}, "after_cut": {"c5"}}
+    slices = {"clicks_0": {"c2", "c3"}, "clicks_1-2": {"c1", "c4"}, "after_cut": {"c5"}}
     for name, members in slices.items():
         for k in (1, 3):
             brute = brute_slice_recall(FRESH_RECS, targets, members, k)
@@ -269,19 +269,19 @@ def test_content_slice_metrics_hand_case(fresh_setup: tuple[FeedDataset, Fold]) 
             assert int(col.notna().sum()) == len(brute)
     # counts: target pairs, users holding one, catalogue contents
     g = ev.global_metrics
-    assert [g[f"content_slice/clicks_0/{x}"] for x in ("targets", "users", "contents")] == [5, 4, 3]
+    assert [g[f"content_slice/clicks_0/{x}"] for x in ("targets", "users", "contents")] == [4, 4, 2]
     assert [g[f"content_slice/clicks_1-2/{x}"] for x in ("targets", "users", "contents")] == [3, 3, 2]
     assert [g[f"content_slice/clicks_3+/{x}"] for x in ("targets", "users", "contents")] == [0, 0, 1]
     assert [g[f"content_slice/after_cut/{x}"] for x in ("targets", "users", "contents")] == [1, 1, 1]
-    # new_share@3 (new = c2, c3, c5): a 2/3, b 2/3, c 1/2 (c's list has 2 items), d 1/3, e 1/3
+    # new_share@3 (new = 0 training clicks, published or not: c2, c3, c5): a 2/3, b 2/3, c 1/2 (c's list has 2 items), d 1/3, e 1/3
     np.testing.assert_allclose(ev.per_user["new_share@3"].to_numpy(), [2 / 3, 2 / 3, 1 / 2, 1 / 3, 1 / 3])
     assert s.loc[("all", "new_share@3"), "mean"] == pytest.approx(0.5)
     assert s.loc[("all", "new_share@1"), "mean"] == pytest.approx(0.0)  # top-1: c4 c1 c1 c0 c0
     # flat keys: the all-users slice without prefix, crossed slices with it; counts as globals
     flat = ev.flat()
-    assert flat["test/clicks_0/recall@3"] == pytest.approx(0.625)
-    assert flat["test/warm/clicks_0/recall@3"] == pytest.approx(0.5)
-    assert flat["test/content_slice/clicks_0/targets"] == 5.0
+    assert flat["test/clicks_0/recall@3"] == pytest.approx(0.75)
+    assert flat["test/warm/clicks_0/recall@3"] == pytest.approx(2 / 3)
+    assert flat["test/content_slice/clicks_0/targets"] == 4.0
     assert flat["test/new_share@3"] == pytest.approx(0.5)
 
 
@@ -292,11 +292,11 @@ def test_content_slice_ci_and_table(fresh_setup: tuple[FeedDataset, Fold]) -> No
     ev = evaluate_recommendations("test", fresh_recommendations(ds), fold.targets, fold, ds, ks=(1, 3),
                                   content_bins=(0, 1, 3), ci_metrics=(), num_resamples=50)
     lo, hi = ev.summary.loc[("all", "clicks_0/recall@3"), ["ci_low", "ci_high"]]  # largest k gets a CI
-    assert 0.0 <= lo <= 0.625 <= hi <= 1.0
+    assert 0.0 <= lo <= 0.75 <= hi <= 1.0
     assert np.isnan(ev.summary.loc[("all", "clicks_0/recall@1"), "ci_low"])
     lines = format_content_slices([ev], k=3).splitlines()
     assert lines[0].split() == ["eval", "content", "targets", "users", "recall@3"]
-    assert lines[1].split()[:5] == ["test", "clicks_0", "5", "4", "0.6250"]
+    assert lines[1].split()[:5] == ["test", "clicks_0", "4", "4", "0.7500"]
     assert lines[3].split() == ["test", "clicks_3+", "0", "0", "-"]
 
 
@@ -308,3 +308,10 @@ def test_content_bins_refused_naming_the_key(bins) -> None:
     with pytest.raises(ConfigError, match="eval.content_bins"):
         check_train_config(cfg)
     check_train_config({"eval": {"folds": ["val", "test"], "content_bins": [0, 1, 3, 10]}, "model": {}})
+
+
+def test_candidate_rule_refused_naming_the_key() -> None:
+    from graphrecall.config_checks import ConfigError, check_train_config
+
+    with pytest.raises(ConfigError, match="model.candidates='future'"):
+        check_train_config({"eval": {"folds": ["val", "test"]}, "model": {"candidates": "future"}})

@@ -9,8 +9,9 @@ training clicks); ``active`` (more); ``cold`` (no click in the history at all).
 
 Content slices, beside the user slices, by the *target content's* clicks in the fold's training
 window (``eval.content_bins``, lower edges, default ``[0, 1, 3, 10]``: ``clicks_0``, ``clicks_1-2``,
-``clicks_3-9``, ``clicks_10+``), plus ``after_cut`` when the contents table has ``published_at``
-(contents published at or after the cut: no model may recommend them, so its recall is a leak check).
+``clicks_3-9``, ``clicks_10+``). When the contents table has ``published_at``, the contents
+published after the cut leave the bins for their own slice ``after_cut`` (no model may recommend
+them: its recall is a leak check), so that ``clicks_0`` holds the new contents a model could reach.
 ``<content slice>/recall@k`` of a user = hits among the user's targets in the slice / the user's
 targets in the slice; the slice's mean is over the users with at least one such target, crossed
 with every user slice (``test/clicks_0/recall@50``, ``test/warm/clicks_0/recall@50``).
@@ -103,12 +104,14 @@ def user_slices(fold: Fold, users: np.ndarray, low_activity_max: int) -> dict[st
 
 def content_slices(fold: Fold, dataset: FeedDataset, edges: tuple[int, ...] = DEFAULT_CLICK_BINS) -> dict[str, np.ndarray]:
     """Boolean masks ``[C]`` of the content slices (see module docstring): the click bins of the
-    contents' training-window clicks, then ``after_cut`` when ``published_at`` is known and the fold
-    has a cut."""
+    contents' training-window clicks, then, when ``published_at`` is known and the fold has a cut,
+    ``after_cut`` (``published_at > cut``, taken out of the bins)."""
     counts = np.bincount(fold.train["i"].to_numpy(), minlength=dataset.num_contents)
     slices = click_bins(counts, check_click_bins(edges))
     if PUBLISHED_AT in dataset.contents.columns and fold.cut is not None:
-        slices["after_cut"] = dataset.contents[PUBLISHED_AT].to_numpy() >= fold.cut
+        after = dataset.contents[PUBLISHED_AT].to_numpy() > fold.cut
+        slices = {name: mask & ~after for name, mask in slices.items()}
+        slices["after_cut"] = after
     return slices
 
 

@@ -44,6 +44,7 @@ from graphrecall.training import (
     fit_with_selection,
     keep_batch,
 )
+from graphrecall.recall.candidates import candidate_mask, check_candidate_rule
 from graphrecall.recall.triggers import seen_matrix
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,7 @@ class U2IModule(RankingValidationModule):
 
 @torch.inference_mode()
 def top_k_by_score(user_vectors: Tensor, content_vectors: Tensor, seen, k: int,
-                   chunk_size: int = 4096) -> np.ndarray:
+                   chunk_size: int = 4096, candidates: np.ndarray | None = None) -> np.ndarray:
     """Top-``k`` contents per user by inner product, seen contents excluded.
 
     Args:
@@ -174,21 +175,25 @@ def top_k_by_score(user_vectors: Tensor, content_vectors: Tensor, seen, k: int,
         seen: [U, C] CSR of contents to exclude.
         k: list length.
         chunk_size: users per matmul (memory ~ chunk_size x C scores).
+        candidates: bool ``[C]``: only these may be returned (default: all).
 
     Returns:
-        [U, k] int64 content rows, -1 where fewer than ``k`` unseen contents exist.
+        [U, k] int64 content rows, -1 where fewer than ``k`` unseen candidates exist.
     """
     num_users, num_contents = user_vectors.shape[0], content_vectors.shape[0]
     out = np.full((num_users, k), -1, dtype=np.int64)
     k_eff = min(k, num_contents)
     if k_eff == 0:
         return out
+    excluded = None if candidates is None else torch.from_numpy(~np.asarray(candidates, dtype=bool))
     for start in range(0, num_users, chunk_size):
         stop = min(start + chunk_size, num_users)
         scores = user_vectors[start:stop] @ content_vectors.T  # [b, C]
         block = seen[start:stop]
         rows = np.repeat(np.arange(stop - start), np.diff(block.indptr))
         scores[torch.from_numpy(rows), torch.from_numpy(block.indices.astype(np.int64))] = float("-inf")
+        if excluded is not None:
+            scores[:, excluded] = float("-inf")
         top = torch.topk(scores, k_eff, dim=1)
         idx = top.indices.cpu().numpy()
         idx[~torch.isfinite(top.values).cpu().numpy()] = -1
@@ -226,6 +231,8 @@ class U2IRecall:
         seed: run seed (initialisation, batch order, negatives).
         resume_from: a checkpoint to resume training from.
         serve_chunk_size: users per scoring matmul.
+        candidates: which contents may be served at the fold's cut, ``auto`` | ``published`` |
+            ``history`` | ``catalogue`` (:mod:`graphrecall.recall.candidates`).
     """
 
     name = "u2i"
@@ -234,7 +241,7 @@ class U2IRecall:
 
     def __init__(self, optim: dict, trainer: dict, logger: dict | None = None, num_negatives: int = 1,
                  backfill_recent_days: float | None = 7, seed: int = 0, resume_from: str | None = None,
-                 serve_chunk_size: int = 4096) -> None:
+                 serve_chunk_size: int = 4096, candidates: str = "auto") -> None:
         self.optim, self.trainer_cfg = dict(optim), dict(trainer)
         self.logger_cfg = dict(logger or {"name": "csv"})
         self.num_negatives, self.backfill_recent_days = int(num_negatives), backfill_recent_days
@@ -246,6 +253,8 @@ class U2IRecall:
         self.content_vectors: np.ndarray | None = None  # [C, d]
         self.trained_users: np.ndarray | None = None  # [U] bool: clicked in the training fold's window
         self.fallback: np.ndarray | None = None  # [C] back-fill ranking
+        self.candidates = check_candidate_rule(candidates)
+        self.candidate_rows: np.ndarray | None = None  # [C] bool: servable at the current fold's cut
 
     # ---- what subclasses provide
     def net_config(self, num_users: int, num_contents: int) -> dict[str, Any]:
@@ -258,7 +267,10 @@ class U2IRecall:
 
     # ---- serving
     def set_fallback(self, fold: Fold, dataset: FeedDataset) -> None:
+        """The fold's serving state: the back-fill ranking and the candidate contents."""
         self.fallback, _ = popularity_ranking(fold.train, dataset.num_contents, self.backfill_recent_days)
+        self.candidate_rows = candidate_mask(fold, dataset, self.candidates)
+        self.fallback = self.fallback[self.candidate_rows[self.fallback]]
 
     def _set_vectors(self, user_vectors: Tensor, content_vectors: Tensor) -> None:
         self.user_vectors = user_vectors.detach().float().cpu().numpy()
@@ -275,7 +287,7 @@ class U2IRecall:
         if len(warm_rows):
             items[warm_rows] = top_k_by_score(torch.from_numpy(self.user_vectors[users[warm_rows]]),
                                               torch.from_numpy(self.content_vectors), seen[warm_rows], k,
-                                              self.serve_chunk_size)
+                                              self.serve_chunk_size, self.candidate_rows)
         if len(cold_rows):
             items[cold_rows] = top_k_excluding(self.fallback, seen[cold_rows], k)
         filled = (items >= 0).sum(1)
@@ -377,3 +389,4 @@ class U2IRecall:
         self.content_vectors = np.load(d / "content_vectors.npy")
         self.trained_users = np.load(d / "trained_users.npy")
         self.fallback = np.load(d / "fallback.npy")
+        self.candidate_rows = candidate_mask(fold, dataset, self.candidates)
