@@ -230,7 +230,8 @@ def dataclass_replace_contents(ds: FeedDataset) -> FeedDataset:
     return dataclasses.replace(ds, contents=ds.contents.drop(columns=["published_at"]))
 
 
-def brute_slice_recall(recs: dict[str, list[str]], targets: dict[str, set[str]], members: set[str], k: int) -> dict[str, float]:
+def brute_slice_recall(recs: dict[str, list[str]], targets: dict[str, set[str]], members: set[str],
+                       k: int) -> dict[str, float]:
     """The content-slice recall of the docstring, written as plain set arithmetic."""
     out = {}
     for user, tgt in targets.items():
@@ -273,7 +274,8 @@ def test_content_slice_metrics_hand_case(fresh_setup: tuple[FeedDataset, Fold]) 
     assert [g[f"content_slice/clicks_1-2/{x}"] for x in ("targets", "users", "contents")] == [3, 3, 2]
     assert [g[f"content_slice/clicks_3+/{x}"] for x in ("targets", "users", "contents")] == [0, 0, 1]
     assert [g[f"content_slice/after_cut/{x}"] for x in ("targets", "users", "contents")] == [1, 1, 1]
-    # new_share@3 (new = 0 training clicks, published or not: c2, c3, c5): a 2/3, b 2/3, c 1/2 (c's list has 2 items), d 1/3, e 1/3
+    # new_share@3 (new = 0 training clicks, published or not: c2, c3, c5):
+    # a 2/3, b 2/3, c 1/2 (c's list has 2 items), d 1/3, e 1/3
     np.testing.assert_allclose(ev.per_user["new_share@3"].to_numpy(), [2 / 3, 2 / 3, 1 / 2, 1 / 3, 1 / 3])
     assert s.loc[("all", "new_share@3"), "mean"] == pytest.approx(0.5)
     assert s.loc[("all", "new_share@1"), "mean"] == pytest.approx(0.0)  # top-1: c4 c1 c1 c0 c0

@@ -102,7 +102,8 @@ def user_slices(fold: Fold, users: np.ndarray, low_activity_max: int) -> dict[st
     }
 
 
-def content_slices(fold: Fold, dataset: FeedDataset, edges: tuple[int, ...] = DEFAULT_CLICK_BINS) -> dict[str, np.ndarray]:
+def content_slices(fold: Fold, dataset: FeedDataset,
+                   edges: tuple[int, ...] = DEFAULT_CLICK_BINS) -> dict[str, np.ndarray]:
     """Boolean masks ``[C]`` of the content slices (see module docstring): the click bins of the
     contents' training-window clicks, then, when ``published_at`` is known and the fold has a cut,
     ``after_cut`` (``published_at > cut``, taken out of the bins)."""
@@ -268,7 +269,8 @@ def format_content_slices(evaluations: list[FoldEvaluation], k: int = 50, user_s
     target pairs, users and ``recall@k`` (``mean [low, high]``) over ``user_slice``'s users."""
     rows = []
     for ev in evaluations:
-        names = [key.split("/")[1] for key in ev.global_metrics if key.startswith("content_slice/") and key.endswith("/targets")]
+        names = [key.split("/")[1] for key in ev.global_metrics
+                 if key.startswith("content_slice/") and key.endswith("/targets")]
         for name in names:
             row = {"eval": ev.name, "content": name,
                    "targets": int(ev.global_metrics[f"content_slice/{name}/targets"])}

@@ -44,9 +44,11 @@ def check_click_bins(edges: Sequence[int], key: str = "eval.content_bins") -> tu
     try:
         edges = list(edges) if edges is not None else []
     except TypeError:
-        raise ValueError(f"{key}={edges!r}: expected a list of integers (lower click-count edges, e.g. [0, 1, 3, 10])") from None
+        raise ValueError(f"{key}={edges!r}: expected a list of integers (lower click-count edges, "
+                         "e.g. [0, 1, 3, 10])") from None
     if not edges or any(isinstance(e, bool) or not isinstance(e, (int, np.integer)) for e in edges):
-        raise ValueError(f"{key}={edges!r}: expected a non-empty list of integers (lower click-count edges, e.g. [0, 1, 3, 10])")
+        raise ValueError(f"{key}={edges!r}: expected a non-empty list of integers (lower click-count edges, "
+                         "e.g. [0, 1, 3, 10])")
     if edges[0] != 0 or any(b <= a for a, b in zip(edges, edges[1:])):
         raise ValueError(f"{key}={edges!r}: expected strictly increasing integers starting at 0 (e.g. [0, 1, 3, 10])")
     return tuple(int(e) for e in edges)

@@ -36,7 +36,13 @@ from graphrecall.models.encoders import GNNEncoder
 from graphrecall.models.features import FieldBags, content_features
 from graphrecall.models.i2i import PoolRecall
 from graphrecall.recall.ann import build_pool, exact_topk
-from graphrecall.recall.candidates import candidate_mask, check_candidate_rule, non_candidate_entries, restrict_pool, search_width
+from graphrecall.recall.candidates import (
+    candidate_mask,
+    check_candidate_rule,
+    non_candidate_entries,
+    restrict_pool,
+    search_width,
+)
 from graphrecall.training import (
     EpochSeededSampler,
     PairDataset,
@@ -342,7 +348,8 @@ class SageRecall(PoolRecall):
 
         def evaluate(vectors: Tensor) -> dict[str, float]:
             # a popularity_beta grid: the epoch is judged at its best beta (chosen for good after training)
-            self.pool = restrict_pool(exact_topk(vectors.float(), search_width(self.pool_size, cand)), cand, self.pool_size)
+            wide = exact_topk(vectors.float(), search_width(self.pool_size, cand))
+            self.pool = restrict_pool(wide, cand, self.pool_size)
             best: dict[str, float] = {}
             for beta in self.beta_grid if self.popularity_beta is None else [self.popularity_beta]:
                 recs = self.serve(users, context, 50, beta=beta).items
