@@ -182,3 +182,23 @@ def test_u2i_scores_serve_candidates_only() -> None:
     cand = np.array([False, True, True, True, True])  # content 0 not yet published
     assert top_k_by_score(users, contents, seen, 3, candidates=cand).tolist() == [[4, 2, 3], [2, 3, 4]]
     assert top_k_by_score(users, contents, seen, 5, candidates=cand).tolist() == [[4, 2, 3, -1, -1], [2, 3, 4, 1, -1]]
+
+
+def test_oracle_ranks_only_published_contents(tiny_cfg) -> None:
+    """The true-interest ceiling on the tiny world with content arrival: targets on contents published
+    after the cut exist, and the oracle never recommends one."""
+    import sys
+
+    from tests.conftest import ROOT
+
+    sys.path.insert(0, str(ROOT))
+    import train as train_app
+
+    arrival = ["+dataset.loader.arrival_share=0.5", "+dataset.loader.fresh_boost=4.0"]
+    metrics, objects = train_app.train(tiny_cfg(["model=oracle", *arrival]))
+    assert metrics["test/content_slice/after_cut/targets"] > 0
+    assert metrics["test/after_cut/recall@50"] == 0.0
+    ev = [e for e in objects["evaluations"] if e.name == "test"][0]
+    published = objects["dataset"].contents["published_at"].to_numpy()
+    recommended = ev.recs.items[ev.recs.items >= 0]
+    assert (published[recommended] <= objects["folds"]["test"].cut).all()
