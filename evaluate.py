@@ -22,7 +22,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from graphrecall.config_checks import check_evaluate_config, check_train_config
 from graphrecall.data.splits import make_folds
-from graphrecall.evaluation import evaluate_model, export_recommendations, format_summary, read_users_file
+from graphrecall.evaluation import (
+    evaluate_model,
+    export_recommendations,
+    format_content_slices,
+    format_summary,
+    read_users_file,
+)
+from graphrecall.metrics import DEFAULT_CLICK_BINS
 from graphrecall.runs import terminated_exits_nonzero  # also registers ${run_id:}
 
 log = logging.getLogger("graphrecall.evaluate")
@@ -75,6 +82,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
                 "eval.folds includes test"
             ) from e
     eval_cfg = {"ks": list(cfg.ks), "low_activity_max": train_cfg.eval.low_activity_max,
+                "content_bins": list(train_cfg.eval.get("content_bins", DEFAULT_CLICK_BINS)),
                 "bootstrap": OmegaConf.to_container(cfg.bootstrap)}
     evaluations = evaluate_model(model, fold, dataset, eval_cfg, int(train_cfg.seed))
     metrics = {k: v for ev in evaluations for k, v in ev.flat().items()}
@@ -92,6 +100,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         log.info("exported %d users' top-%d to %s", len(recs.users), k, out / "recommendations.parquet")
     table = format_summary(evaluations, ("recall@50", "ndcg@50", "distinct_style@50", "coverage@50"),
                            slices=("all", "low_activity", "cold"))
+    table += "\n\nby the target content's training-window clicks (all users):\n" + format_content_slices(evaluations, 50)
     print(f"\n[evaluate {run_dir}] output: {out}\n{table}\n")
     return metrics
 

@@ -32,6 +32,7 @@ from graphrecall.evaluation import (
     FoldEvaluation,
     evaluate_model,
     export_recommendations,
+    format_content_slices,
     format_summary,
     read_users_file,
 )
@@ -196,8 +197,9 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> tuple[dict[st
     # metrics.json marks a finished run (the report reads only runs that have one): written last, atomically
     text = json.dumps({"metrics": metrics, "summary": summaries, "details": details}, indent=2, default=str)
     write_atomically(out / "metrics.json", lambda p: p.write_text(text))
-    table = format_summary(evaluations, ("recall@50", "ndcg@50", "distinct_style@50", "coverage@50"),
+    table = format_summary(evaluations, ("recall@50", "ndcg@50", "distinct_style@50", "new_share@50", "coverage@50"),
                            slices=("all", "warm", "cold"))
+    table += "\n\nby the target content's training-window clicks (all users):\n" + format_content_slices(evaluations, 50)
     (out / "metrics_table.txt").write_text(table + "\n")
     print(f"\n[{cfg.model._target_.rsplit('.', 1)[-1]} on {dataset.name}] run dir: {out}\n{table}\n")
     finish_wandb(metrics)  # final val/test metrics into the W&B summary, then close the run: each job its own

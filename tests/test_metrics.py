@@ -342,3 +342,39 @@ def test_distinct_values_of_clicked_recommendations():
     assert table["distinct_style_clicked@3"].tolist() == [2, 0]
     assert table["distinct_style_clicked@2"].tolist() == [1, 0]  # only item 1 is a hit in the top 2
     assert table["distinct_style@3"].tolist() == [2, 2]
+
+
+# ------------------------------------------------------------------------------- content slices
+def test_click_bins_edges_and_names() -> None:
+    from graphrecall.metrics import click_bin_names, click_bins
+
+    counts = np.array([0, 1, 2, 3, 9, 10, 250])
+    bins = click_bins(counts)  # default [0, 1, 3, 10]
+    assert list(bins) == ["clicks_0", "clicks_1-2", "clicks_3-9", "clicks_10+"]
+    assert {k: np.flatnonzero(v).tolist() for k, v in bins.items()} == {
+        "clicks_0": [0], "clicks_1-2": [1, 2], "clicks_3-9": [3, 4], "clicks_10+": [5, 6]}
+    assert click_bin_names([0, 5]) == ["clicks_0-4", "clicks_5+"]
+    assert click_bin_names([0]) == ["clicks_0+"]
+    with pytest.raises(ValueError, match="eval.content_bins"):
+        click_bins(counts, [0, 3, 2])
+    with pytest.raises(ValueError, match="non-negative"):
+        click_bins(np.array([0, -1]))
+
+
+def test_slice_recall_at_k_hand_case() -> None:
+    from graphrecall.metrics import restrict_targets, slice_recall_at_k
+
+    # 3 users, 5 items; slice = items {1, 3}
+    recs = np.array([[1, 0, 3], [2, 4, -1], [3, 1, 0]])
+    targets = sp.csr_matrix(np.array([[1, 1, 0, 1, 0],   # slice targets {1, 3}: both hit by rank 3
+                                      [0, 0, 1, 0, 0],   # no slice target: NaN (its hit on 2 is outside)
+                                      [0, 0, 0, 1, 1]]))  # slice target {3}: hit at rank 1
+    mask = np.array([False, True, False, True, False])
+    np.testing.assert_allclose(slice_recall_at_k(recs, targets, mask, 3), [1.0, NAN, 1.0])
+    np.testing.assert_allclose(slice_recall_at_k(recs, targets, mask, 1), [0.5, NAN, 1.0])
+    assert restrict_targets(targets, mask).toarray().tolist() == [[0, 1, 0, 1, 0], [0] * 5, [0, 0, 0, 1, 0]]
+    # the slices of a partition add up to the plain hit count
+    hits_total = recall_at_k(recs, targets, 3) * np.asarray(targets.sum(axis=1)).ravel()
+    parts = [np.nan_to_num(slice_recall_at_k(recs, targets, m, 3)) * np.asarray(targets.multiply(m).sum(axis=1)).ravel()
+             for m in (mask, ~mask)]
+    np.testing.assert_allclose(parts[0] + parts[1], hits_total)

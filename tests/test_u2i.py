@@ -9,6 +9,7 @@ far from 1 for random vectors and checkpointing has something to select); user `
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -260,9 +261,10 @@ def test_serving_json_round_trip_keeps_the_chosen_beta(tmp_path: Path) -> None:
     model = bare_mf(np.array([[1.0]]), np.array([[3.0], [2.0], [1.0]]), np.array([0, 1, 20]), [0.0, 2.0])
     model.popularity_beta = 2.0
     model.save(tmp_path, None)
-    fresh = MFRecall(optim={}, trainer={}, popularity_beta=[0.0, 2.0])
-    fresh.load(tmp_path, None, None)
+    fresh = MFRecall(optim={}, trainer={}, popularity_beta=[0.0, 2.0], candidates="catalogue")
     fold = Fold("test", click_frame([]), click_frame([]), click_frame([(0, 0)]))
+    catalogue = SimpleNamespace(name="three contents", contents=pd.DataFrame({"content_id": [0, 1, 2]}), num_contents=3)
+    fresh.load(tmp_path, fold, catalogue)
     assert fresh.popularity_beta == 2.0 and fresh.recommend(np.array([0]), fold, 3).items.tolist() == [[2, 1, 0]]
 
 

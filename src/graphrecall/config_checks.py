@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from graphrecall.metrics.content_slices import check_click_bins
+from graphrecall.recall.candidates import check_candidate_rule
+
 FOLDS = ("val", "test")
 
 
@@ -86,6 +89,16 @@ def check_train_config(cfg: Any) -> None:
         check_range("trainer.max_epochs", _get(model, "trainer.max_epochs"), low=0, low_open=True)
     if _get(cfg, "eval.export.enabled"):
         check_range("eval.export.k", _get(cfg, "eval.export.k"), low=0, low_open=True)
+    if _get(model, "candidates") is not None:
+        try:
+            check_candidate_rule(_get(model, "candidates"), "model.candidates")
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    if _get(cfg, "eval.content_bins") is not None:
+        try:
+            check_click_bins(_get(cfg, "eval.content_bins"), "eval.content_bins")
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
 
 
 def check_evaluate_config(cfg: Any) -> None:

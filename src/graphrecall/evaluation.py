@@ -6,6 +6,18 @@ share and IPS weights) is the number of distinct users per content in the fold's
 Slices: ``all``; ``warm`` (at least one click before the cut: the headline slice, since every
 i2i model serves cold users the same back-fill); ``low_activity`` (1..``low_activity_max``
 training clicks); ``active`` (more); ``cold`` (no click in the history at all).
+
+Content slices, beside the user slices, by the *target content's* clicks in the fold's training
+window (``eval.content_bins``, lower edges, default ``[0, 1, 3, 10]``: ``clicks_0``, ``clicks_1-2``,
+``clicks_3-9``, ``clicks_10+``). When the contents table has ``published_at``, the contents
+published after the cut leave the bins for their own slice ``after_cut`` (no model may recommend
+them: its recall is a leak check), so that ``clicks_0`` holds the new contents a model could reach.
+``<content slice>/recall@k`` of a user = hits among the user's targets in the slice / the user's
+targets in the slice; the slice's mean is over the users with at least one such target, crossed
+with every user slice (``test/clicks_0/recall@50``, ``test/warm/clicks_0/recall@50``).
+``content_slice/<name>/{targets,users,contents}`` count the target pairs, the users holding one and
+the catalogue contents of each content slice. ``new_share@k``: share of a user's non-padded top-k
+slots spent on new contents (0 training-window clicks).
 """
 
 from __future__ import annotations
@@ -17,9 +29,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from graphrecall.data.schema import CONTENT_ID, USER_ID, DataValidationError, FeedDataset
+from graphrecall.data.schema import CONTENT_ID, PUBLISHED_AT, USER_ID, DataValidationError, FeedDataset
 from graphrecall.data.splits import Fold
 from graphrecall.metrics import (
+    DEFAULT_CLICK_BINS,
+    check_click_bins,
+    click_bins,
     global_metrics,
     inverse_popularity_weights,
     labels_to_csr,
@@ -87,6 +102,33 @@ def user_slices(fold: Fold, users: np.ndarray, low_activity_max: int) -> dict[st
     }
 
 
+def content_slices(fold: Fold, dataset: FeedDataset,
+                   edges: tuple[int, ...] = DEFAULT_CLICK_BINS) -> dict[str, np.ndarray]:
+    """Boolean masks ``[C]`` of the content slices (see module docstring): the click bins of the
+    contents' training-window clicks, then, when ``published_at`` is known and the fold has a cut,
+    ``after_cut`` (``published_at > cut``, taken out of the bins)."""
+    counts = np.bincount(fold.train["i"].to_numpy(), minlength=dataset.num_contents)
+    slices = click_bins(counts, check_click_bins(edges))
+    if PUBLISHED_AT in dataset.contents.columns and fold.cut is not None:
+        after = dataset.contents[PUBLISHED_AT].to_numpy() > fold.cut
+        slices = {name: mask & ~after for name, mask in slices.items()}
+        slices["after_cut"] = after
+    return slices
+
+
+def content_slice_counts(slices: dict[str, np.ndarray], targets: pd.DataFrame, users: np.ndarray) -> dict[str, float]:
+    """``content_slice/<name>/{targets,users,contents}``: target pairs of the evaluated ``users`` on
+    the slice's contents, users holding at least one, and catalogue contents in the slice."""
+    evaluated = targets[np.isin(targets["u"].to_numpy(), users)].drop_duplicates(["u", "i"])
+    out: dict[str, float] = {}
+    for name, mask in slices.items():
+        inside = evaluated[mask[evaluated["i"].to_numpy()]]
+        out[f"content_slice/{name}/targets"] = float(len(inside))
+        out[f"content_slice/{name}/users"] = float(inside["u"].nunique())
+        out[f"content_slice/{name}/contents"] = float(mask.sum())
+    return out
+
+
 def content_labels(dataset: FeedDataset) -> dict[str, sp.csr_matrix]:
     """[C, L] label matrices of the diversity fields (``style``, ``space``)."""
     return {name: labels_to_csr(dataset.contents[col])[0] for name, col in dataset.diversity_fields.items()}
@@ -100,15 +142,20 @@ def evaluate_recommendations(
     dataset: FeedDataset,
     ks: tuple[int, ...] = (20, 50),
     low_activity_max: int = 5,
+    content_bins: tuple[int, ...] = DEFAULT_CLICK_BINS,
     ci_metrics: tuple[str, ...] = MAIN_METRICS,
     num_resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
 ) -> FoldEvaluation:
-    """Metrics of ``recs`` against ``targets`` (rows with ``u``, ``i``), per user and per slice."""
+    """Metrics of ``recs`` against ``targets`` (rows with ``u``, ``i``), per user and per slice.
+
+    ``ci_metrics`` get bootstrap intervals, and so does the content-slice recall at the largest k."""
     c = dataset.num_contents
     pop = popularity_counts(fold.train, c, "users")
     tgt = targets_matrix(targets, recs.users, c)
+    by_content = content_slices(fold, dataset, content_bins)
+    new = np.bincount(fold.train["i"].to_numpy(), minlength=c) == 0
     per_user = per_user_metrics(
         recs.items,
         tgt,
@@ -117,13 +164,17 @@ def evaluate_recommendations(
         is_tail=tail_items(pop),
         item_weight=inverse_popularity_weights(pop),
         label_sets=content_labels(dataset),
+        item_slices=by_content,
+        is_new=new,
     )
     slices = user_slices(fold, recs.users, low_activity_max)
     ci = tuple(m for m in ci_metrics if m in per_user.columns)
+    ci += tuple(f"{name}/recall@{max(ks)}" for name in by_content)
     summary = summarise(per_user, slices, ci, num_resamples=num_resamples, confidence=confidence, seed=seed)
     glob = global_metrics(recs.items, c, ks)
     for key, values in recs.counters.items():
         glob[f"mean_{key}"] = float(np.mean(values)) if len(values) else 0.0
+    glob.update(content_slice_counts(by_content, targets, recs.users))
     per_user.insert(0, "u", recs.users)
     return FoldEvaluation(name, summary, glob, per_user, recs, {"users": len(recs.users)})
 
@@ -139,7 +190,7 @@ def evaluate_model(
     """Serve the fold's target users with ``model`` and evaluate them.
 
     Args:
-        eval_cfg: ``ks``, ``low_activity_max``, ``bootstrap.{num_resamples, confidence}``.
+        eval_cfg: ``ks``, ``low_activity_max``, ``content_bins``, ``bootstrap.{num_resamples, confidence}``.
         extra_targets: other target sets for the same fold (e.g. the synthetic interest-only
             test), each evaluated on the same users' lists, named ``<fold>_<key>``.
     """
@@ -150,6 +201,7 @@ def evaluate_model(
     common = dict(
         ks=ks,
         low_activity_max=int(eval_cfg.get("low_activity_max", 5)),
+        content_bins=check_click_bins(eval_cfg.get("content_bins", DEFAULT_CLICK_BINS)),
         num_resamples=int(boot.get("num_resamples", 1000)),
         confidence=float(boot.get("confidence", 0.95)),
         seed=seed,
@@ -210,3 +262,25 @@ def format_summary(evaluations: list[FoldEvaluation], metrics: tuple[str, ...], 
             row["users"] = int(ev.summary.loc[(s, metrics[0]), "n_users"]) if (s, metrics[0]) in ev.summary.index else 0
             rows.append(row)
     return pd.DataFrame(rows).to_string(index=False)
+
+
+def format_content_slices(evaluations: list[FoldEvaluation], k: int = 50, user_slice: str = "all") -> str:
+    """A plain-text table of the content slices: one row per (evaluation, content slice) with its
+    target pairs, users and ``recall@k`` (``mean [low, high]``) over ``user_slice``'s users."""
+    rows = []
+    for ev in evaluations:
+        names = [key.split("/")[1] for key in ev.global_metrics
+                 if key.startswith("content_slice/") and key.endswith("/targets")]
+        for name in names:
+            row = {"eval": ev.name, "content": name,
+                   "targets": int(ev.global_metrics[f"content_slice/{name}/targets"])}
+            key = (user_slice, f"{name}/recall@{k}")
+            if key in ev.summary.index:
+                r = ev.summary.loc[key]
+                row["users"] = int(r["n_users"])
+                cell = f"{r['mean']:.4f}" if not np.isnan(r["mean"]) else "-"
+                if not np.isnan(r["ci_low"]):
+                    cell += f" [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
+                row[f"recall@{k}"] = cell
+            rows.append(row)
+    return pd.DataFrame(rows).to_string(index=False) if rows else ""

@@ -60,9 +60,11 @@ def collect_runs(sweep_dir: str | Path) -> list[dict]:
 
 
 def _ci_of(run: dict, fold: str, metric: str) -> tuple[float, float] | None:
-    slice_, _, name = metric.rpartition("/")
+    # a flat metric name is the summary's metric, prefixed by its user slice unless that is "all"
+    # (``warm/recall@50``, ``clicks_0/recall@50``, ``warm/clicks_0/recall@50``)
     for row in run.get("summary", {}).get(fold, []):
-        if row["metric"] == name and row["slice"] == (slice_ or "all"):
+        name = row["metric"] if row["slice"] == "all" else f"{row['slice']}/{row['metric']}"
+        if name == metric:
             return row["ci_low"], row["ci_high"]
     return None
 

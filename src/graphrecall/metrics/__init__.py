@@ -3,6 +3,8 @@
 - :mod:`~graphrecall.metrics.ranking`: recall, NDCG, hit rate, precision, IPS recall.
 - :mod:`~graphrecall.metrics.beyond_accuracy`: coverage, average popularity, long-tail share,
   distinct label values (styles, spaces, genres).
+- :mod:`~graphrecall.metrics.content_slices`: recall within content slices by training clicks
+  (new / rare contents).
 - :mod:`~graphrecall.metrics.correlation`: per-user rank agreement of scores with a reference.
 - :mod:`~graphrecall.metrics.bootstrap`: bootstrap CIs over users and paired run comparisons.
 - :mod:`~graphrecall.metrics.summary`: all of them as tables (per user, global, per slice).
@@ -19,6 +21,14 @@ from graphrecall.metrics.beyond_accuracy import (
     long_tail_share_at_k,
     tail_items,
 )
+from graphrecall.metrics.content_slices import (
+    DEFAULT_CLICK_BINS,
+    check_click_bins,
+    click_bin_names,
+    click_bins,
+    restrict_targets,
+    slice_recall_at_k,
+)
 from graphrecall.metrics.correlation import mean_rowwise_spearman, rowwise_spearman
 from graphrecall.metrics.bootstrap import bootstrap_ci, paired_bootstrap_diff
 from graphrecall.metrics.ranking import (
@@ -34,6 +44,12 @@ from graphrecall.metrics.ranking import (
 from graphrecall.metrics.summary import global_metrics, per_user_metrics, summarise
 
 __all__ = [
+    "DEFAULT_CLICK_BINS",
+    "check_click_bins",
+    "click_bin_names",
+    "click_bins",
+    "restrict_targets",
+    "slice_recall_at_k",
     "average_popularity_at_k",
     "bootstrap_ci",
     "coverage_at_k",

@@ -26,6 +26,7 @@ from graphrecall.metrics.beyond_accuracy import (
     long_tail_share_at_k,
 )
 from graphrecall.metrics.bootstrap import bootstrap_ci
+from graphrecall.metrics.content_slices import slice_recall_at_k
 from graphrecall.metrics.ranking import (
     _check_k,
     _hit_rate_from_hits,
@@ -48,6 +49,8 @@ def per_user_metrics(
     is_tail: np.ndarray | None = None,
     item_weight: np.ndarray | None = None,
     label_sets: Mapping[str, sp.spmatrix | sp.sparray] | None = None,
+    item_slices: Mapping[str, np.ndarray] | None = None,
+    is_new: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Every per-user metric of a run at every cut-off, one row per user.
 
@@ -55,9 +58,12 @@ def per_user_metrics(
     ``hit_rate@k``, ``precision@k``, then, when their input is given, ``ips_recall@k``
     (``item_weight``), ``avg_pop@k`` (``item_popularity``), ``tail_share@k`` (``is_tail``) and
     ``distinct_<name>@k`` per entry of ``label_sets`` and ``distinct_<name>_clicked@k`` (distinct
-    values among the hits only: the article's "clicks on distinct styles"). Accuracy columns are ``NaN`` for users
-    without test items; the beyond-accuracy ones are defined for every non-empty list. The hits
-    are computed once at the largest ``k`` and sliced.
+    values among the hits only: the article's "clicks on distinct styles"), ``<slice>/recall@k`` per
+    entry of ``item_slices`` (recall on the user's targets inside that content slice, ``NaN`` without
+    one: see :mod:`graphrecall.metrics.content_slices`) and ``new_share@k`` (``is_new``: share of the
+    non-padded top-k slots on new contents). Accuracy columns are ``NaN`` for users without test
+    items; the beyond-accuracy ones are defined for every non-empty list. The hits are computed once
+    at the largest ``k`` and sliced.
 
     Args:
         recs (np.ndarray): Item indices in rank order, shape ``[U, K_max]``, ``-1`` = padding,
@@ -70,6 +76,9 @@ def per_user_metrics(
             (see ``inverse_popularity_weights``).
         label_sets (Mapping[str, scipy.sparse matrix], optional): Name -> ``[C, L]`` item-label
             matrix (see ``labels_to_csr``), e.g. ``{"style": ..., "space": ...}``.
+        item_slices (Mapping[str, np.ndarray], optional): Name -> bool mask ``[C]`` of a content
+            slice (see ``click_bins``), e.g. ``{"clicks_0": ..., "clicks_1-2": ...}``.
+        is_new (np.ndarray, optional): bool ``[C]``, True for new contents (no training click).
 
     Returns:
         pandas.DataFrame: ``[U, num_columns]``, index ``0..U-1`` aligned with the rows of
@@ -111,6 +120,12 @@ def per_user_metrics(
         clicked = np.where(hits, top, -1)
         for k in ks:
             columns[f"distinct_{name}_clicked@{k}"] = distinct_values_at_k(clicked, labels, k)
+    if is_new is not None:  # the same computation as the tail share, on another item mask
+        for k in ks:
+            columns[f"new_share@{k}"] = long_tail_share_at_k(recs, is_new, k)
+    for name, mask in (item_slices or {}).items():
+        for k in ks:
+            columns[f"{name}/recall@{k}"] = slice_recall_at_k(recs, targets, mask, k)
     return pd.DataFrame(columns)
 
 

@@ -73,10 +73,15 @@ class PoolRecall:
         self.backfill_recent_days = backfill_recent_days
         self.pool: CandidatePool | None = None
         self.recent_log_popularity: np.ndarray | None = None
+        # [C] bool, set by models that restrict their pool to the candidates at the cut
+        # (graphrecall.recall.candidates); None (co-click): the back-fill ranks every content
+        self.candidate_rows: np.ndarray | None = None
 
     def set_fallback(self, fold: Fold, dataset: FeedDataset) -> None:
         self.fallback, recent = popularity_ranking(fold.train, dataset.num_contents,
                                                    recency_window(fold, self.backfill_recent_days))
+        if self.candidate_rows is not None:  # its zero-click tail would otherwise reach non-candidates
+            self.fallback = self.fallback[self.candidate_rows[self.fallback]]
         self.recent_log_popularity = np.log1p(recent)
 
     def user_context(self, users: np.ndarray, fold: Fold, num_contents: int) -> tuple[list[np.ndarray], sp.csr_matrix]:

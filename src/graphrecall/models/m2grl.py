@@ -44,6 +44,7 @@ from graphrecall.models.features import FieldBags
 from graphrecall.models.popular import popularity_counts
 from graphrecall.models.sage import SageI2IModule, SageRecall
 from graphrecall.multitask import RelationAlignment, UncertaintyWeighting
+from graphrecall.recall.candidates import non_candidate_entries, restrict_pool
 from graphrecall.recall.diversity import merge_pools, nearest_values, value_rankings, view_candidates
 
 VIEW_ENCODERS = ("sgns", "gnn")
@@ -260,6 +261,9 @@ class M2GRLRecall(SageRecall):
         info.update({f"graph/view_{v}_isolated_values": g.isolated() for v, g in self._views.items()})
         if self.diversity["enabled"]:
             info.update({f"diversity/{k}": v for k, v in self.diversify(fold, dataset).items()})
+            # the view candidates may reach contents that may not be recommended at the cut: counted, dropped
+            info["diversity/non_candidates_dropped"] = non_candidate_entries(self.pool, self.candidate_rows)
+            self.pool = restrict_pool(self.pool, self.candidate_rows, self.pool.size)
         return info
 
     def diversity_views(self, dataset: FeedDataset) -> dict[str, str]:

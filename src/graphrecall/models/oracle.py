@@ -1,7 +1,10 @@
 """Reference ceiling on synthetic data: rank contents by the *true* interest of each user.
 
 Not a recall model one could deploy: it reads the generator's ground truth. It tells how much of
-the interest-only test any model could recover, which puts the other rows' numbers in scale.
+the interest-only test any model could recover, which puts the other rows' numbers in scale. Like
+the learned models it ranks only the candidates at the cut (contents published by then, see
+:mod:`graphrecall.recall.candidates`): a ceiling that recommended unpublished contents would not be
+one.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import numpy as np
 from graphrecall.data.schema import FeedDataset
 from graphrecall.data.splits import Fold
 from graphrecall.models.base import Recommendations
+from graphrecall.recall.candidates import candidate_mask
 from graphrecall.recall.triggers import seen_matrix
 
 
@@ -27,7 +31,8 @@ class TrueInterestOracle:
         if dataset.truth is None or "user_interest" not in dataset.truth:
             raise ValueError(f"model=oracle needs a dataset with ground truth (synthetic), got '{dataset.name}'")
         self.truth = dataset.truth
-        return {}
+        self.candidate_rows = candidate_mask(fold, dataset, "auto")
+        return {"candidates": int(self.candidate_rows.sum())}
 
     def recommend(self, users: np.ndarray, fold: Fold, k: int) -> Recommendations:
         from graphrecall.data.synthetic import true_interest_scores
@@ -35,9 +40,13 @@ class TrueInterestOracle:
         scores = true_interest_scores(self.truth, users).astype(np.float64)
         seen = seen_matrix(fold.history, users, scores.shape[1]).tocoo()
         scores[seen.row, seen.col] = -np.inf
+        scores[:, ~self.candidate_rows] = -np.inf
         top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
-        return Recommendations(users, np.take_along_axis(top, order, axis=1).astype(np.int64))
+        top_scores = np.take_along_axis(scores, top, axis=1)
+        order = np.argsort(-top_scores, axis=1, kind="stable")
+        items = np.take_along_axis(top, order, axis=1).astype(np.int64)
+        items[~np.isfinite(np.take_along_axis(top_scores, order, axis=1))] = -1  # seen or not a candidate
+        return Recommendations(users, items)
 
     def save(self, directory: Path, dataset: FeedDataset) -> None:
         """Nothing to save: the truth is regenerated with the dataset."""

@@ -38,6 +38,13 @@ from graphrecall.models.features import FieldBags, content_features
 from graphrecall.models.i2i import PoolRecall
 from graphrecall.models.popularity_bias import PopularityBias
 from graphrecall.recall.ann import build_pool, exact_topk
+from graphrecall.recall.candidates import (
+    candidate_mask,
+    check_candidate_rule,
+    non_candidate_entries,
+    restrict_pool,
+    search_width,
+)
 from graphrecall.training import (
     EpochSeededSampler,
     PairDataset,
@@ -302,6 +309,9 @@ class SageRecall(PoolRecall):
         refit: for the test fold, retrain from scratch on its window (everything before the cut)
             for the validation-selected number of epochs, same seed; the validation-trained
             model's test metrics are reported beside (``test_no_refit/...``).
+        candidates: which contents the pool may hold at the fold's cut, ``auto`` | ``published`` |
+            ``history`` | ``catalogue`` (:mod:`graphrecall.recall.candidates`); every content is
+            embedded, contents without clicks from their side info.
     """
 
     name = "sage"
@@ -313,8 +323,10 @@ class SageRecall(PoolRecall):
                  sampling: dict, optim: dict, trainer: dict, logger: dict | None = None, pool_size: int = 100,
                  backfill_recent_days: float | None = 7, seed: int = 0, resume_from: str | None = None,
                  ann: dict | None = None, objective: str = "reconstruction", next_click: dict | None = None,
-                 refit: bool = False, popularity: dict | None = None, pool_score: str = "logit") -> None:
+                 refit: bool = False, popularity: dict | None = None, pool_score: str = "logit",
+                 candidates: str = "auto") -> None:
         super().__init__(pool_size, triggers, backfill_recent_days)
+        self.candidates = check_candidate_rule(candidates)
         if objective not in OBJECTIVES:
             raise ValueError(f"model.objective must be one of {OBJECTIVES}, got '{objective}'")
         self.objective = objective
@@ -402,10 +414,12 @@ class SageRecall(PoolRecall):
         users = np.unique(fold.targets["u"].to_numpy())
         targets = targets_matrix(fold.targets, users, dataset.num_contents)
         context = self.user_context(users, fold, dataset.num_contents)  # the same every epoch: built once
+        cand = candidate_mask(fold, dataset, self.candidates)
 
         def evaluate(vectors: Tensor) -> dict[str, float]:
             # a popularity_beta grid: the epoch is judged at its best beta (chosen for good after training)
-            self.pool = exact_topk(vectors.float(), self.pool_size, **self.pool_scoring())
+            wide = exact_topk(vectors.float(), search_width(self.pool_size, cand), **self.pool_scoring())
+            self.pool = restrict_pool(wide, cand, self.pool_size)
             best: dict[str, float] = {}
             for beta in self.beta_grid if self.popularity_beta is None else [self.popularity_beta]:
                 recs = self.serve(users, context, 50, beta=beta).items
@@ -496,12 +510,17 @@ class SageRecall(PoolRecall):
         self.module.attach_popularity(table)
         self.module.to("cpu")
         vectors = self.module.embed_all()
-        pool, pool_info = build_pool(vectors, self.pool_size, **self.ann_cfg, **self.pool_scoring())
+        pool, pool_info = build_pool(vectors, search_width(self.pool_size, self.candidate_rows), **self.ann_cfg,
+                                     **self.pool_scoring())
+        pool_info["non_candidates_in_top_p"] = non_candidate_entries(pool, self.candidate_rows, self.pool_size)
+        pool, pool_info["k"] = restrict_pool(pool, self.candidate_rows, self.pool_size), self.pool_size
+        pool_info["candidates"] = int(self.candidate_rows.sum())
         return vectors.numpy(), pool, pool_info
 
     def fit(self, fold: Fold, dataset: FeedDataset, cache_dir: str | None = None,
             run_dir: Path | None = None) -> dict[str, Any]:
         start = time.perf_counter()
+        self.candidate_rows = candidate_mask(fold, dataset, self.candidates)
         wg, topk, features = self._graph_and_features(fold, dataset, cache_dir)
         info: dict[str, Any] = {f"graph/{k}": v for k, v in wg.stats.as_dict().items() if k != "name"}
         info["graph/topk_edges"] = topk.num_edges

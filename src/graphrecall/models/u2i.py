@@ -55,6 +55,7 @@ from graphrecall.training import (
     fit_with_selection,
     keep_batch,
 )
+from graphrecall.recall.candidates import candidate_mask, check_candidate_rule
 from graphrecall.recall.triggers import seen_matrix
 
 log = logging.getLogger(__name__)
@@ -231,7 +232,8 @@ class U2IModule(ScheduledModule):
 
 @torch.inference_mode()
 def top_k_by_score(user_vectors: Tensor, content_vectors: Tensor, seen, k: int,
-                   chunk_size: int = 4096, bonus: Tensor | None = None) -> np.ndarray:
+                   chunk_size: int = 4096, bonus: Tensor | None = None,
+                   candidates: np.ndarray | None = None) -> np.ndarray:
     """Top-``k`` contents per user by inner product (plus a per-content ``bonus``), seen contents
     excluded.
 
@@ -242,15 +244,17 @@ def top_k_by_score(user_vectors: Tensor, content_vectors: Tensor, seen, k: int,
         k: list length.
         chunk_size: users per matmul (memory ~ chunk_size x C scores).
         bonus: [C] added to every user's scores (the popularity bonus), or None.
+        candidates: bool ``[C]``: only these may be returned (default: all).
 
     Returns:
-        [U, k] int64 content rows, -1 where fewer than ``k`` unseen contents exist.
+        [U, k] int64 content rows, -1 where fewer than ``k`` unseen candidates exist.
     """
     num_users, num_contents = user_vectors.shape[0], content_vectors.shape[0]
     out = np.full((num_users, k), -1, dtype=np.int64)
     k_eff = min(k, num_contents)
     if k_eff == 0:
         return out
+    excluded = None if candidates is None else torch.from_numpy(~np.asarray(candidates, dtype=bool))
     for start in range(0, num_users, chunk_size):
         stop = min(start + chunk_size, num_users)
         scores = user_vectors[start:stop] @ content_vectors.T  # [b, C]
@@ -259,6 +263,8 @@ def top_k_by_score(user_vectors: Tensor, content_vectors: Tensor, seen, k: int,
         block = seen[start:stop]
         rows = np.repeat(np.arange(stop - start), np.diff(block.indptr))
         scores[torch.from_numpy(rows), torch.from_numpy(block.indices.astype(np.int64))] = float("-inf")
+        if excluded is not None:
+            scores[:, excluded] = float("-inf")
         top = torch.topk(scores, k_eff, dim=1)
         idx = top.indices.cpu().numpy()
         idx[~torch.isfinite(top.values).cpu().numpy()] = -1
@@ -305,6 +311,8 @@ class U2IRecall:
             is kept as :attr:`reference` (evaluated as ``test_no_refit/...``).
         popularity_beta: ``beta`` of the serving bonus ``beta * log(1 + recent clicks)``; a list is a
             grid chosen on validation recall@50 (``recall.popularity_beta``).
+        candidates: which contents may be served at the fold's cut, ``auto`` | ``published`` |
+            ``history`` | ``catalogue`` (:mod:`graphrecall.recall.candidates`).
     """
 
     name = "u2i"
@@ -314,7 +322,7 @@ class U2IRecall:
     def __init__(self, optim: dict, trainer: dict, logger: dict | None = None, num_negatives: int = 1,
                  backfill_recent_days: float | None = 7, seed: int = 0, resume_from: str | None = None,
                  serve_chunk_size: int = 4096, refit: bool = False,
-                 popularity_beta: float | list[float] = 0.0) -> None:
+                 popularity_beta: float | list[float] = 0.0, candidates: str = "auto") -> None:
         self.optim, self.trainer_cfg = dict(optim), dict(trainer)
         self.plateau = {**PLATEAU_DEFAULTS, **dict(self.optim.get("plateau") or {})}
         unknown = set(self.plateau) - set(PLATEAU_DEFAULTS)
@@ -340,6 +348,8 @@ class U2IRecall:
         self.trained_users: np.ndarray | None = None  # [U] bool: the served vector was trained on a click
         self.fallback: np.ndarray | None = None  # [C] back-fill ranking
         self.recent_log_popularity: np.ndarray | None = None  # [C] log(1 + recent clicks), the bonus
+        self.candidates = check_candidate_rule(candidates)
+        self.candidate_rows: np.ndarray | None = None  # [C] bool: servable at the current fold's cut
 
     # ---- what subclasses provide
     def net_config(self, num_users: int, num_contents: int) -> dict[str, Any]:
@@ -371,9 +381,12 @@ class U2IRecall:
 
     # ---- serving
     def set_fallback(self, fold: Fold, dataset: FeedDataset) -> None:
+        """The fold's serving state: the back-fill ranking, the popularity bonus, the candidate contents."""
         self.fallback, recent = popularity_ranking(fold.train, dataset.num_contents,
                                                    recency_window(fold, self.backfill_recent_days))
         self.recent_log_popularity = np.log1p(recent)
+        self.candidate_rows = candidate_mask(fold, dataset, self.candidates)
+        self.fallback = self.fallback[self.candidate_rows[self.fallback]]
 
     def _set_vectors(self, user_vectors: Tensor, content_vectors: Tensor) -> None:
         self.user_vectors = user_vectors.detach().float().cpu().numpy()
@@ -396,7 +409,7 @@ class U2IRecall:
             bonus = torch.from_numpy(beta * self.recent_log_popularity) if beta else None
             items[warm_rows] = top_k_by_score(torch.from_numpy(self.user_vectors[users[warm_rows]]),
                                               torch.from_numpy(self.content_vectors), seen[warm_rows], k,
-                                              self.serve_chunk_size, bonus)
+                                              self.serve_chunk_size, bonus, self.candidate_rows)
         if len(cold_rows):
             items[cold_rows] = top_k_excluding(self.fallback, seen[cold_rows], k)
         filled = (items >= 0).sum(1)
@@ -562,3 +575,4 @@ class U2IRecall:
             self.popularity_beta = json.loads((d / "serving.json").read_text())["popularity_beta"]
         elif self.popularity_beta is None:
             raise ValueError(f"{d}: no serving.json, so no chosen recall.popularity_beta for the grid {self.beta_grid}")
+        self.candidate_rows = candidate_mask(fold, dataset, self.candidates)
