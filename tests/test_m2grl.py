@@ -252,6 +252,9 @@ def test_bad_alignment_and_intra_settings_name_the_config_key():
     module = _module("sgns", intra={"min_values": 4, "small_views": "none"}, alignment={"views": ["style"]})
     assert module.intra_kinds == {"style": "sgns", "space": "none"}
     assert module.weighting.tasks == ["intra/content", "intra/style", "inter/style"]
+    ramped = _module("sgns", alignment={"weight": 0.5, "ramp_epochs": 2})
+    assert ramped.task_scales(1) == {"inter/style": 0.25, "inter/space": 0.25}
+    assert ramped.task_scales(5) == {"inter/style": 0.5, "inter/space": 0.5}
 
 
 def test_m2grl_fit_with_a_chosen_view_list_and_every_fix(tmp_path):

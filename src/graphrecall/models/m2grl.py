@@ -153,12 +153,13 @@ class M2GRLModule(SageI2IModule):
         nodes = torch.arange(g.num_nodes, device=dev)
         return self.view_encoders[view](nodes, g.edge_index(), g.alpha, {})
 
-    def alignment_scale(self) -> float:
-        """This epoch's multiplier of the alignment terms (ramped, capped)."""
-        return ramped_weight(self.current_epoch, float(self.align_cfg["weight"]), int(self.align_cfg["ramp_epochs"]))
+    def alignment_scale(self, epoch: int | None = None) -> float:
+        """The multiplier of the alignment terms (ramped, capped) at ``epoch`` (default: the current one)."""
+        epoch = self.current_epoch if epoch is None else epoch
+        return ramped_weight(epoch, float(self.align_cfg["weight"]), int(self.align_cfg["ramp_epochs"]))
 
-    def task_scales(self) -> dict[str, float]:
-        scale = self.alignment_scale()
+    def task_scales(self, epoch: int | None = None) -> dict[str, float]:
+        scale = self.alignment_scale(epoch)
         return {f"inter/{v}": scale for v in self.aligned}
 
     def _view_task(self, view: str, table: Tensor, gen: torch.Generator) -> Tensor | None:
@@ -412,7 +413,7 @@ class M2GRLRecall(SageRecall):
             run_dir: Path | None = None) -> dict[str, Any]:
         info = super().fit(fold, dataset, cache_dir, run_dir)
         self.module.attach_views(self._views, self._pmi)  # this fold's graphs (GNN view encoders are inductive)
-        scales = self.module.task_scales()
+        scales = self.module.task_scales(max((self.selected_epochs or 1) - 1, 0))  # the selected epoch's ramp
         info.update({f"task_weight/{t}": w for t, w in self.module.weighting.effective_weights(scales).items()})
         info.update({f"intra_task/{v}/{kind}": 1 for v, kind in self.module.intra_kinds.items()})
         info["alignment/views"] = len(self.module.aligned)
