@@ -7,6 +7,7 @@ distinct contents across all top-10 pool rows, share of those slots held by the 
 contents, the most rows one content sits in, mean pairwise cosine of the content vectors.
 
 Usage: python experiments/stage2/fixes_table.py <sweep dir> [<sweep dir> ...]
+       python experiments/stage2/fixes_table.py --mean <seed dir> <seed dir> ...   (mean ± std per variant)
 """
 
 from __future__ import annotations
@@ -73,8 +74,19 @@ def fmt(x: object) -> str:
 
 
 def main(dirs: list[str]) -> None:
+    mean = dirs[:1] == ["--mean"]
+    dirs = dirs[1:] if mean else dirs
     runs = sorted(r for d in dirs for r in Path(d).iterdir() if (r / "metrics.json").exists())
     frame = pd.DataFrame([row(r) for r in runs])
+    if mean:  # one row per variant: mean ± std over the seed directories that hold it
+        numeric = frame.drop(columns=["task weights (end of training)"])
+        groups = numeric.groupby("run")
+        agg = groups.mean()
+        std = groups.std(ddof=1)
+        frame = pd.DataFrame({c: [f"{m:.4g} ± {sd:.2g}" if np.isfinite(sd) else f"{m:.4g}"
+                                  for m, sd in zip(agg[c], std[c])] for c in agg.columns}, index=agg.index)
+        frame.insert(0, "seeds", groups.size().astype(str))
+        frame = frame.reset_index()
     print("| " + " | ".join(frame.columns) + " |")
     print("|" + "---|" * len(frame.columns))
     for _, r in frame.iterrows():
