@@ -118,6 +118,13 @@ def test_unknown_diversity_view_names_the_config_key():
     model = M2GRLRecall(graph={}, triggers={}, encoder={}, aggregator={}, loss={}, sampling={}, optim={}, trainer={},
                         diversity={"views": ["style", "space"]})
     assert model.diversity_views(data) == {"style": "genres", "space": "decade"}
+    model.alignment["views"] = ["style", "decade"]  # a role and a field
+    assert model.alignment_views(data) == ["genres", "decade"]
+    model.alignment["views"] = ["colour"]
+    with pytest.raises(ValueError, match="model.alignment.views: 'colour'"):
+        model.alignment_views(data)
+    model.alignment["views"] = None
+    assert model.alignment_views(data) is None
     model.diversity["views"] = ["style", "colour"]
     with pytest.raises(ValueError, match="model.diversity.views: 'colour'"):
         model.diversity_views(data)

@@ -231,12 +231,16 @@ def test_m2grl_trains_every_task_and_logs_their_weights(tmp_path):
                                    "trainer.early_stopping_patience=0"])
     metrics, objects = train_app.train(cfg)
     module = objects["model"].module
-    assert set(module.weighting.tasks) == {"intra/content", *(f"{k}/{v}" for k in ("intra", "inter")
-                                                               for v in ("style", "space", "designer", "products",
-                                                                         "categories"))}
-    # uncertainty weights moved away from their initial 0.5 and are all finite
-    weights = [metrics[f"val/fit/task_weight/{t}"] for t in module.weighting.tasks]
-    assert all(math.isfinite(w) and w > 0 for w in weights) and any(abs(w - 0.5) > 1e-4 for w in weights)
+    # defaults: an intra task per view (style, space: under 32 values, PMI target), alignment of style and space
+    assert set(module.weighting.tasks) == {"intra/content", "inter/style", "inter/space",
+                                           *(f"intra/{v}" for v in ("style", "space", "designer", "products",
+                                                                    "categories"))}
+    assert module.intra_kinds["style"] == "pmi" and module.intra_kinds["products"] == "sgns"
+    # uncertainty weights moved away from their initial 0.5 and are all finite (alignment: ramped from 0)
+    weights = {t: metrics[f"val/fit/task_weight/{t}"] for t in module.weighting.tasks}
+    assert all(math.isfinite(w) and w >= 0 for w in weights.values())
+    assert all(w > 0 for t, w in weights.items() if t.startswith("intra/"))
+    assert any(abs(w - 0.5) > 1e-4 for w in weights.values())
     csv = (tmp_path / "run" / "csv" / "metrics.csv").read_text()
     assert "train/task_weight/inter/style" in csv and "train/task_loss/intra/products" in csv
     assert (tmp_path / "run" / "view_vectors_style.npy").exists()

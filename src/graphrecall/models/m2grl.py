@@ -401,7 +401,8 @@ class M2GRLRecall(SageRecall):
         module = M2GRLModule(views={v: features[v].num_values for v in self._view_names(dataset)},
                              relation_dim=self.relation_dim, weighting=self.weighting, task_weights=self.task_weights,
                              view_batch=self.view_batch, view_encoder=self.view_encoder,
-                             alignment=self.alignment, intra=self.intra, weighting_lr=self.weighting_lr,
+                             alignment={**self.alignment, "views": self.alignment_views(dataset)},
+                             intra=self.intra, weighting_lr=self.weighting_lr,
                              **self.module_kwargs(dataset, features))
         module.attach_views(self._views, self._pmi)
         for view, kind in module.intra_kinds.items():
@@ -422,6 +423,22 @@ class M2GRLRecall(SageRecall):
         if self.diversity["enabled"]:
             info.update({f"diversity/{k}": v for k, v in self.diversify(fold, dataset).items()})
         return info
+
+    def alignment_views(self, dataset: FeedDataset) -> list[str] | None:
+        """``alignment.views`` as side-info fields: model views, or diversity roles (``style`` /
+        ``space``: genres / decade on MovieLens) resolved through the dataset; None: every view."""
+        names = self.alignment.get("views")
+        if names is None:
+            return None
+        model_views = self._view_names(dataset)
+        out = []
+        for name in names:
+            field = name if name in model_views else dataset.diversity_fields.get(name, name)
+            if field not in model_views:
+                raise ValueError(f"model.alignment.views: '{name}' is neither a view of the model {model_views} "
+                                 f"nor a diversity role {dataset.diversity_fields} mapping to one")
+            out.append(field)
+        return out
 
     def diversity_views(self, dataset: FeedDataset) -> dict[str, str]:
         """``{configured name: side-info field}`` of ``diversity.views`` (roles such as ``style``
