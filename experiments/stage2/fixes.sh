@@ -31,13 +31,19 @@ declare -A V=(
   [fix_centered_views2]="model=m2grl ${OLD[*]} ${FIX[*]} model.alignment.score=centered model.alignment.views=[style,space]"
   [fix_centered_div_pop]="model=m2grl ${OLD[*]} ${FIX[*]} model.alignment.score=centered model.diversity.enabled=true model.diversity.rank_by=popularity"
   [fix_centered_div_sim]="model=m2grl ${OLD[*]} ${FIX[*]} model.alignment.score=centered model.diversity.enabled=true model.diversity.rank_by=similarity"
-  [sage_like_m2grl_old_div_pop]="model=m2grl ${OLD[*]} model.diversity.enabled=true model.diversity.rank_by=popularity"
+  [m2grl_old_div_pop]="model=m2grl ${OLD[*]} model.diversity.enabled=true model.diversity.rank_by=popularity"
+  [fix_cosine_ramp01_views2]="model=m2grl ${OLD[*]} ${FIX[*]} model.alignment.score=cosine model.alignment.weight=0.1 model.alignment.ramp_epochs=3 model.alignment.views=[style,space]"
+  [fix_cosine_ramp01_div_popularity]="model=m2grl ${OLD[*]} ${FIX[*]} model.alignment.score=cosine model.alignment.weight=0.1 model.alignment.ramp_epochs=3 model.diversity.enabled=true model.diversity.rank_by=popularity"
+  [fix_cosine_ramp01_div_similarity]="model=m2grl ${OLD[*]} ${FIX[*]} model.alignment.score=cosine model.alignment.weight=0.1 model.alignment.ramp_epochs=3 model.diversity.enabled=true model.diversity.rank_by=similarity"
+  [default]="model=m2grl"
+  [default_div_popularity]="model=m2grl model.diversity.enabled=true model.diversity.rank_by=popularity"
+  [default_div_similarity]="model=m2grl model.diversity.enabled=true model.diversity.rank_by=similarity"
   [old_centered]="model=m2grl ${OLD[*]} model.alignment.score=centered"
   [old_exclude_own]="model=m2grl ${OLD[*]} model.alignment.exclude_own=true"
   [old_intra]="model=m2grl ${OLD[*]} model.intra.output_table=true model.intra.exclude_neighbors=true model.intra.min_values=32"
   [old_lr]="model=m2grl ${OLD[*]} model.weighting_lr=0.05"
 )
-NAMES=("$@"); [ ${#NAMES[@]} -eq 0 ] && NAMES=(sage m2grl_old fix_sigmoid fix_centered fix_cosine)
+NAMES=("$@"); [ ${#NAMES[@]} -eq 0 ] && NAMES=(sage m2grl_old default default_div_popularity default_div_similarity)
 for name in "${NAMES[@]}"; do
   [ -f "$OUT/$name/metrics.json" ] && { echo "have: $name"; continue; }
   # shellcheck disable=SC2086
