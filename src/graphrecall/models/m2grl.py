@@ -10,9 +10,13 @@ Tasks, weighted by homoscedastic uncertainty (:class:`graphrecall.multitask.Unce
   by its value(s)), with one encoder per view (``view_encoder``): ``sgns``, skip-gram with negative
   sampling over an embedding table (the paper), or ``gnn``, the stage-1 :class:`GNNEncoder` over a
   value-id embedding and the view graph's top-k weighted neighbours (same aggregator as the content
-  task); separate parameters per view;
+  task); separate parameters per view; optionally separate output vectors, negatives that are never
+  the source or its neighbours, and, for views with few values (where almost every value is a
+  neighbour), a PMI target or no task (``intra``);
 * ``inter/<view>``: align each content vector with the vector of one of its values of that view in a
-  relation space ``sigmoid(e W_view)``, against random values (projection applied to negatives).
+  relation space ``e W_view`` (paper's ``sigmoid`` score, ``centered`` or ``cosine``), against
+  values the content does not hold (projection applied to negatives); which views align, a stop-
+  gradient into the content vectors and a ramped, capped weight are options (``alignment``).
 
 i2i recall uses the content vectors (same pool and trigger selection as stage 1); the view vectors
 are saved (``view_vectors_<view>.npy``) and, with ``diversity.enabled``, feed the diversity recall of
