@@ -118,6 +118,13 @@ def test_unknown_diversity_view_names_the_config_key():
     model = M2GRLRecall(graph={}, triggers={}, encoder={}, aggregator={}, loss={}, sampling={}, optim={}, trainer={},
                         diversity={"views": ["style", "space"]})
     assert model.diversity_views(data) == {"style": "genres", "space": "decade"}
+    model.alignment["views"] = ["style", "decade"]  # a role and a field
+    assert model.alignment_views(data) == ["genres", "decade"]
+    model.alignment["views"] = ["colour"]
+    with pytest.raises(ValueError, match="model.alignment.views: 'colour'"):
+        model.alignment_views(data)
+    model.alignment["views"] = None
+    assert model.alignment_views(data) is None
     model.diversity["views"] = ["style", "colour"]
     with pytest.raises(ValueError, match="model.diversity.views: 'colour'"):
         model.diversity_views(data)
@@ -132,10 +139,10 @@ def test_unknown_diversity_view_names_the_config_key():
 # ---------------------------------------------------------------- GNN view encoder
 
 
-def _module(view_encoder: str, aggregator: str = "mean") -> M2GRLModule:
+def _module(view_encoder: str, aggregator: str = "mean", **kwargs) -> M2GRLModule:
     encoder = {"field_sizes": {"style": 4, "space": 3}, "field_dim": 4, "hidden_dim": 6, "num_layers": 2,
                "aggregator": aggregator, "heads": 2, "num_nodes": 5, "dropout": 0.0, "normalize": False}
-    return M2GRLModule(encoder, views={"style": 4, "space": 3}, relation_dim=3, view_encoder=view_encoder)
+    return M2GRLModule(encoder, views={"style": 4, "space": 3}, relation_dim=3, view_encoder=view_encoder, **kwargs)
 
 
 @pytest.mark.parametrize("aggregator", ["mean", "sum", "gat"])
@@ -216,3 +223,81 @@ def test_graph_multi_sets_the_views(tmp_path):
     assert list(cfg.model.views) == ["style", "space"] and cfg.model.graph.view == "content"
     assert instantiate(cfg.model, _convert_="all").views == ["style", "space"]
     assert compose_train(tmp_path, ["model=m2grl"]).model.views is None  # graph=content: every side-info field
+
+
+# ---------------------------------------------------------------- issue 14: the fixes
+
+
+def test_similarity_candidates_rank_each_values_contents_by_cosine_to_the_query():
+    # contents x values: c0 {0}, c1 {1}, c2 {1}, c3 {2}, c4 {1}
+    bags = sp.csr_matrix(np.array([[1, 0, 0], [0, 1, 0], [0, 1, 0], [0, 0, 1], [0, 1, 0]]))
+    vectors = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.1], [1.0, 1.0], [-1.0, 0.0]])
+    nearest = np.array([[1, 2], [2, -1], [-1, -1], [1, -1], [2, 0]])
+    from graphrecall.recall.diversity import similar_view_candidates
+
+    pool = similar_view_candidates(nearest, bags, vectors, size=3)
+    # c0 = (1, 0): value 1 holds c1 (cos 0), c2 (0.995), c4 (-1) -> c2, c1, c4; value 2: c3 (0.707)
+    # round-robin: c2 (v1), c3 (v2), c1 (v1)
+    assert pool.neighbors[0].tolist() == [2, 3, 1]
+    assert pool.scores[0].tolist() == pytest.approx([1 / math.sqrt(1.01), 1 / math.sqrt(2), 0.0], abs=1e-6)
+    assert pool.neighbors[2].tolist() == [-1, -1, -1]
+    # c3 = (1, 1) on value 1: c2 (1.1 / sqrt(2.02)) > c1 (0.707) > c4 (-0.707); a query's own row is never a candidate
+    assert pool.neighbors[3].tolist() == [2, 1, 4]
+    assert 1 not in pool.neighbors[1].tolist()
+
+
+def test_bad_alignment_and_intra_settings_name_the_config_key():
+    with pytest.raises(ValueError, match=r"model.alignment.views \['colour'\]"):
+        _module("sgns", alignment={"views": ["colour"]})
+    with pytest.raises(ValueError, match="model.alignment: unknown keys"):
+        _module("sgns", alignment={"detached": True})
+    with pytest.raises(ValueError, match="model.intra.small_views"):
+        _module("sgns", intra={"small_views": "glove"})
+    with pytest.raises(ValueError, match="model.alignment.score"):
+        _module("sgns", alignment={"score": "dot"})
+    # min_values: style (4 values) and space (3) below 4 -> space only gets the small-view task
+    module = _module("sgns", intra={"min_values": 4, "small_views": "none"}, alignment={"views": ["style"]})
+    assert module.intra_kinds == {"style": "sgns", "space": "none"}
+    assert module.weighting.tasks == ["intra/content", "intra/style", "inter/style"]
+    ramped = _module("sgns", alignment={"weight": 0.5, "ramp_epochs": 2})
+    assert ramped.task_scales(1) == {"inter/style": 0.25, "inter/space": 0.25}
+    assert ramped.task_scales(5) == {"inter/style": 0.5, "inter/space": 0.5}
+
+
+def test_m2grl_fit_with_a_chosen_view_list_and_every_fix(tmp_path):
+    import sys
+
+    import pandas as pd
+
+    from tests.conftest import ROOT, TINY, compose_train
+
+    sys.path.insert(0, str(ROOT))
+    import train as train_app
+
+    cfg = compose_train(tmp_path, [
+        *TINY, "model=m2grl", "graph=multi", "graph.views=[style,space,categories]", "trainer.max_epochs=2",
+        "trainer.enable_progress_bar=false", "trainer.early_stopping_patience=0",
+        "model.alignment.views=[style,categories]", "model.alignment.score=cosine", "model.alignment.detach=true",
+        "model.alignment.weight=0.5", "model.alignment.ramp_epochs=2", "model.alignment.exclude_own=true",
+        "model.intra.output_table=true", "model.intra.exclude_neighbors=true", "model.intra.min_values=16",
+        "model.intra.small_views=pmi", "model.weighting_lr=0.05",
+        "model.diversity.enabled=true", "model.diversity.rank_by=similarity"])
+    metrics, objects = train_app.train(cfg)
+    module = objects["model"].module
+    # style (12 values) and space (8) are below 16: PMI target; categories (30): skip-gram
+    assert module.intra_kinds == {"style": "pmi", "space": "pmi", "categories": "sgns"}
+    assert metrics["val/fit/intra_task/style/pmi"] == 1 and metrics["val/fit/intra_task/categories/sgns"] == 1
+    assert set(module.weighting.tasks) == {"intra/content", "intra/style", "intra/space", "intra/categories",
+                                           "inter/style", "inter/categories"}
+    log = pd.read_csv(tmp_path / "run" / "csv" / "metrics.csv")
+    per_epoch = log.dropna(subset=["train/alignment_scale"])
+    # ramp: 0 at epoch 0, 0.25 at epoch 1 (cap 0.5 after 2 epochs); the logged weight includes it
+    assert per_epoch["train/alignment_scale"].tolist()[:2] == [0.0, 0.25]
+    assert per_epoch["train/task_weight/inter/style"].iloc[0] == 0.0
+    assert per_epoch["train/task_weight/inter/style"].iloc[1] > 0
+    # exact negatives: nothing masked on categories (30 values, top-10 neighbours) or in the alignment
+    assert per_epoch["train/negatives_masked/intra/categories"].max() == 0.0
+    assert per_epoch["train/negatives_masked/inter/style"].max() == 0.0
+    assert np.isfinite(per_epoch["train/task_loss/intra/style"]).all()
+    assert metrics["test/fit/diversity/short_rows"] == 0 and 0.0 <= metrics["test/recall@50"] <= 1.0
+    assert np.isfinite(metrics["test/tail_share@50"]) and np.isfinite(metrics["test/avg_pop@50"])

@@ -221,9 +221,11 @@ def test_refit_trains_the_selected_epoch_count(tmp_path) -> None:
 def test_m2grl_content_task_takes_the_next_click_objective(tmp_path) -> None:
     cfg = compose_train(tmp_path, [*TINY, "model=m2grl", "model.objective=next_click", "model.refit=true",
                                    "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
-                                   "model.optim.batch_size=128", "model.next_click.num_uniform=32"])
+                                   "model.optim.batch_size=128", "model.next_click.num_uniform=32",
+                                   "model.popularity.enabled=true", "model.pool_score=probability"])
     metrics, objects = train_app.train(cfg)
     module = objects["model"].module
     assert module.hparams.objective == "next_click" and module.log_q is not None
+    assert module.popularity_bias is not None  # the learned popularity term reaches M2GRL's content task
     assert metrics["test/fit/refit/epochs"] == metrics["val/fit/selected_epochs"]
     assert 0.0 <= metrics["test/warm/recall@50"] <= 1.0

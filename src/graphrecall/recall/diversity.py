@@ -289,3 +289,51 @@ def view_candidates(nearest: np.ndarray, rankings: np.ndarray, ranking_scores: n
         neighbors[c, : len(first)] = cand[first]
         scores[c, : len(first)] = cand_scores[first]
     return CandidatePool(neighbors, scores)
+
+
+def similar_view_candidates(nearest: np.ndarray, bags: sp.csr_matrix, content_vectors: np.ndarray,
+                            size: int) -> CandidatePool:
+    """Like :func:`view_candidates`, but each nearest value's contents are ranked by their cosine to
+    the querying content (its own i2i vector), not by one order shared by every query (popularity):
+    the diversity candidates are the contents of neighbouring styles most similar to the trigger.
+
+    Round-robin over the content's nearest values (nearest first within a round), de-duplicated,
+    the content itself excluded; ties by lower content row.
+
+    Args:
+        nearest: [C, k] value ids per content (-1 padded), from :func:`nearest_values`.
+        bags: [C, V] CSR, non-zero where content c carries value v.
+        content_vectors: [C, d] the content (i2i) vectors.
+        size: candidates per content.
+
+    Returns:
+        A [C, size] :class:`CandidatePool` (-1 / NaN padded), scores = cosines.
+    """
+    v = np.asarray(content_vectors, dtype=np.float64)
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    unit = np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)
+    by_value = bags.tocsc()
+    by_value.sort_indices()
+    num = nearest.shape[0]
+    neighbors = np.full((num, size), -1, dtype=np.int64)
+    scores = np.full((num, size), np.nan, dtype=np.float32)
+    for c in range(num):
+        vals = nearest[c][nearest[c] >= 0]
+        if len(vals) == 0:
+            continue
+        ranked = np.full((len(vals), size), -1, dtype=np.int64)
+        ranked_scores = np.full((len(vals), size), np.nan)
+        for j, val in enumerate(vals):
+            members = by_value.indices[by_value.indptr[val]: by_value.indptr[val + 1]]
+            members = members[members != c]
+            cos = unit[members] @ unit[c]
+            order = np.lexsort((members, -cos))[:size]
+            ranked[j, : len(order)], ranked_scores[j, : len(order)] = members[order], cos[order]
+        cand, cand_scores = ranked.T.reshape(-1), ranked_scores.T.reshape(-1)
+        ok = cand >= 0
+        cand, cand_scores = cand[ok], cand_scores[ok]
+        _, first = np.unique(cand, return_index=True)
+        first = np.sort(first)[:size]
+        neighbors[c, : len(first)] = cand[first]
+        scores[c, : len(first)] = cand_scores[first]
+    return CandidatePool(neighbors, scores)

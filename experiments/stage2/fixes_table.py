@@ -1,0 +1,97 @@
+"""Markdown table of experiments/stage2/fixes.sh (issue 14): one row per run directory.
+
+Columns: validation recall@50 (the only number that chose anything), test recall@50 (all users and
+the warm slice), distinct styles / spaces @50 (in the list and among the clicked), tail share and
+average popularity @50, and pool health of the test-fold pool and content vectors:
+distinct contents across all top-10 pool rows, share of those slots held by the 1% most frequent
+contents, the most rows one content sits in, mean pairwise cosine of the content vectors.
+
+Usage: python experiments/stage2/fixes_table.py <sweep dir> [<sweep dir> ...]
+       python experiments/stage2/fixes_table.py --mean <seed dir> <seed dir> ...   (mean ± std per variant)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def pool_health(run: Path) -> dict[str, float]:
+    """Distinct contents in the top-10 rows, top-1% slot share, max rows of one content, mean cosine."""
+    out = {"distinct top-10": np.nan, "top-1% share": np.nan, "max rows": np.nan, "mean cos": np.nan}
+    path = run / "pool.parquet"
+    if path.exists():
+        pool = pd.read_parquet(path)
+        top10 = pool[pool["rank"] <= 10]
+        counts = top10["neighbour_id"].value_counts()
+        n_top = max(1, int(np.ceil(0.01 * pool["content_id"].nunique())))
+        out["distinct top-10"] = float(counts.size)
+        out["top-1% share"] = float(counts.iloc[:n_top].sum() / max(len(top10), 1))
+        out["max rows"] = float(top10.drop_duplicates(["content_id", "neighbour_id"])["neighbour_id"]
+                                .value_counts().iloc[0])
+    vec = run / "content_vectors.npy"
+    if vec.exists():
+        v = np.load(vec).astype(np.float64)
+        u = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        n = len(u)
+        s = u.sum(0)
+        out["mean cos"] = float((s @ s - n) / (n * (n - 1)))  # mean over ordered pairs i != j
+    return out
+
+
+COLUMNS = [
+    ("val R@50", "val/recall@50"),
+    ("test R@50", "test/recall@50"),
+    ("test warm R@50", "test/warm/recall@50"),
+    ("styles@50", "test/distinct_style@50"),
+    ("spaces@50", "test/distinct_space@50"),
+    ("styles clicked", "test/distinct_style_clicked@50"),
+    ("spaces clicked", "test/distinct_space_clicked@50"),
+    ("tail share@50", "test/tail_share@50"),
+    ("avg pop@50", "test/avg_pop@50"),
+    ("epochs", "val/fit/selected_epochs"),
+]
+
+
+def row(run: Path) -> dict[str, object]:
+    m = json.loads((run / "metrics.json").read_text())["metrics"]
+    out: dict[str, object] = {"run": run.name}
+    out.update({label: m.get(key, np.nan) for label, key in COLUMNS})
+    out.update(pool_health(run))
+    weights = {k.split("task_weight/")[1]: v for k, v in m.items() if k.startswith("val/fit/task_weight/")}
+    out["task weights (end of training)"] = " ".join(f"{t}={w:.2f}" for t, w in weights.items()) or "—"
+    return out
+
+
+def fmt(x: object) -> str:
+    if isinstance(x, float):
+        return "—" if np.isnan(x) else f"{x:.4g}"
+    return str(x)
+
+
+def main(dirs: list[str]) -> None:
+    mean = dirs[:1] == ["--mean"]
+    dirs = dirs[1:] if mean else dirs
+    runs = sorted(r for d in dirs for r in Path(d).iterdir() if (r / "metrics.json").exists())
+    frame = pd.DataFrame([row(r) for r in runs])
+    if mean:  # one row per variant: mean ± std over the seed directories that hold it
+        numeric = frame.drop(columns=["task weights (end of training)"])
+        groups = numeric.groupby("run")
+        agg = groups.mean()
+        std = groups.std(ddof=1)
+        frame = pd.DataFrame({c: [f"{m:.4g} ± {sd:.2g}" if np.isfinite(sd) else f"{m:.4g}"
+                                  for m, sd in zip(agg[c], std[c])] for c in agg.columns}, index=agg.index)
+        frame.insert(0, "seeds", groups.size().astype(str))
+        frame = frame.reset_index()
+    print("| " + " | ".join(frame.columns) + " |")
+    print("|" + "---|" * len(frame.columns))
+    for _, r in frame.iterrows():
+        print("| " + " | ".join(fmt(x) for x in r.to_numpy()) + " |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
