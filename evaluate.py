@@ -72,6 +72,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         if not hasattr(model, "load_checkpoint"):
             raise ValueError(f"{train_cfg.model._target_} has no checkpoints; use run_dir=")
         model.load_checkpoint(cfg.ckpt_path, dataset)
+        if getattr(model, "refit", False):  # the checkpoint's weights are served as they are, never retrained
+            model.refit = False
+        serving = run_dir / "serving.json"  # a popularity_beta grid: the value validation chose for the run
+        if getattr(model, "popularity_beta", 0.0) is None and serving.exists():
+            model.popularity_beta = json.loads(serving.read_text())["popularity_beta"]
         model.fit(fold, dataset, cache_dir=train_cfg.get("cache_dir"))  # re-embeds the fold's graph only
     else:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -158,3 +159,14 @@ def test_stage1_with_popularity_term_end_to_end(tmp_path):
     assert (scores >= 0).all() and (scores.sum(1) <= 1 + 1e-5).all()
     assert np.isfinite(metrics["test/recall@50"])
     assert metrics["test/fit/refit/epochs"] == metrics["val/fit/selected_epochs"]
+    # evaluate.py from the refit model's checkpoint: the same weights re-embedded on the test
+    # window, the popularity term as of the cut, the beta validation chose -> the same test recall
+    import evaluate as evaluate_app
+    from omegaconf import OmegaConf
+
+    ckpt = next((Path(cfg.run_dir) / "refit").rglob("last.ckpt"))
+    ecfg = OmegaConf.load(ROOT / "conf" / "evaluate.yaml")
+    ecfg.pop("hydra")
+    ecfg.run_dir, ecfg.ckpt_path, ecfg.bootstrap.num_resamples = str(cfg.run_dir), str(ckpt), 20
+    again = evaluate_app.evaluate(ecfg)
+    assert again["test/recall@50"] == pytest.approx(metrics["test/recall@50"], abs=1e-9)
