@@ -131,6 +131,7 @@ def test_make_train_flagship_sweep_and_report(tmp_path):
     assert flagship["val/fit/serving/popularity_beta"] in (0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10)
     text = report_main([str(sweep), "--out", str(tmp_path / "results.md")])
     assert "| model=sage_next_click | 1 |" in text
+    assert "| warm/recall@50 |" in text  # the headline slice is a column of the printed table
 
 
 def test_train_exports_listed_users(tiny_cfg, tmp_path):

@@ -22,7 +22,8 @@ import pandas as pd
 import yaml
 
 DEFAULT_METRICS = (
-    "recall@20", "recall@50", "ndcg@50", "active/recall@50", "low_activity/recall@50", "cold/recall@50",
+    "recall@20", "recall@50", "warm/recall@50", "ndcg@50", "active/recall@50", "low_activity/recall@50",
+    "cold/recall@50",
     "distinct_style@50", "distinct_space@50", "coverage@50", "avg_pop@50", "tail_share@50",
 )
 
