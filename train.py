@@ -131,6 +131,9 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> tuple[dict[st
     for line in (dataset.report.lines() if dataset.report else []):
         log.warning(line)
     folds = make_folds(dataset, OmegaConf.to_container(cfg.dataset.split, resolve=True), seed=int(cfg.seed))
+    export_users = None  # a users file for the export is read (and refused) before any training
+    if cfg.eval.export.enabled and cfg.eval.export.users_file:
+        export_users = read_users_file(cfg.eval.export.users_file, dataset.users)
 
     metrics: dict[str, float] = {"data/load_seconds": load_seconds}
     details: dict[str, Any] = {"dataset": dataset.summary(), "folds": {}, "fit": {}}
@@ -186,8 +189,8 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> tuple[dict[st
             export = cfg.eval.export
             if export.enabled:
                 k = int(export.k)
-                if export.users_file:
-                    recs = model.recommend(read_users_file(export.users_file, dataset.users), fold, k)
+                if export_users is not None:
+                    recs = model.recommend(export_users, fold, k)
                 else:
                     recs = evs[0].recs
                     recs.items = recs.items[:, :k]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -244,3 +245,62 @@ def test_readme_m2grl_multi_view_command_fits_on_tiny_data(tiny_cfg):
                                                  "trainer.max_epochs=1", "trainer.enable_progress_bar=false"]))
     assert "test/recall@50" in metrics
     assert set(objects["model"]._views) == {"style", "space"}
+
+
+# ------------------------------------------------------------------------------- users files and split shares
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"", r"not a readable CSV/parquet users file"),
+    (b"user_id\n", r"lists no user"),
+    (b"user_id,x\n1,2,3,4\n5,6\n", r"not a readable CSV/parquet users file .*does not match length of data"),
+    (b"user_id\n1\n\n", None),  # a trailing blank line is not an empty id
+    (b"uid\n1\n", r"expected a 'user_id' column, found \['uid'\]"),
+    (b"\xff\xfe\x00bad", r"not a readable CSV/parquet users file"),
+])
+def test_users_file_errors_name_the_file(tmp_path, content, expected):
+    from graphrecall.data.schema import DataValidationError
+    from graphrecall.evaluation import read_users_file
+
+    path = tmp_path / "users.csv"
+    path.write_bytes(content)
+    users = pd.DataFrame({"user_id": ["1", "5"]})
+    if expected is None:
+        assert read_users_file(str(path), users).tolist() == [0]
+        return
+    with pytest.raises(DataValidationError, match=expected) as err:
+        read_users_file(str(path), users)
+    assert str(path) in str(err.value)
+
+
+def test_users_file_with_float_ids_is_refused(tmp_path):
+    from graphrecall.data.schema import DataValidationError
+    from graphrecall.evaluation import read_users_file
+
+    path = tmp_path / "users.parquet"
+    pd.DataFrame({"user_id": [1.0, 5.0]}).to_parquet(path)
+    with pytest.raises(DataValidationError, match=r"users.parquet: 'user_id' holds floating-point values"):
+        read_users_file(str(path), pd.DataFrame({"user_id": [1, 5]}))
+
+
+def test_unknown_export_users_fail_before_training(tiny_cfg, tmp_path):
+    from graphrecall.data.schema import DataValidationError
+
+    (tmp_path / "ghosts.csv").write_text("user_id\nnobody\n")
+    cfg = tiny_cfg(["model=sage", "eval.export.enabled=true", f"eval.export.users_file={tmp_path / 'ghosts.csv'}"])
+    with pytest.raises(DataValidationError, match=r"ghosts.csv: 1 user_id\(s\) not in the dataset"):
+        train_app.train(cfg)
+    assert not (Path(cfg.run_dir) / "checkpoints").exists()  # refused before any training
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("dataset.split.intervened.intervened_fraction=2", r"intervened_fraction=2 is out of range: expected a value in \(0, 1\]"),
+    ("dataset.split.intervened.train_share=0", r"train_share=0 is out of range"),
+    ("dataset.split.intervened.val_share=0.8", r"train_share \+ val_share = 1.05: expected below 1"),
+])
+def test_intervened_split_shares_are_checked_at_start(tiny_cfg, override, expected):
+    from graphrecall.config_checks import ConfigError
+
+    cfg = tiny_cfg(["model=popular", "dataset.split.kind=intervened", override])
+    with pytest.raises(ConfigError, match=expected):
+        train_app.train(cfg)

@@ -94,11 +94,28 @@ def check_train_config(cfg: Any) -> None:
             check_candidate_rule(_get(model, "candidates"), "model.candidates")
         except ValueError as e:
             raise ConfigError(str(e)) from None
+    check_split(_get(cfg, "dataset.split"))
     if _get(cfg, "eval.content_bins") is not None:
         try:
             check_click_bins(_get(cfg, "eval.content_bins"), "eval.content_bins")
         except ValueError as e:
             raise ConfigError(str(e)) from None
+
+
+def check_split(split: Any) -> None:
+    """The intervened split's shares: a fraction of the pairs in (0, 1], train and val shares of it
+    that leave room for a test share."""
+    if _get(split, "kind") != "intervened":
+        return
+    key = "dataset.split.intervened"
+    check_range(f"{key}.intervened_fraction", _get(split, "intervened.intervened_fraction"), low=0, high=1,
+                low_open=True)
+    train_share, val_share = _get(split, "intervened.train_share"), _get(split, "intervened.val_share")
+    check_range(f"{key}.train_share", train_share, low=0, high=1, low_open=True, high_open=True)
+    check_range(f"{key}.val_share", val_share, low=0, high=1, low_open=True, high_open=True)
+    if float(train_share) + float(val_share) >= 1:
+        raise ConfigError(f"{key}.train_share + val_share = {float(train_share) + float(val_share):g}: expected "
+                          "below 1 (the rest of the drawn pairs is the test fold)")
 
 
 def check_evaluate_config(cfg: Any) -> None:

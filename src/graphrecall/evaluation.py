@@ -22,6 +22,8 @@ slots spent on new contents (0 training-window clicks).
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -213,11 +215,31 @@ def evaluate_model(
 
 
 def read_users_file(path: str, users: pd.DataFrame) -> np.ndarray:
-    """User rows for the ids listed in a CSV/parquet file with a ``user_id`` column."""
-    frame = pd.read_parquet(path) if str(path).endswith(".parquet") else pd.read_csv(path, dtype={USER_ID: str})
+    """User rows for the ids listed in a CSV/parquet file with a ``user_id`` column (ids as text or
+    integers; a file that cannot be parsed, lists no user, or holds floating-point ids is refused)."""
+    try:
+        if str(path).endswith(".parquet"):
+            frame = pd.read_parquet(path)
+        else:  # a row with more fields than the header is an error, not a silent shift into the index
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                frame = pd.read_csv(path, dtype={USER_ID: str}, index_col=False)
+    except (pd.errors.ParserError, pd.errors.ParserWarning, pd.errors.EmptyDataError, UnicodeDecodeError, OSError,
+            ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataValidationError(f"{path}: not a readable CSV/parquet users file with a '{USER_ID}' column "
+                                  f"({first})") from e
     if USER_ID not in frame.columns:
         raise DataValidationError(f"{path}: expected a '{USER_ID}' column, found {list(frame.columns)}")
     ids = frame[USER_ID]
+    if len(ids) == 0 or ids.isna().all():
+        raise DataValidationError(f"{path}: the '{USER_ID}' column lists no user (expected at least one id)")
+    if ids.isna().any():
+        bad = np.flatnonzero(ids.isna().to_numpy())
+        raise DataValidationError(f"{path}: {bad.size} empty '{USER_ID}' value(s), first at data row {bad[0] + 1}")
+    if pd.api.types.is_float_dtype(ids):
+        raise DataValidationError(f"{path}: '{USER_ID}' holds floating-point values (e.g. {ids.iloc[0]!r}); "
+                                  "write ids as integers or text")
     index = pd.Index(users[USER_ID])
     if index.dtype != ids.dtype:  # CSV ids come back as numbers or text: compare as text
         index, ids = index.astype(str), ids.astype(str)
