@@ -91,21 +91,24 @@ def paired_table(root: Path) -> None:
             print(f"| {name} | {base} | {len(s)} | {diff:+.4f} | [{low:+.4f}, {high:+.4f}] | {p:.3f} |")
 
 
-def main(root: str) -> None:
+def summary(root: Path, columns: list[tuple[str, str]], runs_label: str, runs_value) -> None:
+    """Print one markdown row per variant folder of ``root``: ``runs_label`` = ``runs_value(runs)``,
+    then each ``(label, metrics key)`` of ``columns`` and the pool health, mean ± std over the
+    variant's finished runs (one run: its value; no value: a dash)."""
     rows = []
-    for variant in sorted(p for p in Path(root).iterdir() if p.is_dir()):
+    for variant in sorted(p for p in root.iterdir() if p.is_dir()):
         runs = sorted(r for r in variant.iterdir() if (r / "metrics.json").exists())
         if not runs:
             continue
         vals: dict[str, list[float]] = {}
         for r in runs:
             m = json.loads((r / "metrics.json").read_text())["metrics"]
-            for label, key in COLUMNS:
+            for label, key in columns:
                 vals.setdefault(label, []).append(m.get(key, float("nan")))
             distinct, top1 = pool_health(r)
             vals.setdefault("pool distinct top-10", []).append(distinct)
             vals.setdefault("top-1% slot share", []).append(top1)
-        row = {"variant": variant.name, "seeds": len(runs)}
+        row = {"variant": variant.name, runs_label: runs_value(runs)}
         for label, v in vals.items():
             a = np.asarray(v, dtype=float)
             if np.isnan(a).all():
@@ -116,13 +119,12 @@ def main(root: str) -> None:
                 row[label] = f"{a[0]:.4g}"
         rows.append(row)
     frame = pd.DataFrame(rows)
-    header = "| " + " | ".join(frame.columns) + " |"
-    print(header)
+    print("| " + " | ".join(frame.columns) + " |")
     print("|" + "---|" * len(frame.columns))
     for _, r in frame.iterrows():
         print("| " + " | ".join(str(x) for x in r.to_numpy()) + " |")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    summary(Path(sys.argv[1]), COLUMNS, "seeds", len)
     paired_table(Path(sys.argv[1]))

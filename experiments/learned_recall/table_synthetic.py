@@ -11,7 +11,6 @@ and resampled (percentile bootstrap, 1,000 resamples, seed 0): mean, 95% interva
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import pandas as pd
 from graphrecall.metrics.bootstrap import paired_bootstrap_diff
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from table import pool_health  # noqa: E402
+from table import summary  # noqa: E402
 
 COLUMNS = [
     ("test all", "test/recall@50"),
@@ -36,37 +35,6 @@ COLUMNS = [
 PAIRS = [("sage_next_click", "coclick_quota"), ("sage_next_click", "lightgcn"), ("sage_next_click", "popular"),
          ("sage_next_click", "sage_reconstruction_quota"), ("lightgcn", "coclick_quota")]
 TESTS = [("test", "per_user_test.parquet"), ("interest-only", "per_user_test_interest_only.parquet")]
-
-
-def summary(root: Path) -> None:
-    rows = []
-    for variant in sorted(p for p in root.iterdir() if p.is_dir()):
-        runs = sorted(r for r in variant.iterdir() if (r / "metrics.json").exists())
-        if not runs:
-            continue
-        vals: dict[str, list[float]] = {}
-        for r in runs:
-            m = json.loads((r / "metrics.json").read_text())["metrics"]
-            for label, key in COLUMNS:
-                vals.setdefault(label, []).append(m.get(key, float("nan")))
-            distinct, top1 = pool_health(r)
-            vals.setdefault("pool distinct top-10", []).append(distinct)
-            vals.setdefault("top-1% slot share", []).append(top1)
-        row = {"variant": variant.name, "worlds": " ".join(r.name.removeprefix("world") for r in runs)}
-        for label, v in vals.items():
-            a = np.asarray(v, dtype=float)
-            if np.isnan(a).all():
-                row[label] = "—"
-            elif len(a) > 1:
-                row[label] = f"{np.nanmean(a):.4f} ± {np.nanstd(a, ddof=1):.4f}"
-            else:
-                row[label] = f"{a[0]:.4g}"
-        rows.append(row)
-    frame = pd.DataFrame(rows)
-    print("| " + " | ".join(frame.columns) + " |")
-    print("|" + "---|" * len(frame.columns))
-    for _, r in frame.iterrows():
-        print("| " + " | ".join(str(x) for x in r.to_numpy()) + " |")
 
 
 def paired(root: Path) -> None:
@@ -95,5 +63,5 @@ def paired(root: Path) -> None:
 
 
 if __name__ == "__main__":
-    summary(Path(sys.argv[1]))
+    summary(Path(sys.argv[1]), COLUMNS, "worlds", lambda runs: " ".join(r.name.removeprefix("world") for r in runs))
     paired(Path(sys.argv[1]))

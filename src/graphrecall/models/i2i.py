@@ -41,6 +41,22 @@ def choose_popularity_beta(grid: list[float], evaluate, fold_name: str) -> tuple
     return best, {"serving/popularity_beta": best, **{f"serving/val_recall@50_beta={b:g}": r for b, r in by_beta.items()}}
 
 
+def best_over_betas(betas: list[float], recommend, targets) -> dict[str, float]:
+    """Validation ``recall@50`` and ``ndcg@50`` of the current model at the best of ``betas``
+    (``recommend(beta) -> [U, 50]`` content rows; ``targets`` [U, C]); ties: the first in order.
+    With a popularity_beta grid each epoch is judged at its best beta, chosen for good after training."""
+    from graphrecall.metrics import ndcg_at_k, recall_at_k
+
+    best: dict[str, float] = {}
+    for beta in betas:
+        recs = recommend(beta)
+        out = {"recall@50": float(np.nanmean(recall_at_k(recs, targets, 50))),
+               "ndcg@50": float(np.nanmean(ndcg_at_k(recs, targets, 50)))}
+        if not best or out["recall@50"] > best["recall@50"]:
+            best = out
+    return best
+
+
 class PoolRecall:
     """Serve users from ``self.pool`` through their triggers; subclasses implement ``fit``.
 

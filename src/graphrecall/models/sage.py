@@ -35,7 +35,7 @@ from graphrecall.losses import SampledSoftmaxLoss, candidate_log_q, make_loss, s
 from graphrecall.models.coclick import content_graph
 from graphrecall.models.encoders import GNNEncoder
 from graphrecall.models.features import FieldBags, content_features
-from graphrecall.models.i2i import PoolRecall
+from graphrecall.models.i2i import PoolRecall, best_over_betas
 from graphrecall.models.popularity_bias import PopularityBias
 from graphrecall.recall.ann import build_pool, exact_topk
 from graphrecall.recall.candidates import (
@@ -409,7 +409,6 @@ class SageRecall(PoolRecall):
     def validation_evaluator(self, fold: Fold, dataset: FeedDataset) -> Callable[[Tensor], dict[str, float]]:
         """Validation recall of a set of content vectors, served exactly as at test time."""
         from graphrecall.evaluation import targets_matrix
-        from graphrecall.metrics import ndcg_at_k, recall_at_k
 
         users = np.unique(fold.targets["u"].to_numpy())
         targets = targets_matrix(fold.targets, users, dataset.num_contents)
@@ -417,17 +416,10 @@ class SageRecall(PoolRecall):
         cand = candidate_mask(fold, dataset, self.candidates)
 
         def evaluate(vectors: Tensor) -> dict[str, float]:
-            # a popularity_beta grid: the epoch is judged at its best beta (chosen for good after training)
             wide = exact_topk(vectors.float(), search_width(self.pool_size, cand), **self.pool_scoring())
             self.pool = restrict_pool(wide, cand, self.pool_size)
-            best: dict[str, float] = {}
-            for beta in self.beta_grid if self.popularity_beta is None else [self.popularity_beta]:
-                recs = self.serve(users, context, 50, beta=beta).items
-                out = {"recall@50": float(np.nanmean(recall_at_k(recs, targets, 50))),
-                       "ndcg@50": float(np.nanmean(ndcg_at_k(recs, targets, 50)))}
-                if not best or out["recall@50"] > best["recall@50"]:
-                    best = out
-            return best
+            betas = self.beta_grid if self.popularity_beta is None else [self.popularity_beta]
+            return best_over_betas(betas, lambda beta: self.serve(users, context, 50, beta=beta).items, targets)
 
         return evaluate
 

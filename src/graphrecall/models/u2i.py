@@ -39,7 +39,7 @@ from torch_geometric.nn.models.lightgcn import BPRLoss
 from graphrecall.data.schema import FeedDataset
 from graphrecall.data.splits import Fold
 from graphrecall.models.base import Recommendations
-from graphrecall.models.i2i import choose_popularity_beta, popularity_beta_grid
+from graphrecall.models.i2i import best_over_betas, choose_popularity_beta, popularity_beta_grid
 from graphrecall.models.popular import (
     popularity_counts,
     popularity_ranking,
@@ -420,21 +420,14 @@ class U2IRecall:
         """Validation recall of a set of vectors, served exactly as at test time; with a
         ``popularity_beta`` grid an epoch is judged at its best beta (chosen for good after training)."""
         from graphrecall.evaluation import targets_matrix
-        from graphrecall.metrics import ndcg_at_k, recall_at_k
 
         users = np.unique(fold.targets["u"].to_numpy())
         targets = targets_matrix(fold.targets, users, dataset.num_contents)
 
         def evaluate(user_vectors: Tensor, content_vectors: Tensor) -> dict[str, float]:
             self._set_vectors(user_vectors, content_vectors)
-            best: dict[str, float] = {}
-            for beta in self.beta_grid if self.popularity_beta is None else [self.popularity_beta]:
-                recs = self.recommend(users, fold, 50, beta=beta).items
-                out = {"recall@50": float(np.nanmean(recall_at_k(recs, targets, 50))),
-                       "ndcg@50": float(np.nanmean(ndcg_at_k(recs, targets, 50)))}
-                if not best or out["recall@50"] > best["recall@50"]:
-                    best = out
-            return best
+            betas = self.beta_grid if self.popularity_beta is None else [self.popularity_beta]
+            return best_over_betas(betas, lambda beta: self.recommend(users, fold, 50, beta=beta).items, targets)
 
         return evaluate
 
