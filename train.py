@@ -128,15 +128,16 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> tuple[dict[st
     t0 = time.perf_counter()
     dataset: FeedDataset = instantiate(cfg.dataset.loader)
     load_seconds = time.perf_counter() - t0
-    for line in (dataset.report.lines() if dataset.report else []):
-        log.warning(line)
     folds = make_folds(dataset, OmegaConf.to_container(cfg.dataset.split, resolve=True), seed=int(cfg.seed))
+    for line in (dataset.report.lines() if dataset.report else []):  # after the folds: predefined files count too
+        log.warning(line)
     export_users = None  # a users file for the export is read (and refused) before any training
     if cfg.eval.export.enabled and cfg.eval.export.users_file:
         export_users = read_users_file(cfg.eval.export.users_file, dataset.users)
 
     metrics: dict[str, float] = {"data/load_seconds": load_seconds}
-    details: dict[str, Any] = {"dataset": dataset.summary(), "folds": {}, "fit": {}}
+    details: dict[str, Any] = {"dataset": dataset.summary(), "folds": {}, "fit": {},
+                               "validation_drops": dict(dataset.report.counts) if dataset.report else {}}
     evaluations: list[FoldEvaluation] = []
     # one model for all folds: trainable models train (and select) on the first fold, val, and
     # reuse the selected weights on later folds; the baselines simply refit on each fold's window

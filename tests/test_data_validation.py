@@ -452,3 +452,37 @@ def test_zero_padded_csv_ids_stay_text(tmp_path: Path) -> None:
     assert sorted(zip(ds.clicks["user_id"], ds.clicks["content_id"])) == [("0007", "0157"), ("7", "157")]
     with pytest.raises(DataValidationError, match="contents.csv: column 'content_id' has 1 non-numeric id"):
         load(write_folder(tmp_path, contents="content_id,style,products\n10,a,x\nA1,b,y\n"), numeric_ids=True)
+
+
+@pytest.mark.parametrize("where", ["first", "later"])
+def test_csv_row_with_an_extra_field_names_the_line(tmp_path: Path, where: str) -> None:
+    # pandas would read an extra field on the first data row as an index column: every value shifts
+    # one column left and all timestamps read as null ("3 null timestamps" instead of the real fault)
+    rows = [f"1,10,{T0}", f"1,11,{T0 + 60}", f"2,10,{T0 + 120}"]
+    line = 2 if where == "first" else 4
+    rows[line - 2] += ",extra"
+    folder = write_folder(tmp_path, clicks=clicks_csv(*rows))
+    with pytest.raises(DataValidationError) as err:
+        load(folder)
+    assert str(err.value).startswith(f"{folder / 'clicks.csv'}: line {line} has 4 fields but the header has 3")
+
+
+def test_csv_row_with_an_extra_field_in_contents(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path, contents=CONTENTS_CSV + "13,modern,sofa,extra\n")
+    with pytest.raises(DataValidationError, match=r"contents\.csv: line 5 has 4 fields but the header has 3"):
+        load(folder)
+
+
+def test_one_bad_timestamp_among_many_is_reported_alone(tmp_path: Path) -> None:
+    rows = [f"{u % 2 + 1},{10 + u % 3},{T0 + 60 * u}" for u in range(200)]
+    rows[57] = "1,10,not-a-time"
+    with pytest.raises(DataValidationError) as err:
+        load(write_folder(tmp_path, clicks=clicks_csv(*rows)))
+    msg = str(err.value)
+    assert "clicks.csv: column 'timestamp' has 1 unparsable timestamp(s)" in msg and "[57]" in msg
+
+
+def test_unknown_contents_error_names_the_loader_key(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path, clicks=clicks_csv(f"1,10,{T0}", f"1,99,{T0}"))
+    with pytest.raises(DataValidationError, match=r"set dataset\.loader\.unknown_contents=drop"):
+        load(folder)

@@ -348,3 +348,43 @@ def test_predefined_files_read_their_timestamp_format(tmp_path: Path, ds: FeedDa
         make_folds(ds, {"kind": "predefined", "files": files})
     folds = make_folds(ds, {"kind": "predefined", "predefined": {"files": files, "timestamp_format": "%d/%m/%Y"}})
     assert folds["test"].targets["u"].nunique() == 2
+
+
+def test_predefined_unknown_contents_follow_the_split_policy(tmp_path: Path, ds: FeedDataset) -> None:
+    files = {"train": write(tmp_path / "train.csv", [("u1", "c0", at(1)), ("u2", "c1", at(2)), ("u2", "gone", at(2))]),
+             "val": write(tmp_path / "val.csv", [("u1", "c2", at(3))]),
+             "test": write(tmp_path / "test.csv", [("u1", "c3", at(5)), ("u3", "gone", at(6)), ("u3", "c4", at(6))])}
+    with pytest.raises(DataValidationError, match=r"train\.csv: 1 click\(s\) on content_id\(s\) absent .*'gone'.*"
+                                                  r"set dataset\.split\.predefined\.unknown_contents=drop"):
+        make_folds(ds, {"kind": "predefined", "predefined": {"files": files}})
+    before = dict(ds.report.counts)
+    folds = make_folds(ds, {"kind": "predefined", "predefined": {"files": files, "unknown_contents": "drop"}})
+    assert pairs(folds["test"].targets, ds) == {("u1", "c3"), ("u3", "c4")}
+    dropped = "clicks on contents absent from the contents table dropped"
+    assert ds.report.counts.get(dropped, 0) - before.get(dropped, 0) == 2  # one in train, one in test: counted
+
+
+def test_predefined_csv_row_with_an_extra_field_names_the_line(tmp_path: Path, ds: FeedDataset) -> None:
+    files = {"train": write(tmp_path / "train.csv", [("u1", "c0", at(1)), ("u2", "c1", at(2))]),
+             "val": write(tmp_path / "val.csv", [("u1", "c2", at(3))]),
+             "test": str(tmp_path / "test.csv")}
+    Path(files["test"]).write_text(f"user_id,content_id,timestamp\nu1,c3,{at(5)},oops\nu3,c4,{at(6)}\n")
+    with pytest.raises(DataValidationError, match=r"test\.csv: line 2 has 4 fields but the header has 3"):
+        make_folds(ds, {"kind": "predefined", "files": files})
+
+
+def test_predefined_parquet_with_text_ids_matches_an_integer_dataset(tmp_path: Path) -> None:
+    # synthetic and MovieLens ids are integers; a parquet split file may hold them as text ("12")
+    clicks = pd.DataFrame({"user_id": [1, 2, 3, 1], "content_id": [10, 11, 12, 12],
+                           "timestamp": [at(1), at(2), at(3), at(4)]})
+    contents = pd.DataFrame({"content_id": [10, 11, 12], "style": ["a", "b", "a"]})
+    dsi = build_dataset("ints", clicks, contents, None, {"style": "single"}, {"style": "style"})
+    text = lambda rows: pd.DataFrame(rows, columns=["user_id", "content_id", "timestamp"])  # noqa: E731
+    files = {}
+    for name, rows in (("train", [("1", "10", at(1)), ("2", "11", at(2))]), ("val", [("1", "11", at(3))]),
+                       ("test", [("2", "12", at(5)), ("3", "10", at(6))])):
+        text(rows).to_parquet(tmp_path / f"{name}.parquet", index=False)
+        files[name] = str(tmp_path / f"{name}.parquet")
+    folds = make_folds(dsi, {"kind": "predefined", "files": files})
+    assert pairs(folds["test"].targets, dsi) == {(2, 12), (3, 10)}
+    assert pairs(folds["val"].targets, dsi) == {(1, 11)}

@@ -2,6 +2,7 @@
 # Issue 14, seed-0 measurements: single view vs M2GRL (first version) vs M2GRL with each fix,
 # MovieLens-100K (temporal) and synthetic small. One torch thread per run.
 # Usage: bash experiments/stage2/fixes.sh <movielens100k|synthetic> [seed, default 0] [variant ...]
+# Env: PY (python), OUT (output root), EXTRA (overrides added to every run, e.g. "dataset.loader.preset=tiny").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
@@ -47,7 +48,7 @@ NAMES=("$@"); [ ${#NAMES[@]} -eq 0 ] && NAMES=(sage m2grl_old default default_di
 for name in "${NAMES[@]}"; do
   [ -f "$OUT/$name/metrics.json" ] && { echo "have: $name"; continue; }
   # shellcheck disable=SC2086
-  $PY train.py dataset=$DATA seed=$SEED trainer.enable_progress_bar=false ${V[$name]} hydra.run.dir=$OUT/$name \
+  $PY train.py dataset=$DATA seed=$SEED trainer.enable_progress_bar=false ${V[$name]} ${EXTRA:-} hydra.run.dir=$OUT/$name \
     > "$OUT/$name.log" 2>&1 || { echo "FAILED: $name (log: $OUT/$name.log)"; exit 1; }
   echo "done: $name"
 done

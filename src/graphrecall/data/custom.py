@@ -29,6 +29,7 @@ from graphrecall.data.schema import (
     FeedDataset,
     FieldKind,
     build_dataset,
+    read_csv_file,
 )
 
 FORMATS = ("parquet", "csv")
@@ -65,7 +66,7 @@ def _read_table(path: Path, text_columns: list[str], id_columns: tuple[str, ...]
             return pd.read_parquet(path)
         header = pd.read_csv(path, nrows=0).columns
         text = [*text_columns, *([] if numeric_ids else id_columns)]
-        frame = pd.read_csv(path, dtype={c: str for c in text if c in header})
+        frame = read_csv_file(path, dtype={c: str for c in text if c in header})
     except DataValidationError:
         raise
     except Exception as exc:  # pyarrow, parser and decoding errors have no common base class
@@ -75,7 +76,7 @@ def _read_table(path: Path, text_columns: list[str], id_columns: tuple[str, ...]
             bad = pd.to_numeric(frame[c], errors="coerce").isna() & frame[c].notna()
             raise DataValidationError(
                 f"{path}: column '{c}' has {int(bad.sum())} non-numeric id(s), e.g. {frame.loc[bad, c].head(3).tolist()} "
-                f"at rows {frame.index[bad][:5].tolist()}; expected integers (numeric_ids=true) or set numeric_ids=false"
+                f"at data rows {frame.index[bad][:5].tolist()} (0-based); expected integers (numeric_ids=true) or set numeric_ids=false"
             )
     return frame
 
@@ -166,4 +167,5 @@ def load_custom(
         list_separator=list_separator,
         before_publication=before_publication,
         timestamp_format=timestamp_format,
+        policy_prefix="dataset.loader.",
     )

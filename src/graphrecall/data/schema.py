@@ -18,8 +18,10 @@ never dropped silently.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -128,9 +130,49 @@ def _require_no_nulls(df: pd.DataFrame, column: str, source: str) -> None:
     if nulls:
         first = df.index[df[column].isna()][:5].tolist()
         raise DataValidationError(
-            f"{source}: column '{column}' has {nulls} null value(s) (first rows {first}); "
+            f"{source}: column '{column}' has {nulls} null value(s) "
+            f"(first at data rows {first}, 0-based, header not counted); "
             "ids must be present on every row"
         )
+
+
+def _first_long_row(path: str) -> tuple[int, int, int] | None:
+    """(line number, fields, header fields) of the first CSV row with more fields than the header."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        reader = csv.reader(f)
+        header = next(reader, [])
+        for row in reader:
+            if len(row) > len(header):
+                return reader.line_num, len(row), len(header)
+    return None
+
+
+def read_csv_file(path: str | Any, dtype: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Read a user-given CSV file in which every row has the header's fields.
+
+    pandas reads a first data row with one field too many as an index column (shifting every
+    value one column left, so the last column reads as null) and stops at a later one with a
+    tokenizer message; both become an error naming the file, the line and the field counts.
+    Shorter rows are kept (their missing values are nulls, refused by the column checks).
+
+    Raises:
+        DataValidationError: a row with more fields than the header, or a file pandas cannot parse.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(path, dtype=dtype, index_col=False)
+    except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
+        long_row = _first_long_row(str(path))
+        if long_row is None:
+            raise DataValidationError(f"{path}: cannot be read as csv: {exc}") from exc
+        line, fields, expected = long_row
+        raise DataValidationError(
+            f"{path}: line {line} has {fields} fields but the header has {expected}; expected {expected} "
+            "comma-separated fields on every row (a stray comma, or a value holding a comma without quotes?)"
+        ) from exc
+    except Exception as exc:  # parser and decoding errors have no common base class
+        raise DataValidationError(f"{path}: cannot be read as csv: {exc}") from exc
 
 
 # ISO 8601: a date, optionally a time (T or space) with seconds/fractions and a zone (Z, +hh:mm, +hhmm, +hh)
@@ -143,7 +185,7 @@ def _row_examples(values: pd.Series, bad: np.ndarray | pd.Series) -> str:
     bad = np.asarray(bad, dtype=bool)
     rows = values.index[bad][:5].tolist()
     examples = values[bad].astype(str).head(3).tolist()
-    return f"e.g. {examples} at rows {rows}"
+    return f"e.g. {examples} at data rows {rows} (0-based, header not counted)"
 
 
 def _string_timestamps(values: pd.Series, source: str, column: str, timestamp_format: str | None) -> pd.Series:
@@ -200,7 +242,8 @@ def to_unix_seconds(values: pd.Series, source: str, column: str = TIMESTAMP,
     if values.isna().any():
         bad = values.index[values.isna()][:5].tolist()
         raise DataValidationError(
-            f"{source}: column '{column}' has {int(values.isna().sum())} null value(s) (first rows {bad})"
+            f"{source}: column '{column}' has {int(values.isna().sum())} null value(s) "
+            f"(first at data rows {bad}, 0-based, header not counted)"
         )
     if pd.api.types.is_datetime64_any_dtype(values):
         dtv = values.dt.tz_localize("UTC") if values.dt.tz is None else values.dt.tz_convert("UTC")
@@ -235,6 +278,7 @@ def validate_clicks(
     before_publication: Literal["error", "drop"] = "error",
     contents_source: str = "contents",
     timestamp_format: str | None = None,
+    policy_prefix: str = "",
 ) -> pd.DataFrame:
     """Validate and normalise a click table.
 
@@ -251,6 +295,8 @@ def validate_clicks(
         contents_source: file or source name of the content table (named in that error).
         timestamp_format: ``strftime`` format of text timestamps that are neither ISO 8601 nor Unix
             seconds (see :func:`to_unix_seconds`).
+        policy_prefix: config path of the policies, named in the errors that suggest one
+            (``"dataset.loader."`` -> ``set dataset.loader.unknown_contents=drop``).
 
     Returns:
         The canonical click table, timestamp as int64 seconds, sorted by (timestamp, user_id).
@@ -283,7 +329,7 @@ def validate_clicks(
             if unknown_contents == "error":
                 raise DataValidationError(
                     f"{source}: {int(unknown.sum())} click(s) on content_id(s) absent from the contents "
-                    f"table, e.g. {examples}; fix the tables or set unknown_contents=drop"
+                    f"table, e.g. {examples}; fix the tables or set {policy_prefix}unknown_contents=drop"
                 )
             report.count("clicks on contents absent from the contents table dropped", int(unknown.sum()))
             out = out[~unknown]
@@ -298,7 +344,7 @@ def validate_clicks(
                     f"{source}: {int(early.sum())} click(s) before their content's publication "
                     f"(column '{PUBLISHED_AT}' of {contents_source}), e.g. row {out.index[first]}: "
                     f"user_id={user!r}, content_id={content!r}, timestamp={ts} < "
-                    f"published_at={int(published[first])}; fix the tables or set before_publication=drop"
+                    f"published_at={int(published[first])}; fix the tables or set {policy_prefix}before_publication=drop"
                 )
             report.count("clicks before their content's publication dropped", int(early.sum()))
             out = out[~early]
@@ -391,6 +437,7 @@ def build_dataset(
     list_separator: str = "|",
     before_publication: Literal["error", "drop"] = "error",
     timestamp_format: str | None = None,
+    policy_prefix: str = "",
 ) -> FeedDataset:
     """Validate three raw tables together and return a :class:`FeedDataset`.
 
@@ -399,7 +446,8 @@ def build_dataset(
     ``list_separator`` splits multi-valued side info given as strings (CSV); ``timestamp_format``
     reads text timestamps that are neither ISO 8601 nor Unix seconds. When the content table
     has ``published_at``, clicks before their content's publication are an error or, with
-    ``before_publication="drop"``, a counted drop.
+    ``before_publication="drop"``, a counted drop. ``policy_prefix`` is the config path of these
+    policies, named in the errors that suggest one.
     """
     sources = {"clicks": f"{name}/clicks", "contents": f"{name}/contents", "users": f"{name}/users", **(sources or {})}
     report = ValidationReport(source=name)
@@ -418,7 +466,7 @@ def build_dataset(
     clicks_v = validate_clicks(
         clicks, sources["clicks"], report, pd.Index(contents_v[CONTENT_ID]), unknown_contents, duplicates,
         published_at=published, before_publication=before_publication, contents_source=sources["contents"],
-        timestamp_format=timestamp_format,
+        timestamp_format=timestamp_format, policy_prefix=policy_prefix,
     )  # fmt: skip
     if users is None:
         users = pd.DataFrame({USER_ID: pd.unique(clicks_v[USER_ID])})

@@ -251,8 +251,12 @@ def predefined_folds(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame,
     return folds
 
 
-def _read_click_file(path: str, dataset: FeedDataset, timestamp_format: str | None = None) -> pd.DataFrame:
-    from graphrecall.data.schema import ValidationReport, validate_clicks
+def _read_click_file(path: str, dataset: FeedDataset, timestamp_format: str | None = None,
+                     unknown_contents: str = "error") -> pd.DataFrame:
+    """One predefined split file, validated like the dataset's clicks and encoded; clicks on contents
+    absent from the catalogue are an error or, with ``unknown_contents="drop"``, a drop counted in
+    ``dataset.report``."""
+    from graphrecall.data.schema import ValidationReport, read_csv_file, validate_clicks
 
     p = str(path)
     if p.endswith(".parquet"):
@@ -261,10 +265,7 @@ def _read_click_file(path: str, dataset: FeedDataset, timestamp_format: str | No
         # ids read as text when the dataset's ids are text: '0157' must match '0157', not 157
         text_ids = {c: str for c, table in ((USER_ID, dataset.users), (CONTENT_ID, dataset.contents))
                     if not pd.api.types.is_numeric_dtype(table[c])}
-        try:
-            raw = pd.read_csv(p, dtype=text_ids)
-        except Exception as exc:  # parser and decoding errors have no common base class
-            raise DataValidationError(f"{p}: cannot be read as csv: {exc}") from exc
+        raw = read_csv_file(p, dtype=text_ids)
     else:
         raise DataValidationError(f"split.files: '{p}' must be a .parquet or .csv file")
     for c, table in ((USER_ID, dataset.users), (CONTENT_ID, dataset.contents)):
@@ -278,8 +279,9 @@ def _read_click_file(path: str, dataset: FeedDataset, timestamp_format: str | No
     if PUBLISHED_AT in dataset.contents.columns:  # a predefined click before publication is an error
         published = pd.Series(dataset.contents[PUBLISHED_AT].to_numpy(), index=dataset.contents[CONTENT_ID])
     clicks = validate_clicks(
-        raw, p, report, pd.Index(dataset.contents[CONTENT_ID]), published_at=published, contents_source=dataset.name,
-        timestamp_format=timestamp_format,
+        raw, p, report, pd.Index(dataset.contents[CONTENT_ID]), unknown_contents=unknown_contents,
+        published_at=published, contents_source=dataset.name, timestamp_format=timestamp_format,
+        policy_prefix="dataset.split.predefined.",
     )
     unknown_users = ~clicks[USER_ID].isin(dataset.users[USER_ID])
     if unknown_users.any():
@@ -314,5 +316,6 @@ def make_folds(dataset: FeedDataset, split: dict[str, Any], seed: int = 0) -> di
     if missing:
         raise ValueError(f"split.kind=predefined needs split.predefined.files.{{train,val,test}}; missing {missing}")
     fmt = params.get("timestamp_format")
-    frames = [_read_click_file(files[k], dataset, fmt) for k in ("train", "val", "test")]
+    policy = params.get("unknown_contents") or "error"
+    frames = [_read_click_file(files[k], dataset, fmt, policy) for k in ("train", "val", "test")]
     return predefined_folds(*frames, paths={k: str(files[k]) for k in ("train", "val", "test")})
