@@ -183,3 +183,24 @@ def test_readme_stage2_study_script(tmp_path):
     rows = [line for line in out.splitlines() if line.startswith("| sage") or line.startswith("| default")]
     assert len(rows) == 2, out  # the table script ran over both runs
     assert (tmp_path / "out" / "synthetic" / "seed0" / "default" / "metrics.json").exists()
+
+
+def test_readme_family_study_script(tmp_path):
+    """README: ``bash experiments/learned_recall/family_study.sh`` (studies, then the best config per
+    family on 3 seeds), shrunk to two trials, one seed and three families on the tiny world."""
+    studies, out = tmp_path / "studies", tmp_path / "runs"
+    extra = f"dataset.loader.preset=tiny trainer.max_epochs=2 eval.bootstrap.num_resamples=20 data_dir={tmp_path / 'd'}"
+    log = _run(["bash", "experiments/learned_recall/family_study.sh", "popular coclick sage", "0"], tmp_path,
+               env={"PY": sys.executable, "STUDIES": str(studies), "OUT": str(out), "EXTRA": extra,
+                    "DATASET": "synthetic", "STUDY_EXTRA": "hparams_search.n_trials=2"})
+    for family in ("popular", "coclick", "sage"):
+        assert f"done: {family} seed 0" in log, log
+        best = json.loads((studies / f"family_{family}" / "best.json").read_text())["best"]["params"]
+        record = json.loads((out / family / "seed0" / "config_resolved.json").read_text())
+        for key, value in best.items():  # the seed run uses exactly the study's best parameters
+            node = record
+            for part in key.split("."):
+                node = node[part]
+            assert node == (value if not isinstance(node, str) else str(value)), (family, key, node, value)
+    sage = json.loads((out / "sage" / "seed0" / "metrics.json").read_text())["metrics"]
+    assert sage["test/fit/refit/epochs"] == sage["val/fit/selected_epochs"]  # refit on the test fold's window

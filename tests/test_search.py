@@ -185,3 +185,16 @@ def test_storage_that_is_not_a_database_url_names_the_key(tmp_path):
     scfg = search.load_study_config("coclick_tau", _study(tmp_path, "heartbeat_interval=5", "grace_period=5"))
     with pytest.raises(ValueError, match="hparams_search.grace_period"):
         search.make_storage(scfg)
+
+
+def test_family_studies_share_one_budget():
+    """Issue 10's equal tuning budget: every family_* study has the same trial count, sampler and
+    objective, reads validation only (its trials run the val fold alone) and tunes its own model."""
+    studies = {p.stem: search.load_study_config(p.stem) for p in sorted(search.STUDY_DIR.glob("family_*.yaml"))}
+    assert set(studies) == {f"family_{f}" for f in ("popular", "coclick", "sage", "m2grl", "mf", "lightgcn")}
+    budgets = {(s.n_trials, s.sampler.name, s.sampler.seed, s.sampler.n_startup_trials, s.optimized_metric)
+               for s in studies.values()}
+    assert budgets == {(24, "tpe", 0, 8, "val/warm/recall@50")}
+    for name, s in studies.items():
+        assert "eval.folds=[val]" in s.overrides and s.study_name == name
+        assert any(str(o).startswith("model=") for o in s.overrides) and len(s.params) >= 2

@@ -75,7 +75,7 @@ def per_user_recall(variant: Path, warm: np.ndarray) -> pd.Series | None:
     return mean[mean.index.isin(warm)]
 
 
-def paired_table(root: Path) -> None:
+def paired_table(root: Path, baselines: tuple[str, ...] = BASELINES) -> None:
     warm = warm_users()
     series = {v.name: per_user_recall(v, warm) for v in sorted(p for p in root.iterdir() if p.is_dir())}
     series = {k: v for k, v in series.items() if v is not None}
@@ -83,7 +83,7 @@ def paired_table(root: Path) -> None:
     print("| variant | vs | warm users | mean difference of test recall@50 | 95% interval | p |")
     print("|---|---|---|---|---|---|")
     for name, s in series.items():
-        for base in BASELINES:
+        for base in baselines:
             if name == base or base not in series:
                 continue
             b = series[base].reindex(s.index)
@@ -125,6 +125,6 @@ def summary(root: Path, columns: list[tuple[str, str]], runs_label: str, runs_va
         print("| " + " | ".join(str(x) for x in r.to_numpy()) + " |")
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # table.py <root> [baseline variant ...]
     summary(Path(sys.argv[1]), COLUMNS, "seeds", len)
-    paired_table(Path(sys.argv[1]))
+    paired_table(Path(sys.argv[1]), tuple(sys.argv[2:]) or BASELINES)
