@@ -80,9 +80,9 @@ def test_next_click_task_never_aggregates_its_own_edge(tiny_cfg, monkeypatch) ->
     def spy(self, batch, gen):
         forward = self.net.forward
 
-        def record(nodes, edge_index, alpha, features):
+        def record(nodes, edge_index, alpha, features, **kwargs):
             seen.append((batch[0].clone(), batch[1].clone(), edge_index.clone()))
-            return forward(nodes, edge_index, alpha, features)
+            return forward(nodes, edge_index, alpha, features, **kwargs)
 
         self.net.forward = record
         try:

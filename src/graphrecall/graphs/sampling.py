@@ -212,7 +212,30 @@ def drop_pair_edges(edge_index: Tensor, alpha: Tensor, src: Tensor, dst: Tensor,
     key = edge_index[1] * num_nodes + edge_index[0]
     banned = torch.cat([src * num_nodes + dst, dst * num_nodes + src])
     keep = ~torch.isin(key, banned)
+    return keep, renormalise_kept(edge_index, alpha, keep, num_nodes)
+
+
+def isolate_nodes(edge_index: Tensor, alpha: Tensor, isolated: Tensor) -> tuple[Tensor, Tensor]:
+    """Remove every edge with an isolated endpoint (both directions) and renormalise the rest.
+
+    Used by the cold-start simulation: a content treated as new has no neighbour (it aggregates
+    nothing) and is nobody's neighbour, as a content without clicks at serving time.
+
+    Args:
+        edge_index: [2, E] global ``(neighbour j, node i)`` pairs (node i aggregates j).
+        alpha: [E] aggregation weights (rows of a node sum to 1 or 0).
+        isolated: [N] bool, the nodes to cut off.
+
+    Returns:
+        (keep [E] bool, alpha [E] renormalised over each node's kept edges; 0 where nothing is left).
+    """
+    keep = ~(isolated[edge_index[0]] | isolated[edge_index[1]])
+    return keep, renormalise_kept(edge_index, alpha, keep, isolated.numel())
+
+
+def renormalise_kept(edge_index: Tensor, alpha: Tensor, keep: Tensor, num_nodes: int) -> Tensor:
+    """[E] ``alpha`` of the kept edges rescaled so that each node's kept edges sum to 1 (0 elsewhere)."""
     kept_alpha = torch.where(keep, alpha, torch.zeros_like(alpha))
     row_sum = torch.zeros(num_nodes, dtype=alpha.dtype, device=alpha.device).index_add_(0, edge_index[1], kept_alpha)
     denom = row_sum[edge_index[1]]
-    return keep, torch.where(denom > 0, kept_alpha / denom.clamp(min=1e-12), torch.zeros_like(alpha))
+    return torch.where(denom > 0, kept_alpha / denom.clamp(min=1e-12), torch.zeros_like(alpha))

@@ -24,6 +24,8 @@ class SideInfoEncoder(nn.Module):
         h^{(0)}_i = \mathrm{ReLU}\big(W [e_{f_1}(i) \,\|\, \dots \,\|\, e_{f_m}(i) \,\|\, e_{id}(i)] + b\big)
 
     Multi-valued fields are mean-pooled with ``nn.EmbeddingBag`` (an empty bag gives zeros).
+    ``id_mask`` zeroes the node-id part of the given rows: a content treated as new (no click, or
+    masked by the cold-start simulation) is placed from its side info alone.
 
     Args:
         field_sizes (dict[str, int]): vocabulary size of every field.
@@ -33,7 +35,7 @@ class SideInfoEncoder(nn.Module):
         dropout (float): dropout on the concatenation.
 
     Shapes:
-        - input: node ids ``[n]`` and the fields' :class:`FieldBags`
+        - input: node ids ``[n]``, the fields' :class:`FieldBags`, optional ``id_mask [n]`` bool
         - output: ``[n, out_dim]``
     """
 
@@ -57,13 +59,14 @@ class SideInfoEncoder(nn.Module):
             nn.init.normal_(self.node_embedding.weight, std=0.1)
         self.lin.reset_parameters()
 
-    def forward(self, nodes: Tensor, features: dict[str, FieldBags]) -> Tensor:
+    def forward(self, nodes: Tensor, features: dict[str, FieldBags], id_mask: Tensor | None = None) -> Tensor:
         parts = []
         for f in self.fields:
             values, offsets = features[f].gather(nodes)
             parts.append(self.bags[f](values, offsets))
         if self.node_embedding is not None:
-            parts.append(self.node_embedding(nodes))
+            ids = self.node_embedding(nodes)
+            parts.append(ids if id_mask is None else ids * (~id_mask).unsqueeze(-1).to(ids.dtype))
         h = torch.cat(parts, dim=-1)
         h = F.dropout(h, self.dropout, self.training)
         return F.relu(self.lin(h))
@@ -136,7 +139,8 @@ class GNNEncoder(nn.Module):
         normalize (bool): L2-normalise the output (dot products become cosines).
 
     Shapes:
-        - input: node ids ``[n]``, ``edge_index [2, E]`` local to those nodes, ``alpha [E]``
+        - input: node ids ``[n]``, ``edge_index [2, E]`` local to those nodes, ``alpha [E]``,
+          optional ``id_mask [n]`` bool (rows whose node-id embedding is zeroed)
         - output: ``[n, hidden_dim]``
     """
 
@@ -162,8 +166,9 @@ class GNNEncoder(nn.Module):
         for conv in self.convs:
             conv.reset_parameters()
 
-    def forward(self, nodes: Tensor, edge_index: Tensor, alpha: Tensor, features: dict[str, FieldBags]) -> Tensor:
-        h = self.features(nodes, features)
+    def forward(self, nodes: Tensor, edge_index: Tensor, alpha: Tensor, features: dict[str, FieldBags],
+                id_mask: Tensor | None = None) -> Tensor:
+        h = self.features(nodes, features, id_mask)
         for layer, conv in enumerate(self.convs):
             h = conv(h, edge_index) if self.aggregator == "gat" else conv(h, edge_index, alpha)
             if layer < len(self.convs) - 1:

@@ -30,9 +30,23 @@ from graphrecall.data.schema import FeedDataset
 from graphrecall.data.next_click import next_click_pairs
 from graphrecall.data.popularity_features import FEATURE_NAMES, moment_index, popularity_feature_table
 from graphrecall.data.splits import DAY, Fold
-from graphrecall.graphs.sampling import TopKGraph, drop_pair_edges, k_hop_subgraph, sample_negatives, top_k_graph
+from graphrecall.graphs.sampling import (
+    TopKGraph,
+    drop_pair_edges,
+    isolate_nodes,
+    k_hop_subgraph,
+    sample_negatives,
+    top_k_graph,
+)
 from graphrecall.losses import SampledSoftmaxLoss, candidate_log_q, make_loss, sampled_softmax_logits
 from graphrecall.models.coclick import content_graph
+from graphrecall.models.cold_start import (
+    check_cold_start,
+    cold_mask,
+    draw_cold_targets,
+    mask_popularity,
+    unclicked_contents,
+)
 from graphrecall.models.encoders import GNNEncoder
 from graphrecall.models.features import FieldBags, content_features
 from graphrecall.models.i2i import PoolRecall, best_over_betas
@@ -72,7 +86,8 @@ class SageI2IModule(RankingValidationModule):
                  weight_decay: float = 0.0, batching: str = "auto", full_graph_max_nodes: int = 50_000,
                  seed: int = 0, temperature: float = 1.0, run_config: dict[str, Any] | None = None,
                  hard_negatives: dict[str, Any] | None = None, objective: str = "reconstruction",
-                 next_click: dict[str, Any] | None = None, popularity: dict[str, Any] | None = None) -> None:
+                 next_click: dict[str, Any] | None = None, popularity: dict[str, Any] | None = None,
+                 cold_start: dict[str, Any] | None = None) -> None:
         super().__init__()
         if objective not in OBJECTIVES:
             raise ValueError(f"model.objective must be one of {OBJECTIVES}, got '{objective}'")
@@ -86,6 +101,11 @@ class SageI2IModule(RankingValidationModule):
         self.popularity_bias = (PopularityBias(len(FEATURE_NAMES), int(popularity.get("hidden_dim", 16)))
                                 if popularity.get("enabled") else None)
         self.popularity_table: Tensor | None = None  # [K, C, F] features as of cut - k days
+        # cold-start simulation (graphrecall.models.cold_start): share of targets treated as new per step;
+        # the fold's unclicked contents [C] bool are attached per fold (attach_cold_start)
+        cold_cfg = check_cold_start(cold_start)
+        self.cold_share, self.cold_popularity = cold_cfg["share"], cold_cfg["popularity"]
+        self.unclicked: Tensor | None = None
         self._hard: Tensor | None = None  # [N, high - low] near misses of the current model
         self.loss_fn = make_loss(loss)
         self.softmax_loss = SampledSoftmaxLoss()
@@ -107,6 +127,18 @@ class SageI2IModule(RankingValidationModule):
         """The fold's popularity features [K, C, F] (row 0: as of the cut), for the learned term."""
         self.popularity_table = table
 
+    def attach_cold_start(self, unclicked: Tensor | None) -> None:
+        """The fold's contents without a training click [C] bool (their node-id embedding is zeroed
+        in every pass while the cold-start simulation is on)."""
+        self.unclicked = unclicked
+
+    def cold_for_pass(self, drawn: Tensor | None = None) -> Tensor | None:
+        """[N] bool, the contents treated as new in a pass (the unclicked ones plus ``drawn``), or
+        None when the cold-start simulation is off (today's passes, unchanged)."""
+        if self.cold_share <= 0.0:
+            return None
+        return cold_mask(self.graph.num_nodes, self.unclicked, drawn)
+
     @torch.no_grad()
     def serving_bias(self) -> Tensor | None:
         """[C] the learned popularity term as of the cut (None without one)."""
@@ -127,26 +159,38 @@ class SageI2IModule(RankingValidationModule):
         mode = self.hparams.batching
         return mode == "full" or (mode == "auto" and self.graph.num_nodes <= self.hparams.full_graph_max_nodes)
 
-    def embed(self, nodes: Tensor, drop_pairs: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    def embed(self, nodes: Tensor, drop_pairs: tuple[Tensor, Tensor] | None = None,
+              cold: Tensor | None = None) -> Tensor:
         """[n, d] vectors of the given nodes from their top-k neighbourhoods.
 
         ``drop_pairs = (src [B], dst [B])`` removes the edges between each pair (both directions,
         weights renormalised) for this pass: the next-click examples' own edges.
+        ``cold`` [N] bool: contents treated as new for this pass, cut off from the graph (no edge in
+        either direction, weights renormalised) and with a zeroed node-id embedding.
         """
         g, features = self._graph_on(nodes.device)
+        if cold is not None:
+            cold = cold.to(nodes.device)
         if self._full_graph():
             all_nodes = torch.arange(g.num_nodes, device=nodes.device)
             edge_index, alpha = g.edge_index(), g.alpha
             if drop_pairs is not None:
                 keep, alpha = drop_pair_edges(edge_index, alpha, *drop_pairs, g.num_nodes)
                 edge_index, alpha = edge_index[:, keep], alpha[keep]
-            return self.net(all_nodes, edge_index, alpha, features)[nodes]
+            if cold is not None:
+                keep, alpha = isolate_nodes(edge_index, alpha, cold)
+                edge_index, alpha = edge_index[:, keep], alpha[keep]
+            return self.net(all_nodes, edge_index, alpha, features, id_mask=cold)[nodes]
         sub = k_hop_subgraph(g, nodes, len(self.net.convs))
         edge_index, alpha = sub.edge_index, sub.alpha
         if drop_pairs is not None:
             keep, alpha = drop_pair_edges(sub.nodes[edge_index], alpha, *drop_pairs, g.num_nodes)
             edge_index, alpha = edge_index[:, keep], alpha[keep]
-        h = self.net(sub.nodes, edge_index, alpha, features)
+        local_cold = None if cold is None else cold[sub.nodes]
+        if local_cold is not None:
+            keep, alpha = isolate_nodes(edge_index, alpha, local_cold)
+            edge_index, alpha = edge_index[:, keep], alpha[keep]
+        h = self.net(sub.nodes, edge_index, alpha, features, id_mask=local_cold)
         pos = torch.full((g.num_nodes,), -1, dtype=torch.long, device=nodes.device)
         pos[sub.nodes[: sub.num_seeds]] = torch.arange(sub.num_seeds, device=nodes.device)
         return h[pos[nodes]]
@@ -157,10 +201,12 @@ class SageI2IModule(RankingValidationModule):
         was_training = self.training
         self.eval()
         nodes = torch.arange(self.graph.num_nodes, device=self.device)
+        cold = self.cold_for_pass()  # serving: the unclicked contents are new (simulation on), else None
         if self._full_graph():
-            out = self.embed(nodes)
+            out = self.embed(nodes, cold=cold)
         else:
-            out = torch.cat([self.embed(nodes[i : i + chunk_size]) for i in range(0, len(nodes), chunk_size)])
+            out = torch.cat([self.embed(nodes[i : i + chunk_size], cold=cold)
+                             for i in range(0, len(nodes), chunk_size)])
         self.train(was_training)
         return out
 
@@ -207,8 +253,9 @@ class SageI2IModule(RankingValidationModule):
         if self._hard is not None:
             neg = self.mix_hard_negatives(src.cpu(), neg, gen)
         neg = neg.to(src.device)
+        cold = self.cold_for_pass(draw_cold_targets(dst.cpu(), self.cold_share, gen))
         nodes, inverse = torch.unique(torch.cat([src, dst, neg.reshape(-1)]), return_inverse=True)
-        h = self.embed(nodes)
+        h = self.embed(nodes, cold=cold)
         b = src.numel()
         hs, hd, hn = h[inverse[:b]], h[inverse[b : 2 * b]], h[inverse[2 * b :]].view(b, -1, h.shape[-1])
         pos_score = (hs * hd).sum(-1) / self.hparams.temperature
@@ -233,7 +280,8 @@ class SageI2IModule(RankingValidationModule):
         uniform = torch.randint(self.graph.num_nodes, (num_uniform,), generator=gen).to(src.device)
         nodes, inverse = torch.unique(torch.cat([src, dst, uniform]), return_inverse=True)
         drop = (src, dst) if cfg.get("drop_example_edges", True) else None
-        h = self.embed(nodes, drop_pairs=drop)
+        drawn = draw_cold_targets(dst.cpu(), self.cold_share, gen)
+        h = self.embed(nodes, drop_pairs=drop, cold=self.cold_for_pass(drawn))
         b = src.numel()
         hs, hd, hu = h[inverse[:b]], h[inverse[b : 2 * b]], h[inverse[2 * b :]]
         log_q = None if self.log_q is None else self.log_q.to(src.device)
@@ -242,6 +290,8 @@ class SageI2IModule(RankingValidationModule):
             if self.popularity_table is None or moment is None:
                 raise ValueError("the popularity term needs the feature table and each example's moment")
             table = self.popularity_table.to(src.device)
+            if self.cold_popularity:  # the drawn targets' popularity history is that of a new content
+                table = mask_popularity(table, drawn)
             bias = self.popularity_bias.candidate_bias(table, moment, torch.cat([dst, uniform]))
         logits = sampled_softmax_logits(hs, hd, hu, src, dst, uniform, log_q, self.hparams.temperature, bias)
         loss = self.softmax_loss(logits, weight)
@@ -312,6 +362,12 @@ class SageRecall(PoolRecall):
         candidates: which contents the pool may hold at the fold's cut, ``auto`` | ``published`` |
             ``history`` | ``catalogue`` (:mod:`graphrecall.recall.candidates`); every content is
             embedded, contents without clicks from their side info.
+        cold_start: ``share`` (0: off): the cold-start simulation (:mod:`graphrecall.models.cold_start`),
+            a share of each step's targets / positives is cut off from the graph with a zeroed
+            node-id embedding; while on, the fold's unclicked contents get a zeroed node-id
+            embedding in every pass (training, validation, serving). ``popularity``: the drawn
+            targets also get a never-clicked content's popularity features (next click with the
+            learned popularity term).
     """
 
     name = "sage"
@@ -324,8 +380,10 @@ class SageRecall(PoolRecall):
                  backfill_recent_days: float | None = 7, seed: int = 0, resume_from: str | None = None,
                  ann: dict | None = None, objective: str = "reconstruction", next_click: dict | None = None,
                  refit: bool = False, popularity: dict | None = None, pool_score: str = "logit",
-                 candidates: str = "auto") -> None:
+                 candidates: str = "auto", cold_start: dict | None = None) -> None:
         super().__init__(pool_size, triggers, backfill_recent_days)
+        self.cold_start = check_cold_start(cold_start)
+        self.unclicked_rows: Tensor | None = None  # [C] bool, the current fold's contents without a training click
         self.candidates = check_candidate_rule(candidates)
         if objective not in OBJECTIVES:
             raise ValueError(f"model.objective must be one of {OBJECTIVES}, got '{objective}'")
@@ -383,6 +441,8 @@ class SageRecall(PoolRecall):
                 "objective": self.objective, "next_click": dict(self.next_click)}
         if self.popularity["enabled"]:  # passed only when used (modules built before it lack the argument)
             kwargs["popularity"] = dict(self.popularity)
+        if self.cold_start["share"] > 0:  # likewise
+            kwargs["cold_start"] = dict(self.cold_start)
         return kwargs
 
     def popularity_table(self, fold: Fold, dataset: FeedDataset) -> Tensor | None:
@@ -478,6 +538,7 @@ class SageRecall(PoolRecall):
         self.module = self.build_module(dataset, features)
         self.module.attach(topk, features, self.validation_evaluator(fold, dataset))
         self.module.attach_popularity(self.popularity_table(fold, dataset))
+        self.module.attach_cold_start(self.unclicked_rows)
         examples, self.module.log_q = self.training_examples(fold, topk)
         result = fit_with_selection(self.module, self._loader(examples), self.trainer_cfg, self.logger_cfg, run_dir,
                                     self.run_config, self.resume_from, self.extra_callbacks)
@@ -492,6 +553,7 @@ class SageRecall(PoolRecall):
         self.module = self.build_module(dataset, features)
         self.module.attach(topk, features, None)
         self.module.attach_popularity(table)
+        self.module.attach_cold_start(self.unclicked_rows)
         examples, self.module.log_q = self.training_examples(fold, topk)
         result = fit_fixed_epochs(self.module, self._loader(examples), self.trainer_cfg, self.logger_cfg,
                                   Path(run_dir) / "refit", self.selected_epochs, self.run_config)
@@ -500,6 +562,7 @@ class SageRecall(PoolRecall):
     def _pool_from_module(self, topk: TopKGraph, features, table: Tensor | None) -> tuple[np.ndarray, Any, dict[str, Any]]:
         self.module.attach(topk, features, None)
         self.module.attach_popularity(table)
+        self.module.attach_cold_start(self.unclicked_rows)
         self.module.to("cpu")
         vectors = self.module.embed_all()
         pool, pool_info = build_pool(vectors, search_width(self.pool_size, self.candidate_rows), **self.ann_cfg,
@@ -513,6 +576,7 @@ class SageRecall(PoolRecall):
             run_dir: Path | None = None) -> dict[str, Any]:
         start = time.perf_counter()
         self.candidate_rows = candidate_mask(fold, dataset, self.candidates)
+        self.unclicked_rows = unclicked_contents(fold.train["i"].to_numpy(), dataset.num_contents)
         wg, topk, features = self._graph_and_features(fold, dataset, cache_dir)
         info: dict[str, Any] = {f"graph/{k}": v for k, v in wg.stats.as_dict().items() if k != "name"}
         info["graph/topk_edges"] = topk.num_edges
