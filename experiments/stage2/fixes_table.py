@@ -8,6 +8,9 @@ contents, the most rows one content sits in, mean pairwise cosine of the content
 
 Usage: python experiments/stage2/fixes_table.py <sweep dir> [<sweep dir> ...]
        python experiments/stage2/fixes_table.py --mean <seed dir> <seed dir> ...   (mean ± std per variant)
+       python experiments/stage2/fixes_table.py --paired <base> <seed dir> <seed dir> ...
+           (per variant: its value minus the base variant's on the same seed, mean [min, max] over the
+           seeds both hold; test recall@50, styles / spaces clicked @50, average popularity @50)
 """
 
 from __future__ import annotations
@@ -73,7 +76,31 @@ def fmt(x: object) -> str:
     return str(x)
 
 
+PAIRED = ["val R@50", "test R@50", "styles clicked", "spaces clicked", "avg pop@50", "distinct top-10"]
+
+
+def paired(base: str, dirs: list[str]) -> None:
+    """Per variant: (variant - base) on each seed directory holding both, mean [min, max]."""
+    frames = []
+    for d in dirs:
+        runs = sorted(r for r in Path(d).iterdir() if (r / "metrics.json").exists())
+        rows = pd.DataFrame([row(r) for r in runs]).set_index("run")
+        if base not in rows.index:
+            continue
+        diff = rows[PAIRED].astype(float) - rows.loc[base, PAIRED].astype(float)
+        frames.append(diff.assign(seed=Path(d).name).drop(index=base))
+    diffs = pd.concat(frames).reset_index()
+    print(f"| run | seeds | " + " | ".join(f"{c} minus {base}" for c in PAIRED) + " |")
+    print("|" + "---|" * (len(PAIRED) + 2))
+    for name, g in diffs.groupby("run"):
+        cells = [f"{g[c].mean():+.4g} [{g[c].min():+.3g}, {g[c].max():+.3g}]" for c in PAIRED]
+        print(f"| {name} | {len(g)} | " + " | ".join(cells) + " |")
+
+
 def main(dirs: list[str]) -> None:
+    if dirs[:1] == ["--paired"]:
+        paired(dirs[1], dirs[2:])
+        return
     mean = dirs[:1] == ["--mean"]
     dirs = dirs[1:] if mean else dirs
     runs = sorted(r for d in dirs for r in Path(d).iterdir() if (r / "metrics.json").exists())
