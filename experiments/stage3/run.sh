@@ -40,6 +40,9 @@ $PY -m graphrecall.report $OUT/users_movielens100k --fold test --metrics $METRIC
 $PY -m graphrecall.report $OUT/users_movielens100k/intervened --fold test \
     --metrics recall@50 ndcg@50 ips_recall@50 coverage@50 avg_pop@50 tail_share@50 \
     --extra val/fit/epochs val/fit/stopped_on_patience --out $HERE/users_movielens100k_intervened_test.md
+$PY -m graphrecall.report $OUT/users_movielens100k/temporal --fold test \
+    --metrics recall@50 ndcg@50 coverage@50 avg_pop@50 tail_share@50 \
+    --extra test/warm/recall@50 val/fit/epochs val/fit/stopped_on_patience --out $HERE/users_movielens100k_temporal_test.md
 # plots: interest-only recall@50 per variant (synthetic), test recall@50 per variant and split (MovieLens)
 for S in groups_synthetic users_synthetic; do
   $PY -m graphrecall.report $OUT/$S --fold test_interest_only --metrics recall@50 \
