@@ -280,15 +280,27 @@ def view_candidates(nearest: np.ndarray, rankings: np.ndarray, ranking_scores: n
         vals = nearest[c][nearest[c] >= 0]
         if len(vals) == 0:
             continue
-        cand = rankings[vals].T.reshape(-1)  # round-robin: [T * k], rounds in order
-        cand_scores = ranking_scores[vals].T.reshape(-1)
-        ok = cand >= 0
-        cand, cand_scores = cand[ok], cand_scores[ok]
-        _, first = np.unique(cand, return_index=True)
-        first = np.sort(first)[:size]
-        neighbors[c, : len(first)] = cand[first]
-        scores[c, : len(first)] = cand_scores[first]
+        _round_robin_into(rankings[vals], ranking_scores[vals], neighbors[c], scores[c])
     return CandidatePool(neighbors, scores)
+
+
+def _round_robin_into(ranked: np.ndarray, ranked_scores: np.ndarray, out_ids: np.ndarray,
+                      out_scores: np.ndarray) -> None:
+    """Fill one pool row from per-value rankings, round-robin (every value's best, then every
+    value's second best, ...), de-duplicated (first occurrence kept), -1 entries skipped.
+
+    Args:
+        ranked: [k, T] content ids per value, best first (-1 padded).
+        ranked_scores: [k, T] their scores.
+        out_ids / out_scores: [size] the row to fill in place (left as padded beyond the candidates).
+    """
+    cand, cand_scores = ranked.T.reshape(-1), ranked_scores.T.reshape(-1)  # rounds in order
+    ok = cand >= 0
+    cand, cand_scores = cand[ok], cand_scores[ok]
+    _, first = np.unique(cand, return_index=True)
+    first = np.sort(first)[: len(out_ids)]
+    out_ids[: len(first)] = cand[first]
+    out_scores[: len(first)] = cand_scores[first]
 
 
 def similar_view_candidates(nearest: np.ndarray, bags: sp.csr_matrix, content_vectors: np.ndarray,
@@ -329,11 +341,5 @@ def similar_view_candidates(nearest: np.ndarray, bags: sp.csr_matrix, content_ve
             cos = unit[members] @ unit[c]
             order = np.lexsort((members, -cos))[:size]
             ranked[j, : len(order)], ranked_scores[j, : len(order)] = members[order], cos[order]
-        cand, cand_scores = ranked.T.reshape(-1), ranked_scores.T.reshape(-1)
-        ok = cand >= 0
-        cand, cand_scores = cand[ok], cand_scores[ok]
-        _, first = np.unique(cand, return_index=True)
-        first = np.sort(first)[:size]
-        neighbors[c, : len(first)] = cand[first]
-        scores[c, : len(first)] = cand_scores[first]
+        _round_robin_into(ranked, ranked_scores, neighbors[c], scores[c])
     return CandidatePool(neighbors, scores)
