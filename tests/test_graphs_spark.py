@@ -95,9 +95,14 @@ STAGE1_ONE_EPOCH = ["model=sage", "trainer.max_epochs=1", "trainer.enable_progre
                     "trainer.early_stopping_patience=0", "model.optim.batch_size=256"]
 
 
+DICE_ONE_EPOCH = ["model=dice", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+                  "trainer.early_stopping_patience=0", "model.groups.weighted=true", "model.groups.tau=0.001"]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("model", [["model=coclick"], STAGE1_ONE_EPOCH], ids=["coclick", "stage1"])
-def test_model_trains_and_evaluates_the_same_on_both_backends(spark, tiny_cfg, tmp_path, model):
+@pytest.mark.parametrize("model,graph", [(["model=coclick"], "content"), (STAGE1_ONE_EPOCH, "content"),
+                                         (DICE_ONE_EPOCH, "group_content")], ids=["coclick", "stage1", "dice"])
+def test_model_trains_and_evaluates_the_same_on_both_backends(spark, tiny_cfg, tmp_path, model, graph):
     import train
     from omegaconf import open_dict
 
@@ -113,7 +118,7 @@ def test_model_trains_and_evaluates_the_same_on_both_backends(spark, tiny_cfg, t
     differing = {k: (v, results["spark"][k]) for k, v in scores.items()
                  if not (v == results["spark"][k] or (math.isnan(v) and math.isnan(results["spark"][k])))}
     assert not differing
-    assert (tmp_path / "spark" / "content" / "edges").is_dir()  # the spark run really went through Spark
+    assert (tmp_path / "spark" / graph / "edges").is_dir()  # the spark run really went through Spark
 
 
 def test_standalone_job_writes_the_scipy_edges(spark, world, tmp_path):

@@ -17,7 +17,12 @@ import pytest
 import torch
 
 from graphrecall.data.next_click import next_click_pairs
-from graphrecall.data.popularity_features import moment_index, popularity_feature_table
+from graphrecall.data.popularity_features import (
+    moment_index,
+    popularity_feature_table,
+    publication_features,
+    published_days,
+)
 from graphrecall.data.splits import DAY
 from graphrecall.losses import sampled_softmax_logits
 from graphrecall.models.popularity_bias import PopularityBias
@@ -35,6 +40,39 @@ def clicks_at(rows: list[tuple[int, float]]) -> pd.DataFrame:
     i, before = zip(*rows)
     t = CUT - (np.array(before) * DAY).astype(np.int64)
     return pd.DataFrame({"u": 0, "i": i, "timestamp": t})
+
+
+
+def test_publication_features_are_ages_to_the_second():
+    # content 0 published 2.5 days before the cut, content 1 40 days before, content 2 at the cut itself,
+    # content 3 six hours after the cut
+    published = published_days(np.array([CUT - 2.5 * DAY, CUT - 40 * DAY, CUT, CUT + DAY // 4]), CUT)
+    np.testing.assert_allclose(published.numpy(), [-2.5, -40.0, 0.0, 0.25], rtol=1e-6)
+    # queries at the cut and 1.5 days before it (a training example's time, not its day boundary)
+    when = torch.tensor([0.0, -1.5])
+    feats = publication_features(when.unsqueeze(1) - published.unsqueeze(0)).numpy()
+    assert feats.shape == (2, 4, 2)
+    log = np.log1p
+    np.testing.assert_allclose(feats[0, :, 0], [log(2.5), log(40), 0.0, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(feats[0, :, 1], [0, 0, 0, 1])  # at the cut, content 3 does not exist yet
+    np.testing.assert_allclose(feats[1, :, 0], [log(1.0), log(38.5), 0.0, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(feats[1, :, 1], [0, 0, 1, 1])
+    with pytest.raises(ValueError, match="published_at"):
+        published_days(np.array([0.0, np.nan]), CUT)
+
+
+def test_candidate_bias_appends_per_query_features():
+    torch.manual_seed(0)
+    bias = PopularityBias(num_features=3, hidden_dim=4)
+    torch.nn.init.normal_(bias.mlp[2].weight)
+    table = torch.rand(2, 5, 2)  # [K, C, 2]
+    moments, candidates = torch.tensor([1, 0, 1]), torch.tensor([4, 0])
+    extra = torch.rand(3, 2, 1)  # [B, N, 1]
+    got = bias.candidate_bias(table, moments, candidates, extra)
+    for b in range(3):
+        for n in range(2):
+            want = bias(torch.cat([table[moments[b], candidates[n]], extra[b, n]]))
+            assert torch.allclose(got[b, n], want, atol=1e-6)
 
 
 def test_feature_table_counts_only_clicks_before_each_moment():
@@ -170,3 +208,30 @@ def test_stage1_with_popularity_term_end_to_end(tmp_path):
     ecfg.run_dir, ecfg.ckpt_path, ecfg.bootstrap.num_resamples = str(cfg.run_dir), str(ckpt), 20
     again = evaluate_app.evaluate(ecfg)
     assert again["test/recall@50"] == pytest.approx(metrics["test/recall@50"], abs=1e-9)
+
+
+def test_publication_features_train_end_to_end_and_are_refused_without_published_at(tmp_path):
+    """A tiny world with content arrival: the learned term reads 6 features; without published_at the
+    option is refused, naming the key."""
+    common = [*TINY, "model=sage_next_click", "model.popularity.publication=true", "trainer.max_epochs=1",
+              "trainer.enable_progress_bar=false", "model.optim.batch_size=128", "model.next_click.num_uniform=32"]
+    arrival = ["+dataset.loader.arrival_share=0.5", "+dataset.loader.fresh_boost=4.0"]
+    cfg = compose_train(tmp_path / "fresh", [*common, *arrival])
+    metrics, objects = train_app.train(cfg)
+    model = objects["model"]
+    module = model.module
+    assert module.popularity_bias.mlp[0].in_features == 6 and module.uses_publication
+    # after the test fold: its publication times in days from its cut; serving reads the ages at the cut
+    folds = objects["folds"]
+    test_fold = folds["test"] if isinstance(folds, dict) else [f for f in folds if f.name == "test"][0]
+    published = objects["dataset"].contents["published_at"].to_numpy()
+    np.testing.assert_allclose(module.published_days.numpy(), (published - int(test_fold.cut)) / DAY, atol=1e-4)
+    assert torch.isfinite(module.serving_bias()).all()
+    assert np.isfinite(objects["model"].vectors).all()
+    assert 0.0 <= metrics["test/recall@50"] <= 1.0
+    # with the cold-start simulation, the drawn targets are also made brand new (age 0) for the step
+    cold = ["model.cold_start.share=0.5", "model.cold_start.popularity=true", "eval.folds=[val]"]
+    metrics, objects = train_app.train(compose_train(tmp_path / "cold", [*common, *arrival, *cold]))
+    assert objects["model"].module.cold_popularity and np.isfinite(objects["model"].vectors).all()
+    with pytest.raises(ValueError, match="model.popularity.publication=true needs a 'published_at' column"):
+        train_app.train(compose_train(tmp_path / "plain", common))

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.conftest import ROOT, TINY, compose_train
 
@@ -172,6 +173,20 @@ def test_readme_benchmarks_run_on_tiny_data(tmp_path):
     _run([sys.executable, "benchmarks/gpu_stage1.py", "--dry-run", "--out", str(tmp_path / "gpu_stage1.json")],
          tmp_path)
     assert json.loads((tmp_path / "gpu_stage1.json").read_text())
+    # the training-scale benchmark: one full epoch, then a step-limited one with its projected epoch
+    _run([sys.executable, "benchmarks/train_scale.py", "--presets", "tiny", "--models", "mean",
+          "--out", str(tmp_path / "scale.json")], tmp_path)
+    out = _run([sys.executable, "benchmarks/train_scale.py", "--presets", "tiny", "--models", "gat", "m2grl",
+                "--limit-batches", "1", "--out", str(tmp_path / "scale_limited.json")], tmp_path)
+    (full,) = json.loads((tmp_path / "scale.json").read_text())
+    assert full["steps"] == full["epoch_steps"] >= 1 and not full["epoch_projected"]
+    assert full["peak_gib"] > 0.1 and full["eval_users"] > 0
+    limited = json.loads((tmp_path / "scale_limited.json").read_text())
+    assert [r["model"] for r in limited] == ["gat", "m2grl"]
+    for row in limited:
+        assert row["steps"] == 1 < row["epoch_steps"] and row["epoch_projected"]
+        assert row["epoch_s"] == pytest.approx(row["epoch_steps"] / row["steps_per_s"])
+    assert "(projected)" in out
 
 
 def test_readme_stage2_study_script(tmp_path):

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONPATH=$PWD/src
 PY=.venv/bin/python
 STUDY="coclick popular sage sage_cold05 sage_next_click sage_next_click_cold05 lightgcn m2grl m2grl_cold05"
-TUNING="sage_cold02 sage_cold10 sage_norm sage_norm_cold05 sage_next_click_cold05_pop"
+TUNING="sage_cold02 sage_cold10 sage_norm sage_norm_cold05 sage_next_click_cold05_pop sage_next_click_pub sage_next_click_pub_cold05"
 WORLDS=${1:-"0 1 2"}
 ONLY=${2:-$STUDY}
 OUT=multirun/fresh
@@ -47,3 +47,7 @@ run sage_cold10 model=sage model.cold_start.share=1.0
 run sage_norm model=sage model.encoder.normalize=true model.optim.temperature=0.1
 run sage_norm_cold05 model=sage model.encoder.normalize=true model.optim.temperature=0.1 model.cold_start.share=0.5
 run sage_next_click_cold05_pop model=sage_next_click model.cold_start.share=0.5 model.cold_start.popularity=true   # worlds 1 2 too
+# the learned term also reads each content's age (days since published_at; issue 15, next lever)
+run sage_next_click_pub model=sage_next_click model.popularity.publication=true
+run sage_next_click_pub_cold05 model=sage_next_click model.popularity.publication=true model.cold_start.share=0.5 \
+    model.cold_start.popularity=true

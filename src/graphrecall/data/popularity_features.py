@@ -22,6 +22,13 @@ from graphrecall.data.schema import TIMESTAMP
 from graphrecall.data.splits import DAY
 
 FEATURE_NAMES = ("log1p_clicks_1d", "log1p_clicks_7d", "log1p_clicks_window", "log1p_days_since_first_click")
+# optional (``model.popularity.publication=true``, contents with ``published_at``): the content's age
+PUBLICATION_FEATURE_NAMES = ("log1p_days_since_published", "not_yet_published")
+
+
+def feature_names(publication: bool = False) -> tuple[str, ...]:
+    """The features of the learned popularity term, in table order."""
+    return FEATURE_NAMES + (PUBLICATION_FEATURE_NAMES if publication else ())
 
 
 def moment_index(timestamps: np.ndarray, cut: int) -> np.ndarray:
@@ -80,3 +87,31 @@ def popularity_feature_table(clicks: pd.DataFrame, num_contents: int, cut: int) 
     age_days = np.where(window > 0, oldest[None, :] - k + 1, 0)
     table = np.stack([np.log1p(last_1d), np.log1p(last_7d), np.log1p(window), np.log1p(age_days)], axis=-1)
     return torch.from_numpy(table.astype(np.float32))
+
+
+
+def published_days(published_at: np.ndarray, cut: int) -> Tensor:
+    """[C] float32 publication times in days relative to the cut (``(published_at - cut) / day``,
+    negative for contents published before it): small numbers that float32 holds to the second."""
+    published = np.asarray(published_at, dtype=np.float64)
+    if published.ndim != 1 or not np.isfinite(published).all():
+        raise ValueError("publication features: published_at must be a finite [C] vector of Unix seconds")
+    return torch.from_numpy(((published - cut) / DAY).astype(np.float32))
+
+
+def publication_features(age_days: Tensor) -> Tensor:
+    """The content's age at the moment of a query, *to the second* (not the day boundary: a content
+    published a few hours before the cut is ``0.1`` days old at serving, and first-day clicks of new
+    contents in training see the same small ages).
+
+    - ``log1p_days_since_published`` = log(1 + age), 0 before publication;
+    - ``not_yet_published`` = 1 if the content did not exist yet (``age < 0``: a sampled
+      candidate of a training example made before its publication; serving never sees one).
+
+    Args:
+        age_days: [...] (query time - published_at) in days.
+
+    Returns:
+        [..., 2] float32.
+    """
+    return torch.stack([torch.log1p(age_days.clamp(min=0.0)), (age_days < 0).float()], dim=-1)

@@ -361,7 +361,9 @@ class DICERecall(U2IRecall):
         # clicks, edges kept above groups.tau; unweighted (all clicked pairs) with groups.weighted=false
         tau, weighted = float(self.groups_cfg.get("tau", 0.0)), bool(self.groups_cfg.get("weighted", False))
         if weighted or tau > 0:
-            graph = build_group_graph(fold.train, dataset, q_of_user, np.arange(num_groups), tau=tau)
+            graph = build_group_graph(fold.train, dataset, q_of_user, np.arange(num_groups), tau=tau,
+                                      backend=str(self.groups_cfg.get("backend", "scipy")),
+                                      spark=dict(self.groups_cfg.get("spark") or {}))
             kept = graph.weights.tocoo()
             edges = (torch.from_numpy(kept.row.astype(np.int64)), torch.from_numpy(kept.col.astype(np.int64)))
             weight = torch.from_numpy(kept.data.astype(np.float32)) if weighted else None

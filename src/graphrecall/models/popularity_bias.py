@@ -47,20 +47,25 @@ class PopularityBias(nn.Module):
     def forward(self, features: Tensor) -> Tensor:
         return self.mlp(features).squeeze(-1)
 
-    def candidate_bias(self, table: Tensor, moments: Tensor, candidates: Tensor) -> Tensor:
+    def candidate_bias(self, table: Tensor, moments: Tensor, candidates: Tensor,
+                       extra: Tensor | None = None) -> Tensor:
         """Bias of every candidate for every query's moment.
 
         Args:
-            table: [K, C, F] features per moment and content.
+            table: [K, C, F0] features per moment and content.
             moments: [B] moment index of each query.
             candidates: [N] candidate content ids.
+            extra: [B, N, F - F0] per-query features appended to the table's (the contents' ages
+                at each query's own time), or None.
 
         Returns:
             [B, N], row ``b`` = ``b(f_c(a_{moments[b]}))`` over the candidates.
         """
         unique, inverse = torch.unique(moments, return_inverse=True)
-        feats = table[unique.unsqueeze(1), candidates.unsqueeze(0)]  # [U, N, F]
-        return self(feats)[inverse]
+        feats = table[unique.unsqueeze(1), candidates.unsqueeze(0)]  # [U, N, F0]
+        if extra is None:
+            return self(feats)[inverse]
+        return self(torch.cat([feats[inverse], extra.to(feats.dtype)], dim=-1))
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(features={self.mlp[0].in_features}, hidden={self.mlp[0].out_features})"

@@ -26,9 +26,15 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from graphrecall.data.schema import FeedDataset
+from graphrecall.data.schema import PUBLISHED_AT, FeedDataset
 from graphrecall.data.next_click import next_click_pairs
-from graphrecall.data.popularity_features import FEATURE_NAMES, moment_index, popularity_feature_table
+from graphrecall.data.popularity_features import (
+    feature_names,
+    moment_index,
+    popularity_feature_table,
+    publication_features,
+    published_days,
+)
 from graphrecall.data.splits import DAY, Fold
 from graphrecall.graphs.sampling import (
     TopKGraph,
@@ -98,9 +104,12 @@ class SageI2IModule(RankingValidationModule):
             raise ValueError("model.popularity.enabled needs model.objective=next_click")
         # learned popularity/recency term of the next-click score (issue 10); its feature table is
         # attached per fold (attach_popularity), not stored in checkpoints
-        self.popularity_bias = (PopularityBias(len(FEATURE_NAMES), int(popularity.get("hidden_dim", 16)))
+        self.popularity_bias = (PopularityBias(len(feature_names(bool(popularity.get("publication", False)))),
+                                               int(popularity.get("hidden_dim", 16)))
                                 if popularity.get("enabled") else None)
         self.popularity_table: Tensor | None = None  # [K, C, F] features as of cut - k days
+        # [C] publication times in days from the cut (popularity.publication): ages at each query's time
+        self.published_days: Tensor | None = None
         # cold-start simulation (graphrecall.models.cold_start): share of targets treated as new per step;
         # the fold's unclicked contents [C] bool are attached per fold (attach_cold_start)
         cold_cfg = check_cold_start(cold_start)
@@ -115,7 +124,7 @@ class SageI2IModule(RankingValidationModule):
         self.graph: TopKGraph | None = None
         self.features: dict[str, FieldBags] | None = None
         self.evaluator: Callable[[Tensor], dict[str, float]] | None = None
-        self._epoch_start = 0.0
+        self._epoch_start = self._last_step_end = 0.0
         self._on_device: tuple[torch.device, TopKGraph, dict[str, FieldBags]] | None = None
 
     def attach(self, graph: TopKGraph, features: dict[str, FieldBags],
@@ -123,9 +132,16 @@ class SageI2IModule(RankingValidationModule):
         self.graph, self.features, self.evaluator = graph, features, evaluator
         self._on_device = None
 
-    def attach_popularity(self, table: Tensor | None) -> None:
-        """The fold's popularity features [K, C, F] (row 0: as of the cut), for the learned term."""
-        self.popularity_table = table
+    def attach_popularity(self, table: Tensor | None, published: Tensor | None = None) -> None:
+        """The fold's popularity features [K, C, F] (row 0: as of the cut), for the learned term, and
+        with ``popularity.publication`` the contents' publication times [C] in days from the cut."""
+        self.popularity_table, self.published_days = table, published
+        if self.uses_publication and published is None:
+            raise ValueError("model.popularity.publication needs the contents' publication times (attach_popularity)")
+
+    @property
+    def uses_publication(self) -> bool:
+        return self.popularity_bias is not None and bool((self.hparams.popularity or {}).get("publication", False))
 
     def attach_cold_start(self, unclicked: Tensor | None) -> None:
         """The fold's contents without a training click [C] bool (their node-id embedding is zeroed
@@ -146,7 +162,10 @@ class SageI2IModule(RankingValidationModule):
             return None
         if self.popularity_table is None:
             raise ValueError("the popularity term needs the fold's feature table (attach_popularity)")
-        return self.popularity_bias(self.popularity_table[0].to(self.device)).float().cpu()
+        feats = self.popularity_table[0].to(self.device)
+        if self.uses_publication:  # ages at the cut itself
+            feats = torch.cat([feats, publication_features(-self.published_days.to(self.device))], dim=-1)
+        return self.popularity_bias(feats).float().cpu()
 
     def _graph_on(self, device: torch.device) -> tuple[TopKGraph, dict[str, FieldBags]]:
         """The attached graph and features on ``device`` (copied once per device; negatives are still
@@ -211,7 +230,7 @@ class SageI2IModule(RankingValidationModule):
         return out
 
     def on_train_epoch_start(self) -> None:
-        self._epoch_start = time.perf_counter()
+        self._epoch_start = self._last_step_end = time.perf_counter()
         hard = self.hparams.get("hard_negatives") or {}
         if hard.get("enabled") and self.current_epoch >= int(hard.get("start_epoch", 1)):
             # near misses: the contents ranked low..high by the current vectors (brief: ~50-500)
@@ -227,7 +246,13 @@ class SageI2IModule(RankingValidationModule):
         if pairs:
             self.log("train/loss", loss_sum / pairs, on_epoch=True, prog_bar=True, sync_dist=True)
             self.log("train/negative_collisions", float(collisions), on_epoch=True, reduce_fx="sum", sync_dist=True)
+        # epoch_seconds includes the end-of-epoch validation (run before this hook); steps_seconds is the
+        # training steps alone (epoch start to the end of its last step)
         self.log("train/epoch_seconds", time.perf_counter() - self._epoch_start, on_epoch=True, sync_dist=True)
+        self.log("train/steps_seconds", self._last_step_end - self._epoch_start, on_epoch=True, sync_dist=True)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._last_step_end = time.perf_counter()
 
     def step_generator(self, batch_idx: int) -> torch.Generator:
         """Negatives and dropout draw from (seed, epoch, step, rank) alone, so a run resumed from a
@@ -271,10 +296,12 @@ class SageI2IModule(RankingValidationModule):
         """Softmax over in-batch targets plus ``num_uniform`` uniform contents, logQ-corrected
         (:func:`graphrecall.losses.sampled_softmax_logits`); the batch's example edges are removed
         from the graph for this pass. ``batch`` = (triggers [B], later clicks [B], the triggers'
-        moment index [B] for the popularity term, optional weights [B])."""
+        moment index [B] for the popularity term, optional weights [B], and with
+        ``popularity.publication`` the triggers' times [B] in days from the cut)."""
         src, dst = batch[0], batch[1]
         moment = batch[2] if len(batch) > 2 else None
         weight = batch[3] if len(batch) > 3 else None
+        when = batch[4] if len(batch) > 4 else None
         cfg = self.hparams.next_click or {}
         num_uniform = int(cfg.get("num_uniform", 1024))
         uniform = torch.randint(self.graph.num_nodes, (num_uniform,), generator=gen).to(src.device)
@@ -292,7 +319,16 @@ class SageI2IModule(RankingValidationModule):
             table = self.popularity_table.to(src.device)
             if self.cold_popularity:  # the drawn targets' popularity history is that of a new content
                 table = mask_popularity(table, drawn)
-            bias = self.popularity_bias.candidate_bias(table, moment, torch.cat([dst, uniform]))
+            candidates = torch.cat([dst, uniform])
+            extra = None
+            if self.uses_publication:  # each candidate's age at the trigger's own time [B, N, 2]
+                if when is None:
+                    raise ValueError("model.popularity.publication needs each example's time in the batch")
+                age = when.unsqueeze(1) - self.published_days.to(src.device)[candidates].unsqueeze(0)  # [B, N]
+                if self.cold_popularity and drawn.numel():  # a drawn target was published just now
+                    age = age.masked_fill(torch.isin(candidates, drawn.to(src.device)).unsqueeze(0), 0.0)
+                extra = publication_features(age)
+            bias = self.popularity_bias.candidate_bias(table, moment, candidates, extra)
         logits = sampled_softmax_logits(hs, hd, hu, src, dst, uniform, log_q, self.hparams.temperature, bias)
         loss = self.softmax_loss(logits, weight)
         if hasattr(self, "_epoch_sums"):
@@ -390,7 +426,8 @@ class SageRecall(PoolRecall):
         self.objective = objective
         self.next_click = {"horizon_days": 1.0, "context": 5, "num_uniform": 1024, "logq": True,
                            "drop_example_edges": True, "half_life_days": None, **dict(next_click or {})}
-        self.popularity = {"enabled": False, "hidden_dim": 16, **dict(popularity or {})}
+        self.popularity = {"enabled": False, "hidden_dim": 16, "publication": False, **dict(popularity or {})}
+        self.fold_published: Tensor | None = None  # [C] days from the fold's cut (popularity.publication)
         if self.popularity["enabled"] and objective != "next_click":
             raise ValueError("model.popularity.enabled needs model.objective=next_click")
         if pool_score not in POOL_SCORES:
@@ -444,6 +481,15 @@ class SageRecall(PoolRecall):
         if self.cold_start["share"] > 0:  # likewise
             kwargs["cold_start"] = dict(self.cold_start)
         return kwargs
+
+    def publication_days(self, fold: Fold, dataset: FeedDataset) -> Tensor | None:
+        """[C] publication times in days from the fold's cut (None unless ``popularity.publication``)."""
+        if not (self.popularity["enabled"] and self.popularity["publication"]):
+            return None
+        if PUBLISHED_AT not in dataset.contents.columns:
+            raise ValueError(f"model.popularity.publication=true needs a '{PUBLISHED_AT}' column in the contents "
+                             f"table of {dataset.name}")
+        return published_days(dataset.contents[PUBLISHED_AT].to_numpy(), int(fold.cut))
 
     def popularity_table(self, fold: Fold, dataset: FeedDataset) -> Tensor | None:
         """The fold's popularity features as of every day before its cut (None when unused)."""
@@ -505,6 +551,10 @@ class SageRecall(PoolRecall):
                     raise ValueError(f"model.next_click.half_life_days must be > 0 or null, got {half_life}")
                 weight = 0.5 ** ((cut - when) / (float(half_life) * DAY))
                 tensors.append(torch.from_numpy(weight / weight.mean()).float())
+            if self.popularity["publication"]:  # (weights of 1 keep the batch's positions) + trigger times
+                if half_life is None:
+                    tensors.append(torch.ones(len(src)))
+                tensors.append(torch.from_numpy(((when - cut) / DAY).astype(np.float32)))
             src, dst = tensors[0], tensors[1]
             log_q = None
             if self.next_click.get("logq", True):
@@ -537,7 +587,7 @@ class SageRecall(PoolRecall):
         self.set_fallback(fold, dataset)
         self.module = self.build_module(dataset, features)
         self.module.attach(topk, features, self.validation_evaluator(fold, dataset))
-        self.module.attach_popularity(self.popularity_table(fold, dataset))
+        self.module.attach_popularity(self.popularity_table(fold, dataset), self.fold_published)
         self.module.attach_cold_start(self.unclicked_rows)
         examples, self.module.log_q = self.training_examples(fold, topk)
         result = fit_with_selection(self.module, self._loader(examples), self.trainer_cfg, self.logger_cfg, run_dir,
@@ -552,7 +602,7 @@ class SageRecall(PoolRecall):
         pl.seed_everything(self.seed, workers=True, verbose=False)
         self.module = self.build_module(dataset, features)
         self.module.attach(topk, features, None)
-        self.module.attach_popularity(table)
+        self.module.attach_popularity(table, self.fold_published)
         self.module.attach_cold_start(self.unclicked_rows)
         examples, self.module.log_q = self.training_examples(fold, topk)
         result = fit_fixed_epochs(self.module, self._loader(examples), self.trainer_cfg, self.logger_cfg,
@@ -561,7 +611,7 @@ class SageRecall(PoolRecall):
 
     def _pool_from_module(self, topk: TopKGraph, features, table: Tensor | None) -> tuple[np.ndarray, Any, dict[str, Any]]:
         self.module.attach(topk, features, None)
-        self.module.attach_popularity(table)
+        self.module.attach_popularity(table, self.fold_published)
         self.module.attach_cold_start(self.unclicked_rows)
         self.module.to("cpu")
         vectors = self.module.embed_all()
@@ -583,6 +633,7 @@ class SageRecall(PoolRecall):
         info["graph/topk_isolated_nodes"] = topk.isolated()
         run_dir = Path(run_dir or "outputs/adhoc")
         table = self.popularity_table(fold, dataset)
+        self.fold_published = self.publication_days(fold, dataset)
         self.reference = None
         if self.module is None:  # first fold (validation): train and select
             info.update(self._train(fold, dataset, topk, features, run_dir))
