@@ -4,7 +4,7 @@
 # (training-window clicks of the target content: 0 / 1-2 / 3-9 / 10+, after_cut) and new_share@50.
 # Usage:
 #   bash experiments/fresh/run.sh                 # the study: 3 worlds x the STUDY variants
-#   bash experiments/fresh/run.sh 0 "sage_cold02 sage_cold10 sage_norm sage_norm_cold05 sage_next_click_cold05_pop"
+#   bash experiments/fresh/run.sh 0 "sage_cold02 sage_cold10 sage_norm sage_norm_cold05 sage_next_click_cold05_pop sage_next_click_pub"
 #                                                 # the settings tried on world 0 (read on val), not kept
 #   PYTHONPATH=src .venv/bin/python experiments/fresh/table.py multirun/fresh
 # A finished run (metrics.json present) is skipped; wall times are appended to multirun/fresh/times.txt.
