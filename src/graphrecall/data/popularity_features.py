@@ -89,7 +89,6 @@ def popularity_feature_table(clicks: pd.DataFrame, num_contents: int, cut: int) 
     return torch.from_numpy(table.astype(np.float32))
 
 
-
 def published_days(published_at: np.ndarray, cut: int) -> Tensor:
     """[C] float32 publication times in days relative to the cut (``(published_at - cut) / day``,
     negative for contents published before it): small numbers that float32 holds to the second."""
