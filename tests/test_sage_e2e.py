@@ -107,3 +107,15 @@ def test_hard_negatives_run_end_to_end(tmp_path):
                                            "model.sampling.hard_negatives.ranks=[5,20]"])
     assert objects["model"].module._hard is not None and objects["model"].module._hard.shape[1] == 15
     assert 0.0 <= metrics["test/recall@50"] <= 1.0
+
+
+def test_fanouts_in_subgraph_batches_end_to_end(tmp_path):
+    """Per-layer fan-out: the run trains and evaluates, the checkpoint keeps the fan-outs, and fan-outs
+    of at least k give the exact subgraph run's metrics."""
+    common = ["trainer.max_epochs=1", "model.sampling.batching=subgraph"]
+    cut, _ = _metrics(tmp_path / "cut", [*common, "model.sampling.fanouts=[10,3]"])
+    exact, _ = _metrics(tmp_path / "exact", common)
+    wide, objects = _metrics(tmp_path / "wide", [*common, "model.sampling.fanouts=[50,50]"])
+    assert objects["model"].module.hparams.fanouts == [50, 50]
+    assert _no_time(wide) == _no_time(exact)
+    assert _no_time(cut) != _no_time(exact) and 0.0 <= cut["test/recall@50"] <= 1.0

@@ -135,6 +135,27 @@ def test_k_hop_subgraph_matches_full_graph(aggregator):
     torch.testing.assert_close(h[: sub.num_seeds], full[seeds], rtol=1e-5, atol=1e-6)
 
 
+def test_k_hop_subgraph_fanouts_keep_each_levels_strongest_neighbours():
+    # node 0: neighbours 1 (0.6), 2 (0.3), 3 (0.1); node 1: 4 (0.5), 5 (0.4), 0 (0.1);
+    # node 2: 6 (0.7), 7 (0.2); other nodes have no neighbour
+    w = csr(8, [(0, 1, 0.6), (0, 2, 0.3), (0, 3, 0.1), (1, 4, 0.5), (1, 5, 0.4), (1, 0, 0.1),
+                (2, 6, 0.7), (2, 7, 0.2)])
+    g = top_k_graph(w, k=3)
+    # fan-out 2 at the seed, 1 at the next level: 0 keeps 1 and 2; 1 keeps 4; 2 keeps 6
+    sub = k_hop_subgraph(g, torch.tensor([0]), hops=2, fanouts=[2, 1])
+    edges = {(int(sub.nodes[j]), int(sub.nodes[i])): a for (j, i), a in zip(sub.edge_index.T.tolist(), sub.alpha.tolist())}
+    assert set(edges) == {(1, 0), (2, 0), (4, 1), (6, 2)}  # (neighbour, aggregating node)
+    assert edges[(1, 0)] == pytest.approx(0.6 / 0.9) and edges[(2, 0)] == pytest.approx(0.3 / 0.9)
+    assert edges[(4, 1)] == pytest.approx(1.0) and edges[(6, 2)] == pytest.approx(1.0)  # renormalised
+    assert sorted(sub.nodes.tolist()) == [0, 1, 2, 4, 6]
+    # fan-outs at least k give the exact subgraph
+    exact, wide = k_hop_subgraph(g, torch.tensor([0]), hops=2), k_hop_subgraph(g, torch.tensor([0]), 2, [3, 3])
+    assert exact.nodes.tolist() == wide.nodes.tolist() and torch.equal(exact.edge_index, wide.edge_index)
+    torch.testing.assert_close(exact.alpha, wide.alpha)
+    with pytest.raises(ValueError, match="one value per layer"):
+        k_hop_subgraph(g, torch.tensor([0]), hops=2, fanouts=[2])
+
+
 # --------------------------------------------------------------------------- sample_negatives
 
 

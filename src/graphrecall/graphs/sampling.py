@@ -11,6 +11,7 @@ convention the edge is ``(j, i)``: ``edge_index[0] = j`` (source), ``edge_index[
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -98,14 +99,17 @@ def top_k_graph(weights: sp.csr_matrix, k: int) -> TopKGraph:
     )
 
 
-def gather_rows(rowptr: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
-    """Entry positions of the given CSR rows, concatenated.
+def gather_rows(rowptr: Tensor, rows: Tensor, limit: int | None = None) -> tuple[Tensor, Tensor]:
+    """Entry positions of the given CSR rows, concatenated; with ``limit``, each row's first
+    ``limit`` entries only (a top-k row's strongest neighbours).
 
     Returns:
         (positions [M] into the CSR arrays, owner [M]: index into ``rows`` of each position).
     """
     start, end = rowptr[rows], rowptr[rows + 1]
     counts = end - start
+    if limit is not None:
+        counts = counts.clamp(max=int(limit))
     owner = torch.repeat_interleave(torch.arange(rows.numel(), device=rows.device), counts)
     offsets = torch.cumsum(counts, 0) - counts
     positions = start[owner] + torch.arange(owner.numel(), device=rows.device) - offsets[owner]
@@ -131,12 +135,18 @@ class Subgraph:
     num_seeds: int
 
 
-def k_hop_subgraph(graph: TopKGraph, seeds: Tensor, hops: int) -> Subgraph:
+def k_hop_subgraph(graph: TopKGraph, seeds: Tensor, hops: int, fanouts: Sequence[int] | None = None) -> Subgraph:
     """Seeds, their top-k neighbours, the neighbours' neighbours... (``hops`` levels).
 
-    Every node of the first ``hops - 1`` levels keeps all its edges, so the seeds' ``hops``-layer
-    outputs equal those of a full-graph pass (the test checks this).
+    Without ``fanouts`` every node of the first ``hops - 1`` levels keeps all its edges, so the
+    seeds' ``hops``-layer outputs equal those of a full-graph pass (the test checks this). With
+    ``fanouts`` ``[f_1, ..., f_hops]`` the nodes reached at level ``h`` (the seeds: level 1) keep
+    only their ``f_h`` strongest neighbours, with ``alpha`` renormalised over the kept ones
+    (GraphSAGE's per-hop fan-out, deterministic: by weight). The outer levels dominate the size
+    (level 2 holds up to ``|seeds| x f_1`` nodes), so a small ``f_2`` bounds a batch's memory.
     """
+    if fanouts is not None and len(fanouts) != hops:
+        raise ValueError(f"model.sampling.fanouts needs one value per layer ({hops}), got {list(fanouts)}")
     if seeds.numel():  # de-duplicate, keeping first occurrences in the order given
         uniq, inverse = torch.unique(seeds, return_inverse=True)
         first = torch.full_like(uniq, seeds.numel()).scatter_reduce_(
@@ -147,8 +157,9 @@ def k_hop_subgraph(graph: TopKGraph, seeds: Tensor, hops: int) -> Subgraph:
     src, dst, alpha, weight = [], [], [], []
     mapping = torch.full((graph.num_nodes,), -1, dtype=torch.long, device=seeds.device)
     mapping[seeds] = torch.arange(seeds.numel(), device=seeds.device)
-    for _ in range(hops):
-        pos, owner = gather_rows(graph.rowptr, frontier)
+    for hop in range(hops):
+        limit = None if fanouts is None or fanouts[hop] >= graph.num_nodes else int(fanouts[hop])
+        pos, owner = gather_rows(graph.rowptr, frontier, limit)
         nbrs = graph.col[pos]
         new = torch.unique(nbrs[mapping[nbrs] < 0])
         mapping[new] = torch.arange(nodes.numel(), nodes.numel() + new.numel(), device=seeds.device)
@@ -158,13 +169,12 @@ def k_hop_subgraph(graph: TopKGraph, seeds: Tensor, hops: int) -> Subgraph:
         alpha.append(graph.alpha[pos])
         weight.append(graph.weight[pos])
         frontier = new
-    return Subgraph(
-        nodes=nodes,
-        edge_index=torch.stack([torch.cat(src), torch.cat(dst)]),
-        alpha=torch.cat(alpha),
-        weight=torch.cat(weight),
-        num_seeds=int(seeds.numel()),
-    )
+    edge_index = torch.stack([torch.cat(src), torch.cat(dst)])
+    alpha = torch.cat(alpha)
+    if fanouts is not None:  # truncated rows: their kept weights sum to 1 again
+        alpha = renormalise_kept(edge_index, alpha, torch.ones_like(alpha, dtype=torch.bool), int(nodes.numel()))
+    return Subgraph(nodes=nodes, edge_index=edge_index, alpha=alpha, weight=torch.cat(weight),
+                    num_seeds=int(seeds.numel()))
 
 
 def sample_negatives(

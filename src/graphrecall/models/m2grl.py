@@ -103,9 +103,10 @@ class M2GRLModule(SageI2IModule):
                  objective: str = "reconstruction", next_click: dict[str, Any] | None = None,
                  alignment: dict[str, Any] | None = None, intra: dict[str, Any] | None = None,
                  weighting_lr: float | None = None, popularity: dict[str, Any] | None = None,
-                 cold_start: dict[str, Any] | None = None) -> None:
+                 cold_start: dict[str, Any] | None = None, fanouts: list[int] | None = None) -> None:
         super().__init__(encoder, loss, num_negatives, lr, weight_decay, batching, full_graph_max_nodes, seed,
-                         temperature, run_config, hard_negatives, objective, next_click, popularity, cold_start)
+                         temperature, run_config, hard_negatives, objective, next_click, popularity, cold_start,
+                         fanouts)
         self.save_hyperparameters()
         if view_encoder not in VIEW_ENCODERS:
             raise ValueError(f"model.view_encoder must be one of {VIEW_ENCODERS}, got '{view_encoder}'")

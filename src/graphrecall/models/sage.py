@@ -93,7 +93,7 @@ class SageI2IModule(RankingValidationModule):
                  seed: int = 0, temperature: float = 1.0, run_config: dict[str, Any] | None = None,
                  hard_negatives: dict[str, Any] | None = None, objective: str = "reconstruction",
                  next_click: dict[str, Any] | None = None, popularity: dict[str, Any] | None = None,
-                 cold_start: dict[str, Any] | None = None) -> None:
+                 cold_start: dict[str, Any] | None = None, fanouts: list[int] | None = None) -> None:
         super().__init__()
         if objective not in OBJECTIVES:
             raise ValueError(f"model.objective must be one of {OBJECTIVES}, got '{objective}'")
@@ -200,7 +200,8 @@ class SageI2IModule(RankingValidationModule):
                 keep, alpha = isolate_nodes(edge_index, alpha, cold)
                 edge_index, alpha = edge_index[:, keep], alpha[keep]
             return self.net(all_nodes, edge_index, alpha, features, id_mask=cold)[nodes]
-        sub = k_hop_subgraph(g, nodes, len(self.net.convs))
+        fanouts = self.hparams.get("fanouts")
+        sub = k_hop_subgraph(g, nodes, len(self.net.convs), list(fanouts) if fanouts is not None else None)
         edge_index, alpha = sub.edge_index, sub.alpha
         if drop_pairs is not None:
             keep, alpha = drop_pair_edges(sub.nodes[edge_index], alpha, *drop_pairs, g.num_nodes)
@@ -480,6 +481,8 @@ class SageRecall(PoolRecall):
             kwargs["popularity"] = dict(self.popularity)
         if self.cold_start["share"] > 0:  # likewise
             kwargs["cold_start"] = dict(self.cold_start)
+        if self.sampling.get("fanouts") is not None:  # likewise
+            kwargs["fanouts"] = [int(f) for f in self.sampling["fanouts"]]
         return kwargs
 
     def publication_days(self, fold: Fold, dataset: FeedDataset) -> Tensor | None:
