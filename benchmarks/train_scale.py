@@ -64,8 +64,10 @@ def run_one(preset: str, model: str, work: Path, threads: int, extra: list[str],
     wall = time.perf_counter() - start
     returncode = os.waitstatus_to_exitcode(status)
     if returncode != 0:
-        return {"preset": preset, "model": model, "wall_s": wall,
-                "error": run_dir.with_suffix(".log").read_text()[-2000:]}
+        reason = (f"killed by signal {-returncode}" + (" (SIGKILL: out of memory?)" if returncode == -9 else "")
+                  if returncode < 0 else f"exit status {returncode}")
+        return {"preset": preset, "model": model, "wall_s": wall, "peak_gib": usage.ru_maxrss / 2**20,
+                "error": f"{reason}; log tail: " + run_dir.with_suffix(".log").read_text()[-1500:]}
     metrics = json.loads((run_dir / "metrics.json").read_text())["metrics"]
     steps, steps_seconds = 0, float("nan")
     for csv in run_dir.glob("csv/**/metrics.csv"):
@@ -119,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                 row = run_one(preset, model, work, args.threads, args.extra, args.limit_batches)
                 rows.append(row)
                 if "error" in row:
-                    print(f"| {preset} | {model} | FAILED after {row['wall_s']:.0f} s: {row['error'][-300:]!r} |")
+                    print(f"| {preset} | {model} | FAILED after {row['wall_s']:.0f} s, peak {row['peak_gib']:.2f} GiB: "
+                          f"{row['error'][:80]} |", flush=True)
                     continue
                 fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
                 epoch = fmt(row["epoch_s"], ".1f") + (" (projected)" if row["epoch_projected"] else "")
