@@ -65,6 +65,10 @@ README_COMMANDS: dict[str, str] = {
     ".venv/bin/python benchmarks/lightning_overhead.py --threads 1 --limit-batches 30":
         f"{HERE}::test_readme_benchmarks_run_on_tiny_data",
     "python benchmarks/gpu_stage1.py --out $OUT/gpu_stage1.json": f"{HERE}::test_readme_benchmarks_run_on_tiny_data",
+    ".venv/bin/python benchmarks/train_scale.py --presets small medium --out $OUT/scale.json":
+        f"{HERE}::test_readme_benchmarks_run_on_tiny_data",
+    ".venv/bin/python benchmarks/train_scale.py --presets large --models gat m2grl --limit-batches 30":
+        f"{HERE}::test_readme_benchmarks_run_on_tiny_data",
     "python train.py experiment=<name>": "tests/test_train_e2e.py::test_cli_multirun_and_report",
     "bash experiments/stage2/fixes.sh <dataset> [seed] [variant ...]": f"{HERE}::test_readme_stage2_study_script",
     "python -m graphrecall.report <sweep dir> --out <table>.md": "tests/test_train_e2e.py::test_cli_multirun_and_report",
