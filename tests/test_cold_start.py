@@ -85,9 +85,10 @@ def test_share_one_with_popularity_scores_targets_as_never_clicked(monkeypatch) 
     seen: list[torch.Tensor] = []
     original = PopularityBias.candidate_bias
 
-    def spy(self, table, moments, candidates):
+    def spy(self, table, moments, candidates, extra=None):
+        assert extra is None  # no publication ages without model.popularity.publication
         seen.append(table[0, candidates].clone())
-        return original(self, table, moments, candidates)
+        return original(self, table, moments, candidates, extra)
 
     monkeypatch.setattr(PopularityBias, "candidate_bias", spy)
     batch = (torch.tensor([0, 4]), torch.tensor([1, 3]), torch.tensor([0, 0]))
