@@ -68,7 +68,8 @@ def run_one(preset: str, model: str, work: Path, threads: int, extra: list[str],
                   if returncode < 0 else f"exit status {returncode}")
         return {"preset": preset, "model": model, "wall_s": wall, "peak_gib": usage.ru_maxrss / 2**20,
                 "error": f"{reason}; log tail: " + run_dir.with_suffix(".log").read_text()[-1500:]}
-    metrics = json.loads((run_dir / "metrics.json").read_text())["metrics"]
+    record = json.loads((run_dir / "metrics.json").read_text())
+    metrics = record["metrics"]
     steps, steps_seconds = 0, float("nan")
     for csv in run_dir.glob("csv/**/metrics.csv"):
         rows = list(_csv.DictReader(csv.open()))
@@ -92,7 +93,7 @@ def run_one(preset: str, model: str, work: Path, threads: int, extra: list[str],
         # graph build + pool build + in-fit validation + the final evaluation of every validation user
         "pool_eval_s": fit - steps_seconds + metrics.get("val/eval_seconds", 0.0),
         "graph_pool_s": fit - train,
-        "eval_users": json.loads((run_dir / "metrics.json").read_text())["details"]["folds"]["val"]["target_users"],
+        "eval_users": record["details"]["folds"]["val"]["target_users"],
         "peak_gib": usage.ru_maxrss / 2**20,  # ru_maxrss is in KiB on Linux
         "val_recall@50": metrics.get("val/recall@50"),
     }

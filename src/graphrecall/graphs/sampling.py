@@ -158,7 +158,7 @@ def k_hop_subgraph(graph: TopKGraph, seeds: Tensor, hops: int, fanouts: Sequence
     mapping = torch.full((graph.num_nodes,), -1, dtype=torch.long, device=seeds.device)
     mapping[seeds] = torch.arange(seeds.numel(), device=seeds.device)
     for hop in range(hops):
-        limit = None if fanouts is None or fanouts[hop] >= graph.num_nodes else int(fanouts[hop])
+        limit = None if fanouts is None else int(fanouts[hop])
         pos, owner = gather_rows(graph.rowptr, frontier, limit)
         nbrs = graph.col[pos]
         new = torch.unique(nbrs[mapping[nbrs] < 0])
