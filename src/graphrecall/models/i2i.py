@@ -15,6 +15,7 @@ from graphrecall.data.splits import Fold
 from graphrecall.models.base import Recommendations
 from graphrecall.models.popular import popularity_ranking, recency_window
 from graphrecall.recall.pool import CandidatePool
+from graphrecall.recall.rare_channel import merge_channels, rare_contents, slot_grid
 from graphrecall.recall.triggers import aggregate_recall, recall_with_triggers, seen_matrix, trigger_lists
 
 SERVING_MODES = ("quota", "aggregate")
@@ -67,7 +68,10 @@ class PoolRecall:
             sum of its similarity to the triggers, see
             :func:`graphrecall.recall.triggers.aggregate_recall`) and ``popularity_beta``
             (aggregate: ``beta * log(1 + recent clicks)`` added to every candidate's score; a list
-            is a grid, chosen on the validation fold by :meth:`choose_serving`).
+            is a grid, chosen on the validation fold by :meth:`choose_serving`); ``rare``
+            (``slots, max_clicks, pool_size``): the channel of slots reserved for contents with few
+            training-window clicks (:mod:`graphrecall.recall.rare_channel`); ``slots`` as a list
+            is a grid chosen on the validation fold after ``popularity_beta``.
         backfill_recent_days: popularity window of the back-fill ranking.
     """
 
@@ -86,6 +90,12 @@ class PoolRecall:
                              "neighbour rank, not by score)")
         # one value: fixed; a grid: chosen on the validation fold (choose_serving)
         self.popularity_beta: float | None = self.beta_grid[0] if len(self.beta_grid) == 1 else None
+        self.rare_cfg = {"slots": 0, "max_clicks": 2, "pool_size": 50, **dict(self.trigger_cfg.get("rare") or {})}
+        self.rare_grid = slot_grid(self.rare_cfg["slots"])
+        if int(self.rare_cfg["pool_size"]) < 1:
+            raise ValueError(f"recall.rare.pool_size must be >= 1, got {self.rare_cfg['pool_size']}")
+        self.rare_slots: int | None = self.rare_grid[0] if len(self.rare_grid) == 1 else None
+        self.rare_pool: CandidatePool | None = None  # [C, pool_size] rare neighbours (set_rare_pool)
         self.backfill_recent_days = backfill_recent_days
         self.pool: CandidatePool | None = None
         self.recent_log_popularity: np.ndarray | None = None
@@ -100,16 +110,65 @@ class PoolRecall:
             self.fallback = self.fallback[self.candidate_rows[self.fallback]]
         self.recent_log_popularity = np.log1p(recent)
 
+    @property
+    def uses_rare_channel(self) -> bool:
+        return any(s > 0 for s in self.rare_grid)
+
+    def rare_mask(self, fold: Fold, dataset: FeedDataset) -> np.ndarray:
+        """bool [C]: the fold's rare contents (candidates with at most ``max_clicks`` training clicks)."""
+        return rare_contents(fold.train["i"].to_numpy(), dataset.num_contents, int(self.rare_cfg["max_clicks"]),
+                             self.candidate_rows)
+
+    def rare_pool_from_vectors(self, vectors, fold: Fold, dataset: FeedDataset, **scoring) -> dict[str, float]:
+        """Set :attr:`rare_pool` from content vectors ([C, d] tensor): every content's top rare
+        contents by the model's pool score (``scoring``: :func:`exact_topk`'s scale / bias / softmax)."""
+        from graphrecall.recall.ann import exact_topk
+
+        rare = self.rare_mask(fold, dataset)
+        self.rare_pool = exact_topk(vectors.float(), int(self.rare_cfg["pool_size"]), columns=np.flatnonzero(rare),
+                                    **scoring)
+        return {"rare/contents": int(rare.sum()), "rare/empty_rows": self.rare_pool.empty_rows()}
+
+    def rare_pool_from_graph(self, weights: sp.csr_matrix, fold: Fold, dataset: FeedDataset) -> dict[str, float]:
+        """Set :attr:`rare_pool` from a weighted content graph: every content's strongest rare neighbours."""
+        rare = self.rare_mask(fold, dataset)
+        w = (weights.tocsr() @ sp.diags(rare.astype(np.float64))).tocsr()
+        w.eliminate_zeros()
+        self.rare_pool = CandidatePool.from_csr(w, int(self.rare_cfg["pool_size"]))
+        return {"rare/contents": int(rare.sum()), "rare/empty_rows": self.rare_pool.empty_rows()}
+
     def user_context(self, users: np.ndarray, fold: Fold, num_contents: int) -> tuple[list[np.ndarray], sp.csr_matrix]:
         """What serving needs of the users, independent of the pool: (triggers, seen contents)."""
         triggers = trigger_lists(fold.history, users, int(self.trigger_cfg["max_triggers"]))
         return triggers, seen_matrix(fold.history, users, num_contents)
 
     def serve(self, users: np.ndarray, context: tuple[list[np.ndarray], sp.csr_matrix], k: int,
-              beta: float | None = None) -> Recommendations:
+              beta: float | None = None, rare_slots: int | None = None) -> Recommendations:
         """Trigger selection over the current pool (``context`` from :meth:`user_context`);
-        ``beta`` overrides the chosen ``popularity_beta`` (aggregate mode)."""
+        ``beta`` overrides the chosen ``popularity_beta`` (aggregate mode) and ``rare_slots`` the
+        chosen ``recall.rare.slots``."""
         triggers, seen = context
+        decay = float(self.trigger_cfg["decay"])
+        slots = self.rare_slots if rare_slots is None else int(rare_slots)
+        if slots is None:
+            raise ValueError("recall.rare.slots is a grid and has not been chosen: the validation fold "
+                             "(eval.folds must start with val) chooses it")
+        if not slots:
+            return self.serve_main(users, triggers, seen, k, beta)
+        if self.rare_pool is None:
+            raise ValueError(f"recall.rare.slots={slots} but model '{self.name}' built no rare pool")
+        rare = aggregate_recall(self.rare_pool, triggers, seen, min(slots, k), decay, None,
+                                tie_order=self.fallback).recs
+        rows, cols = np.nonzero(rare >= 0)  # the main channel serves without the rare entries
+        taken = sp.csr_matrix((np.ones(len(rows), dtype=np.int8), (rows, rare[rows, cols])), shape=seen.shape)
+        main = self.serve_main(users, triggers, (seen + taken).tocsr(), k, beta)
+        res, used = merge_channels(_as_result(main), rare, k)
+        return Recommendations(users, res.recs, {"from_triggers": res.from_triggers, "backfilled": res.backfilled,
+                                                 "rare_channel": used})
+
+    def serve_main(self, users: np.ndarray, triggers: list[np.ndarray], seen: sp.csr_matrix, k: int,
+                   beta: float | None = None) -> Recommendations:
+        """The main channel: trigger selection over :attr:`pool`, then the back-fill."""
         share = float(self.trigger_cfg.get("share", 1.0))
         decay = float(self.trigger_cfg["decay"])
         if self.trigger_cfg["mode"] == "quota":
@@ -133,18 +192,35 @@ class PoolRecall:
         targets = targets_matrix(fold.targets, users, dataset.num_contents)
         context = self.user_context(users, fold, dataset.num_contents)
 
-        def evaluate() -> dict[float, float]:
-            return {b: float(np.nanmean(recall_at_k(self.serve(users, context, 50, beta=b).items, targets, 50)))
+        def evaluate() -> dict[float, float]:  # the main channel alone
+            return {b: float(np.nanmean(recall_at_k(self.serve(users, context, 50, beta=b, rare_slots=0).items,
+                                                    targets, 50)))
                     for b in self.beta_grid}
 
         return evaluate
 
     def choose_serving(self, fold: Fold, dataset: FeedDataset) -> dict[str, float]:
-        """Choose ``popularity_beta`` from its grid on this fold's recall@50; the fold must be the
-        validation fold (the test fold is never read for a choice). Ties: the first in grid order."""
+        """Choose ``popularity_beta`` (main channel alone), then ``recall.rare.slots`` at that beta,
+        from their grids on this fold's recall@50; the fold must be the validation fold (the test
+        fold is never read for a choice). Ties: the first in grid order."""
         beta, info = choose_popularity_beta(self.beta_grid, lambda: self.beta_evaluator(fold, dataset)(), fold.name)
         if info:
             self.popularity_beta = beta
+        if len(self.rare_grid) > 1:
+            if fold.name != "val":
+                raise ValueError(f"recall.rare.slots is a grid: it is chosen on the val fold, not on '{fold.name}'")
+            from graphrecall.evaluation import targets_matrix
+            from graphrecall.metrics import recall_at_k
+
+            users = np.unique(fold.targets["u"].to_numpy())
+            targets = targets_matrix(fold.targets, users, dataset.num_contents)
+            context = self.user_context(users, fold, dataset.num_contents)
+            by_slots = {s: float(np.nanmean(recall_at_k(self.serve(users, context, 50, rare_slots=s).items,
+                                                        targets, 50)))
+                        for s in self.rare_grid}
+            self.rare_slots = max(self.rare_grid, key=lambda s: (by_slots[s], -self.rare_grid.index(s)))
+            info = {**info, "serving/rare_slots": self.rare_slots,
+                    **{f"serving/val_recall@50_rare_slots={s}": r for s, r in by_slots.items()}}
         return info
 
     def recommend(self, users: np.ndarray, fold: Fold, k: int) -> Recommendations:
@@ -154,7 +230,10 @@ class PoolRecall:
         self.pool.save(Path(directory) / "pool.parquet", dataset.contents[CONTENT_ID].to_numpy())
         np.save(Path(directory) / "fallback.npy", self.fallback)
         np.save(Path(directory) / "recent_log_popularity.npy", self.recent_log_popularity)
-        (Path(directory) / "serving.json").write_text(json.dumps({"popularity_beta": self.popularity_beta}))
+        (Path(directory) / "serving.json").write_text(json.dumps({"popularity_beta": self.popularity_beta,
+                                                                  "rare_slots": self.rare_slots}))
+        if self.rare_pool is not None:
+            self.rare_pool.save(Path(directory) / "rare_pool.parquet", dataset.contents[CONTENT_ID].to_numpy())
 
     def load(self, directory: Path, fold: Fold, dataset: FeedDataset) -> None:
         directory = Path(directory)
@@ -162,4 +241,15 @@ class PoolRecall:
         self.fallback = np.load(directory / "fallback.npy")
         if (directory / "serving.json").exists():  # runs saved before aggregate serving have neither file
             self.recent_log_popularity = np.load(directory / "recent_log_popularity.npy")
-            self.popularity_beta = json.loads((directory / "serving.json").read_text())["popularity_beta"]
+            serving = json.loads((directory / "serving.json").read_text())
+            self.popularity_beta = serving["popularity_beta"]
+            self.rare_slots = serving.get("rare_slots", 0)
+        if (directory / "rare_pool.parquet").exists():
+            self.rare_pool = CandidatePool.load(directory / "rare_pool.parquet", dataset.contents[CONTENT_ID].to_numpy())
+
+
+def _as_result(recs: Recommendations):
+    """A :class:`Recommendations` of :meth:`PoolRecall.serve_main` as the trigger-recall result it came from."""
+    from graphrecall.recall.triggers import TriggerRecallResult
+
+    return TriggerRecallResult(recs.items, recs.counters["from_triggers"], recs.counters["backfilled"])

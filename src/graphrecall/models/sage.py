@@ -528,7 +528,8 @@ class SageRecall(PoolRecall):
             wide = exact_topk(vectors.float(), search_width(self.pool_size, cand), **self.pool_scoring())
             self.pool = restrict_pool(wide, cand, self.pool_size)
             betas = self.beta_grid if self.popularity_beta is None else [self.popularity_beta]
-            return best_over_betas(betas, lambda beta: self.serve(users, context, 50, beta=beta).items, targets)
+            return best_over_betas(betas, lambda beta: self.serve(users, context, 50, beta=beta, rare_slots=0).items,
+                                   targets)
 
         return evaluate
 
@@ -644,15 +645,20 @@ class SageRecall(PoolRecall):
             if self.selected_epochs is None:
                 raise ValueError("model.refit needs the epoch count selected on the val fold (eval.folds: [val, test])")
             reference = copy.copy(self)
-            _, reference.pool, _ = self._pool_from_module(topk, features, table)
+            ref_vectors, reference.pool, _ = self._pool_from_module(topk, features, table)
             reference.set_fallback(fold, dataset)
+            if self.uses_rare_channel:
+                reference.rare_pool_from_vectors(torch.from_numpy(ref_vectors), fold, dataset, **self.pool_scoring())
             reference.module, reference.reference = None, None
             self.reference = reference
             info.update(self._refit(fold, dataset, topk, features, table, run_dir))
         self.vectors, self.pool, pool_info = self._pool_from_module(topk, features, table)
         info.update({f"pool/{k}": v for k, v in pool_info.items() if isinstance(v, (int, float))})
         self.set_fallback(fold, dataset)
-        if fold.name == "val" or self.popularity_beta is None:
+        if self.uses_rare_channel:
+            info.update(self.rare_pool_from_vectors(torch.from_numpy(self.vectors), fold, dataset,
+                                                    **self.pool_scoring()))
+        if fold.name == "val" or self.popularity_beta is None or self.rare_slots is None:
             info.update(self.choose_serving(fold, dataset))
         info["fit_seconds"] = time.perf_counter() - start
         return info

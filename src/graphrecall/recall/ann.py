@@ -19,7 +19,7 @@ from graphrecall.recall.pool import CandidatePool
 @torch.inference_mode()
 def exact_topk(vectors: Tensor, k: int, chunk_size: int = 4096, exclude_self: bool = True,
                queries: Tensor | None = None, scale: float = 1.0, item_bias: Tensor | None = None,
-               softmax: bool = False) -> CandidatePool:
+               softmax: bool = False, columns: Tensor | np.ndarray | None = None) -> CandidatePool:
     r"""Exact top-``k`` neighbours of every row by inner product.
 
     With ``scale``, ``item_bias`` and ``softmax`` the score of content ``c`` for row ``t`` is a
@@ -42,6 +42,9 @@ def exact_topk(vectors: Tensor, k: int, chunk_size: int = 4096, exclude_self: bo
         item_bias: [C] added to every row's scores (a learned popularity term).
         softmax: scores become probabilities over the catalogue (the row itself excluded when
             ``exclude_self``).
+        columns: [C'] content rows the neighbours are chosen from (default: every content); the
+            softmax still normalises over the whole catalogue, so the scores equal the unrestricted
+            search's (e.g. a pool of new contents only, :mod:`graphrecall.recall.rare_channel`).
 
     Returns:
         A :class:`CandidatePool` with ``neighbors [Q, k]`` and ``scores [Q, k]``.
@@ -49,7 +52,10 @@ def exact_topk(vectors: Tensor, k: int, chunk_size: int = 4096, exclude_self: bo
     n = vectors.shape[0]
     queries = torch.arange(n) if queries is None else torch.as_tensor(queries, dtype=torch.long).cpu()
     q = queries.numel()
-    k_eff = min(k, n - 1 if exclude_self else n)
+    cols = None if columns is None else torch.as_tensor(np.asarray(columns), dtype=torch.long).to(vectors.device)
+    width = n if cols is None else int(cols.numel())
+    # a row may be among the columns: it is excluded from its own list, so one fewer remains
+    k_eff = min(k, width - 1 if exclude_self and cols is None else width)
     neighbors = np.full((q, k), -1, dtype=np.int64)
     scores = np.full((q, k), np.nan, dtype=np.float32)
     if k_eff <= 0:
@@ -66,9 +72,19 @@ def exact_topk(vectors: Tensor, k: int, chunk_size: int = 4096, exclude_self: bo
             s[torch.arange(stop - start, device=s.device), rows] = float("-inf")
         if softmax:
             s = torch.softmax(s, dim=1)
+        if cols is not None:
+            s = s[:, cols]
         top = torch.topk(s, k_eff, dim=1)
-        neighbors[start:stop, :k_eff] = top.indices.cpu().numpy()
+        idx = top.indices if cols is None else cols[top.indices]
+        neighbors[start:stop, :k_eff] = idx.cpu().numpy()
         scores[start:stop, :k_eff] = top.values.float().cpu().numpy()
+    if cols is not None and exclude_self:  # a row among the columns met itself at -inf: drop that entry
+        own = neighbors == queries.numpy()[:, None]
+        if own.any():
+            keep = ~own
+            order = np.argsort(~keep, axis=1, kind="stable")
+            neighbors = np.where(np.take_along_axis(keep, order, 1), np.take_along_axis(neighbors, order, 1), -1)
+            scores = np.where(neighbors >= 0, np.take_along_axis(scores, order, 1), np.nan).astype(np.float32)
     return CandidatePool(neighbors, scores)
 
 

@@ -191,6 +191,7 @@ def aggregate_recall(
     fallback: np.ndarray | None = None,
     bonus: np.ndarray | None = None,
     trigger_slots: int | None = None,
+    tie_order: np.ndarray | None = None,
 ) -> TriggerRecallResult:
     r"""Score every candidate once: the decayed sum of its pool similarity to the user's triggers.
 
@@ -212,12 +213,15 @@ def aggregate_recall(
         fallback: [C'] back-fill order; None: no back-fill (ties then by content row).
         bonus: [C] added to every candidate's score (e.g. ``beta * log(1 + recent clicks)``).
         trigger_slots: at most this many slots come from the candidates (default ``k``).
+        tie_order: [C'] the order that breaks score ties (default ``fallback``), for a list
+            served without back-fill (``fallback=None``) but with the same tie-break.
 
     Returns:
         A :class:`TriggerRecallResult`.
     """
     if not 0.0 < decay <= 1.0:
         raise ValueError(f"recall.decay must be in (0, 1], got {decay}")
+    order = fallback if tie_order is None else tie_order
     c = pool.num_contents
     k_trig = k if trigger_slots is None else max(0, min(int(trigger_slots), k))
     valid = (pool.neighbors >= 0) & np.isfinite(pool.scores)
@@ -230,8 +234,8 @@ def aggregate_recall(
     scores.sort_indices()
     found.sort_indices()
     tie_rank = np.full(c, c, dtype=np.int64)
-    if fallback is not None:
-        tie_rank[np.asarray(fallback, dtype=np.int64)] = np.arange(len(fallback))
+    if order is not None:
+        tie_rank[np.asarray(order, dtype=np.int64)] = np.arange(len(order))
     tie_rank = tie_rank * (c + 1) + np.arange(c)  # contents absent from the fallback: by row
     num_users = len(triggers)
     recs = np.full((num_users, k), -1, dtype=np.int64)
