@@ -12,8 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONPATH=$PWD/src
 PY=.venv/bin/python
-STUDY="coclick popular sage sage_cold05 sage_next_click sage_next_click_cold05 lightgcn m2grl m2grl_cold05 coclick_rare sage_next_click_rare sage_next_click_cold05_rare"
-TUNING="sage_cold02 sage_cold10 sage_norm sage_norm_cold05 sage_next_click_cold05_pop sage_next_click_pub sage_next_click_pub_cold05"
+STUDY="coclick popular sage sage_cold05 sage_next_click sage_next_click_cold05 lightgcn m2grl m2grl_cold05 coclick_channels sage_next_click_channels sage_next_click_cold05_channels"
+TUNING="sage_next_click_cold05_grid sage_cold02 sage_cold10 sage_norm sage_norm_cold05 sage_next_click_cold05_pop sage_next_click_pub sage_next_click_pub_cold05"
 WORLDS=${1:-"0 1 2"}
 ONLY=${2:-$STUDY}
 OUT=multirun/fresh
@@ -41,11 +41,15 @@ run sage_next_click_cold05 model=sage_next_click model.cold_start.share=0.5
 run lightgcn model=lightgcn
 run m2grl model=m2grl
 run m2grl_cold05 model=m2grl model.cold_start.share=0.5
-# the rare-content channel (recall.rare): slots for candidates with <= 2 training clicks, the count chosen on val
-RARE='recall.rare.slots=[0,1,2,3,5,8,12]'
-run coclick_rare model=coclick "$RARE"
-run sage_next_click_rare model=sage_next_click "$RARE"
-run sage_next_click_cold05_rare model=sage_next_click model.cold_start.share=0.5 "$RARE"
+# recall channels for contents with few clicks (recall.channels): "new" (0 training clicks, ranked by
+# similarity) and "rare" (1-2 clicks, the pool score), slots in proportion to the val targets on them (auto)
+CH=(recall.channels.new.slots=auto recall.channels.rare.slots=auto)
+run coclick_channels model=coclick "${CH[@]}"
+run sage_next_click_channels model=sage_next_click "${CH[@]}"
+run sage_next_click_cold05_channels model=sage_next_click model.cold_start.share=0.5 "${CH[@]}"
+# the same channels with their slots chosen on val recall@50 from a grid instead
+GRID=(recall.channels.new.slots=[0,1,2,3,5] recall.channels.rare.slots=[0,1,2,3,5])
+run sage_next_click_cold05_grid model=sage_next_click model.cold_start.share=0.5 "${GRID[@]}"
 # tried on world 0 only (validation), not kept
 run sage_cold02 model=sage model.cold_start.share=0.2
 run sage_cold10 model=sage model.cold_start.share=1.0

@@ -4,7 +4,8 @@
    per world.
 2. Per variant, mean ± std over the worlds: val recall@50 (what selection reads), test recall@50
    overall, warm users, per content slice, new_share@50.
-3. Paired differences against co-click (then of each cold-start variant against its base): the mean over worlds of each world's difference, with its
+3. Paired differences against co-click (then of each cold-start and channel variant against its
+   base): the mean over worlds of each world's difference, with its
    min and max; then a percentile bootstrap (1,000 resamples, seed 0) of the per-user differences
    pooled over the worlds (users are paired within a world): mean, 95% interval, two-sided p.
 4. Where the overall gain comes from: recall@50 of a user is the sum over slices of
@@ -32,7 +33,12 @@ COLD_PAIRS = [("sage_cold05", "sage"), ("sage_next_click_cold05", "sage_next_cli
               ("sage_next_click_cold05_pop", "sage_next_click")]
 COLUMNS = [("val all", "val/recall@50"), ("test all", "test/recall@50"), ("test warm", "test/warm/recall@50"),
            *((f"test {s.removeprefix('clicks_')}", f"test/{s}/recall@50") for s in SLICES),
-           ("new_share@50", "test/new_share@50")]
+           ("new_share@50", "test/new_share@50"), ("new slots", "serving/channel/new/slots"),
+           ("new slots used", "test/mean_channel_new"), ("rare slots", "serving/channel/rare/slots"),
+           ("rare slots used", "test/mean_channel_rare")]
+CHANNEL_PAIRS = [("sage_next_click_channels", "sage_next_click"),
+                 ("sage_next_click_cold05_channels", "sage_next_click_cold05"),
+                 ("sage_next_click_cold05_grid", "sage_next_click_cold05"), ("coclick_channels", "coclick")]
 PAIRED = [("all", "recall@50"), *((s.removeprefix("clicks_"), f"{s}/recall@50") for s in SLICES)]
 
 
@@ -160,5 +166,7 @@ if __name__ == "__main__":
     paired_table(root, [(v, BASELINE) for v in variants if v != BASELINE])
     print("\nPaired differences of the cold-start simulation (test recall@50):\n")
     paired_table(root, [(v, base) for v, base in COLD_PAIRS if v in variants and base in variants])
+    print("\nPaired differences of the recall channels (test recall@50):\n")
+    paired_table(root, [(v, base) for v, base in CHANNEL_PAIRS if v in variants and base in variants])
     print("\nThe overall difference to co-click split by the slice of the targets (sums to the overall):\n")
     decomposition_table(root, variants)

@@ -95,7 +95,7 @@ def check_train_config(cfg: Any) -> None:
         except ValueError as e:
             raise ConfigError(str(e)) from None
     check_split(_get(cfg, "dataset.split"))
-    check_rare_channel(cfg, model)
+    check_channels(cfg, model)
     if _get(cfg, "eval.content_bins") is not None:
         try:
             check_click_bins(_get(cfg, "eval.content_bins"), "eval.content_bins")
@@ -103,23 +103,27 @@ def check_train_config(cfg: Any) -> None:
             raise ConfigError(str(e)) from None
 
 
-def check_rare_channel(cfg: Any, model: Any) -> None:
-    """``recall.rare``: slots >= 0 (a number or a list), and only for the i2i models that serve it
-    (their ``triggers`` block carries ``rare``); elsewhere a non-zero ``slots`` would be ignored."""
-    slots = _get(cfg, "recall.rare.slots")
-    if slots is None:
+def check_channels(cfg: Any, model: Any) -> None:
+    """``recall.channels``: every channel's settings (:func:`graphrecall.recall.channels.parse_channels`),
+    and active channels only for the i2i models that serve them (their ``triggers`` block carries
+    ``channels``); elsewhere a non-zero ``slots`` would be ignored."""
+    from omegaconf import OmegaConf
+
+    from graphrecall.recall.channels import parse_channels
+
+    raw = _get(cfg, "recall.channels")
+    if raw is None:
         return
-    grid = list(slots) if hasattr(slots, "__iter__") and not isinstance(slots, str) else [slots]
-    if not grid:
-        raise ConfigError("recall.rare.slots is an empty list: expected an integer >= 0 or a list of them")
-    for s in grid:
-        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
-            raise ConfigError(f"recall.rare.slots={slots!r}: expected an integer >= 0 or a list of them")
-    check_range("recall.rare.max_clicks", _get(cfg, "recall.rare.max_clicks"), low=0)
-    check_range("recall.rare.pool_size", _get(cfg, "recall.rare.pool_size"), low=1)
-    if any(s > 0 for s in grid) and _get(model, "triggers.rare") is None:
-        raise ConfigError(f"recall.rare.slots={slots!r}: the rare-content channel is served by the i2i models "
-                          f"(coclick, sage, sage_next_click, m2grl); model '{_get(model, '_target_')}' would ignore it")
+    if not isinstance(raw, dict):
+        raw = OmegaConf.to_container(raw, resolve=True)
+    try:
+        channels = parse_channels(raw)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    active = [c.name for c in channels.values() if c.active]
+    if active and _get(model, "triggers.channels") is None:
+        raise ConfigError(f"recall.channels {active} have slots: the channels are served by the i2i models "
+                          f"(coclick, sage, sage_next_click, m2grl); model '{_get(model, '_target_')}' would ignore them")
 
 
 def check_split(split: Any) -> None:

@@ -47,11 +47,10 @@ class CoClickRecall(PoolRecall):
         graph = content_graph(fold, dataset, self.graph_cfg, cache_dir)
         self.pool = CandidatePool.from_csr(graph.weights, self.pool_size)
         self.set_fallback(fold, dataset)
-        rare = self.rare_pool_from_graph(graph.weights, fold, dataset) if self.uses_rare_channel else {}
-        choose = self.popularity_beta is None or self.rare_slots is None or fold.name == "val"
-        serving = self.choose_serving(fold, dataset) if choose else {}
+        channels = self.channel_pools_from_graph(graph.weights, fold, dataset) if self.uses_channels else {}
+        serving = self.choose_serving(fold, dataset) if self.popularity_beta is None or fold.name == "val" else {}
         return {
-            **rare,
+            **channels,
             **{f"graph/{k}": v for k, v in graph.stats.as_dict().items() if k != "name"},
             **serving,
             "pool/empty_rows": self.pool.empty_rows(),

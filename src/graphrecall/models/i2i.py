@@ -15,7 +15,7 @@ from graphrecall.data.splits import Fold
 from graphrecall.models.base import Recommendations
 from graphrecall.models.popular import popularity_ranking, recency_window
 from graphrecall.recall.pool import CandidatePool
-from graphrecall.recall.rare_channel import merge_channels, rare_contents, slot_grid
+from graphrecall.recall.channels import Channel, auto_slots, channel_contents, merge_channels, parse_channels
 from graphrecall.recall.triggers import aggregate_recall, recall_with_triggers, seen_matrix, trigger_lists
 
 SERVING_MODES = ("quota", "aggregate")
@@ -68,10 +68,10 @@ class PoolRecall:
             sum of its similarity to the triggers, see
             :func:`graphrecall.recall.triggers.aggregate_recall`) and ``popularity_beta``
             (aggregate: ``beta * log(1 + recent clicks)`` added to every candidate's score; a list
-            is a grid, chosen on the validation fold by :meth:`choose_serving`); ``rare``
-            (``slots, max_clicks, pool_size``): the channel of slots reserved for contents with few
-            training-window clicks (:mod:`graphrecall.recall.rare_channel`); ``slots`` as a list
-            is a grid chosen on the validation fold after ``popularity_beta``.
+            is a grid, chosen on the validation fold by :meth:`choose_serving`); ``channels``
+            (``{name: {slots, min_clicks, max_clicks, score, pool_size}}``): channels of slots
+            reserved for contents with few training-window clicks (:mod:`graphrecall.recall.channels`),
+            their slot grids chosen on the validation fold after ``popularity_beta``.
         backfill_recent_days: popularity window of the back-fill ranking.
     """
 
@@ -90,12 +90,7 @@ class PoolRecall:
                              "neighbour rank, not by score)")
         # one value: fixed; a grid: chosen on the validation fold (choose_serving)
         self.popularity_beta: float | None = self.beta_grid[0] if len(self.beta_grid) == 1 else None
-        self.rare_cfg = {"slots": 0, "max_clicks": 2, "pool_size": 50, **dict(self.trigger_cfg.get("rare") or {})}
-        self.rare_grid = slot_grid(self.rare_cfg["slots"])
-        if int(self.rare_cfg["pool_size"]) < 1:
-            raise ValueError(f"recall.rare.pool_size must be >= 1, got {self.rare_cfg['pool_size']}")
-        self.rare_slots: int | None = self.rare_grid[0] if len(self.rare_grid) == 1 else None
-        self.rare_pool: CandidatePool | None = None  # [C, pool_size] rare neighbours (set_rare_pool)
+        self.channels: dict[str, Channel] = parse_channels(self.trigger_cfg.get("channels"))
         self.backfill_recent_days = backfill_recent_days
         self.pool: CandidatePool | None = None
         self.recent_log_popularity: np.ndarray | None = None
@@ -111,31 +106,44 @@ class PoolRecall:
         self.recent_log_popularity = np.log1p(recent)
 
     @property
-    def uses_rare_channel(self) -> bool:
-        return any(s > 0 for s in self.rare_grid)
+    def uses_channels(self) -> bool:
+        return any(c.active for c in self.channels.values())
 
-    def rare_mask(self, fold: Fold, dataset: FeedDataset) -> np.ndarray:
-        """bool [C]: the fold's rare contents (candidates with at most ``max_clicks`` training clicks)."""
-        return rare_contents(fold.train["i"].to_numpy(), dataset.num_contents, int(self.rare_cfg["max_clicks"]),
-                             self.candidate_rows)
+    def channel_mask(self, channel: Channel, fold: Fold, dataset: FeedDataset) -> np.ndarray:
+        """bool [C]: the channel's contents at the fold's cut (candidates in its click range)."""
+        return channel_contents(fold.train["i"].to_numpy(), dataset.num_contents, channel.min_clicks,
+                                channel.max_clicks, self.candidate_rows)
 
-    def rare_pool_from_vectors(self, vectors, fold: Fold, dataset: FeedDataset, **scoring) -> dict[str, float]:
-        """Set :attr:`rare_pool` from content vectors ([C, d] tensor): every content's top rare
-        contents by the model's pool score (``scoring``: :func:`exact_topk`'s scale / bias / softmax)."""
+    def channel_pools_from_vectors(self, vectors, fold: Fold, dataset: FeedDataset,
+                                   pool_scoring: dict[str, Any]) -> dict[str, float]:
+        """Set every active channel's pool from content vectors ([C, d] tensor): each content's top
+        contents of the channel by the model's pool score (``pool_scoring``: :func:`exact_topk`'s
+        scale / bias / softmax) or by the plain inner product (``score: similarity``)."""
         from graphrecall.recall.ann import exact_topk
 
-        rare = self.rare_mask(fold, dataset)
-        self.rare_pool = exact_topk(vectors.float(), int(self.rare_cfg["pool_size"]), columns=np.flatnonzero(rare),
-                                    **scoring)
-        return {"rare/contents": int(rare.sum()), "rare/empty_rows": self.rare_pool.empty_rows()}
+        info = {}
+        for ch in self.channels.values():
+            if not ch.active:
+                continue
+            mask = self.channel_mask(ch, fold, dataset)
+            scoring = pool_scoring if ch.score == "pool" else {}
+            ch.pool = exact_topk(vectors.float(), ch.pool_size, columns=np.flatnonzero(mask), **scoring)
+            info |= {f"channel/{ch.name}/contents": int(mask.sum()), f"channel/{ch.name}/empty_rows": ch.pool.empty_rows()}
+        return info
 
-    def rare_pool_from_graph(self, weights: sp.csr_matrix, fold: Fold, dataset: FeedDataset) -> dict[str, float]:
-        """Set :attr:`rare_pool` from a weighted content graph: every content's strongest rare neighbours."""
-        rare = self.rare_mask(fold, dataset)
-        w = (weights.tocsr() @ sp.diags(rare.astype(np.float64))).tocsr()
-        w.eliminate_zeros()
-        self.rare_pool = CandidatePool.from_csr(w, int(self.rare_cfg["pool_size"]))
-        return {"rare/contents": int(rare.sum()), "rare/empty_rows": self.rare_pool.empty_rows()}
+    def channel_pools_from_graph(self, weights: sp.csr_matrix, fold: Fold, dataset: FeedDataset) -> dict[str, float]:
+        """Set every active channel's pool from a weighted content graph: each content's strongest
+        neighbours among the channel's contents (both scores are the graph's weight)."""
+        info = {}
+        for ch in self.channels.values():
+            if not ch.active:
+                continue
+            mask = self.channel_mask(ch, fold, dataset)
+            w = (weights.tocsr() @ sp.diags(mask.astype(np.float64))).tocsr()
+            w.eliminate_zeros()
+            ch.pool = CandidatePool.from_csr(w, ch.pool_size)
+            info |= {f"channel/{ch.name}/contents": int(mask.sum()), f"channel/{ch.name}/empty_rows": ch.pool.empty_rows()}
+        return info
 
     def user_context(self, users: np.ndarray, fold: Fold, num_contents: int) -> tuple[list[np.ndarray], sp.csr_matrix]:
         """What serving needs of the users, independent of the pool: (triggers, seen contents)."""
@@ -143,28 +151,34 @@ class PoolRecall:
         return triggers, seen_matrix(fold.history, users, num_contents)
 
     def serve(self, users: np.ndarray, context: tuple[list[np.ndarray], sp.csr_matrix], k: int,
-              beta: float | None = None, rare_slots: int | None = None) -> Recommendations:
-        """Trigger selection over the current pool (``context`` from :meth:`user_context`);
-        ``beta`` overrides the chosen ``popularity_beta`` (aggregate mode) and ``rare_slots`` the
-        chosen ``recall.rare.slots``."""
+              beta: float | None = None, slots: dict[str, int] | None = None) -> Recommendations:
+        """Trigger selection over the current pool (``context`` from :meth:`user_context`), with
+        the channels' reserved slots; ``beta`` overrides the chosen ``popularity_beta`` (aggregate
+        mode) and ``slots`` the channels' chosen slot counts (``{name: n}``; missing: chosen)."""
         triggers, seen = context
         decay = float(self.trigger_cfg["decay"])
-        slots = self.rare_slots if rare_slots is None else int(rare_slots)
-        if slots is None:
-            raise ValueError("recall.rare.slots is a grid and has not been chosen: the validation fold "
-                             "(eval.folds must start with val) chooses it")
-        if not slots:
-            return self.serve_main(users, triggers, seen, k, beta)
-        if self.rare_pool is None:
-            raise ValueError(f"recall.rare.slots={slots} but model '{self.name}' built no rare pool")
-        rare = aggregate_recall(self.rare_pool, triggers, seen, min(slots, k), decay, None,
-                                tie_order=self.fallback).recs
-        rows, cols = np.nonzero(rare >= 0)  # the main channel serves without the rare entries
-        taken = sp.csr_matrix((np.ones(len(rows), dtype=np.int8), (rows, rare[rows, cols])), shape=seen.shape)
-        main = self.serve_main(users, triggers, (seen + taken).tocsr(), k, beta)
-        res, used = merge_channels(_as_result(main), rare, k)
-        return Recommendations(users, res.recs, {"from_triggers": res.from_triggers, "backfilled": res.backfilled,
-                                                 "rare_channel": used})
+        extras, names = [], []
+        for ch in self.channels.values():
+            n = (slots or {}).get(ch.name, ch.slots)
+            if n is None:
+                raise ValueError(f"recall.channels.{ch.name}.slots is a grid (or auto) and has not been chosen: "
+                                 "the validation fold (eval.folds must start with val) chooses it")
+            if not n:
+                continue
+            if ch.pool is None:
+                raise ValueError(f"recall.channels.{ch.name}.slots={n} but model '{self.name}' built no pool for it")
+            got = aggregate_recall(ch.pool, triggers, seen, min(int(n), k), decay, None, tie_order=self.fallback).recs
+            rows, cols = np.nonzero(got >= 0)  # later channels and the main channel serve without them
+            seen = (seen + sp.csr_matrix((np.ones(len(rows), dtype=np.int8), (rows, got[rows, cols])),
+                                         shape=seen.shape)).tocsr()
+            extras.append(got)
+            names.append(ch.name)
+        main = self.serve_main(users, triggers, seen, k, beta)
+        if not extras:
+            return main
+        res, used = merge_channels(_as_result(main), extras, k)
+        counters = {"from_triggers": res.from_triggers, "backfilled": res.backfilled}
+        return Recommendations(users, res.recs, counters | {f"channel_{n}": u for n, u in zip(names, used)})
 
     def serve_main(self, users: np.ndarray, triggers: list[np.ndarray], seen: sp.csr_matrix, k: int,
                    beta: float | None = None) -> Recommendations:
@@ -193,34 +207,55 @@ class PoolRecall:
         context = self.user_context(users, fold, dataset.num_contents)
 
         def evaluate() -> dict[float, float]:  # the main channel alone
-            return {b: float(np.nanmean(recall_at_k(self.serve(users, context, 50, beta=b, rare_slots=0).items,
+            return {b: float(np.nanmean(recall_at_k(self.serve(users, context, 50, beta=b, slots=self.channels_off()).items,
                                                     targets, 50)))
                     for b in self.beta_grid}
 
         return evaluate
 
     def choose_serving(self, fold: Fold, dataset: FeedDataset) -> dict[str, float]:
-        """Choose ``popularity_beta`` (main channel alone), then ``recall.rare.slots`` at that beta,
-        from their grids on this fold's recall@50; the fold must be the validation fold (the test
+        """Choose ``popularity_beta`` (main channel alone), then the channels' slots at that beta
+        (:meth:`choose_channel_slots`) on this fold; the fold must be the validation fold (the test
         fold is never read for a choice). Ties: the first in grid order."""
         beta, info = choose_popularity_beta(self.beta_grid, lambda: self.beta_evaluator(fold, dataset)(), fold.name)
         if info:
             self.popularity_beta = beta
-        if len(self.rare_grid) > 1:
+        if any(ch.slots is None for ch in self.channels.values()):
             if fold.name != "val":
-                raise ValueError(f"recall.rare.slots is a grid: it is chosen on the val fold, not on '{fold.name}'")
-            from graphrecall.evaluation import targets_matrix
-            from graphrecall.metrics import recall_at_k
+                raise ValueError(f"recall.channels: a slot grid (or auto) is chosen on the val fold, not on '{fold.name}'")
+            info = {**info, **self.choose_channel_slots(fold, dataset)}
+        return info
 
-            users = np.unique(fold.targets["u"].to_numpy())
-            targets = targets_matrix(fold.targets, users, dataset.num_contents)
-            context = self.user_context(users, fold, dataset.num_contents)
-            by_slots = {s: float(np.nanmean(recall_at_k(self.serve(users, context, 50, rare_slots=s).items,
-                                                        targets, 50)))
-                        for s in self.rare_grid}
-            self.rare_slots = max(self.rare_grid, key=lambda s: (by_slots[s], -self.rare_grid.index(s)))
-            info = {**info, "serving/rare_slots": self.rare_slots,
-                    **{f"serving/val_recall@50_rare_slots={s}": r for s, r in by_slots.items()}}
+    def channels_off(self) -> dict[str, int]:
+        return {name: 0 for name in self.channels}
+
+    def choose_channel_slots(self, fold: Fold, dataset: FeedDataset) -> dict[str, float]:
+        """Each channel's slots, in channel order: ``auto`` from the share of this fold's targets
+        on its contents; a grid by this fold's recall@50, with the channels before it at their
+        chosen counts and the ones after it off (ties: the first in grid order)."""
+        from graphrecall.evaluation import targets_matrix
+        from graphrecall.metrics import recall_at_k
+
+        users = np.unique(fold.targets["u"].to_numpy())
+        targets = targets_matrix(fold.targets, users, dataset.num_contents)
+        context = self.user_context(users, fold, dataset.num_contents)
+        pairs = fold.targets.drop_duplicates(["u", "i"])["i"].to_numpy()
+        info: dict[str, float] = {}
+        chosen = self.channels_off()
+        for ch in self.channels.values():
+            key = f"serving/channel/{ch.name}"
+            if ch.grid == "auto":
+                ch.slots, share = auto_slots(pairs, self.channel_mask(ch, fold, dataset), 50)
+                info[f"{key}/val_target_share"] = share
+            elif ch.slots is None:
+                by_slots = {}
+                for n in ch.grid:
+                    recs = self.serve(users, context, 50, slots={**chosen, ch.name: n}).items
+                    by_slots[n] = float(np.nanmean(recall_at_k(recs, targets, 50)))
+                ch.slots = max(ch.grid, key=lambda n: (by_slots[n], -ch.grid.index(n)))
+                info |= {f"{key}/val_recall@50_slots={n}": r for n, r in by_slots.items()}
+            chosen[ch.name] = ch.slots
+            info[f"{key}/slots"] = ch.slots
         return info
 
     def recommend(self, users: np.ndarray, fold: Fold, k: int) -> Recommendations:
@@ -230,10 +265,12 @@ class PoolRecall:
         self.pool.save(Path(directory) / "pool.parquet", dataset.contents[CONTENT_ID].to_numpy())
         np.save(Path(directory) / "fallback.npy", self.fallback)
         np.save(Path(directory) / "recent_log_popularity.npy", self.recent_log_popularity)
+        slots = {ch.name: ch.slots for ch in self.channels.values()}
         (Path(directory) / "serving.json").write_text(json.dumps({"popularity_beta": self.popularity_beta,
-                                                                  "rare_slots": self.rare_slots}))
-        if self.rare_pool is not None:
-            self.rare_pool.save(Path(directory) / "rare_pool.parquet", dataset.contents[CONTENT_ID].to_numpy())
+                                                                  "channel_slots": slots}))
+        for ch in self.channels.values():
+            if ch.pool is not None:
+                ch.pool.save(Path(directory) / f"channel_{ch.name}_pool.parquet", dataset.contents[CONTENT_ID].to_numpy())
 
     def load(self, directory: Path, fold: Fold, dataset: FeedDataset) -> None:
         directory = Path(directory)
@@ -243,9 +280,13 @@ class PoolRecall:
             self.recent_log_popularity = np.load(directory / "recent_log_popularity.npy")
             serving = json.loads((directory / "serving.json").read_text())
             self.popularity_beta = serving["popularity_beta"]
-            self.rare_slots = serving.get("rare_slots", 0)
-        if (directory / "rare_pool.parquet").exists():
-            self.rare_pool = CandidatePool.load(directory / "rare_pool.parquet", dataset.contents[CONTENT_ID].to_numpy())
+            for name, n in serving.get("channel_slots", {}).items():
+                if name in self.channels:
+                    self.channels[name].slots = n
+        for ch in self.channels.values():
+            path = directory / f"channel_{ch.name}_pool.parquet"
+            if path.exists():
+                ch.pool = CandidatePool.load(path, dataset.contents[CONTENT_ID].to_numpy())
 
 
 def _as_result(recs: Recommendations):

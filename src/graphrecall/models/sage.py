@@ -528,7 +528,7 @@ class SageRecall(PoolRecall):
             wide = exact_topk(vectors.float(), search_width(self.pool_size, cand), **self.pool_scoring())
             self.pool = restrict_pool(wide, cand, self.pool_size)
             betas = self.beta_grid if self.popularity_beta is None else [self.popularity_beta]
-            return best_over_betas(betas, lambda beta: self.serve(users, context, 50, beta=beta, rare_slots=0).items,
+            return best_over_betas(betas, lambda beta: self.serve(users, context, 50, beta=beta, slots=self.channels_off()).items,
                                    targets)
 
         return evaluate
@@ -647,18 +647,19 @@ class SageRecall(PoolRecall):
             reference = copy.copy(self)
             ref_vectors, reference.pool, _ = self._pool_from_module(topk, features, table)
             reference.set_fallback(fold, dataset)
-            if self.uses_rare_channel:
-                reference.rare_pool_from_vectors(torch.from_numpy(ref_vectors), fold, dataset, **self.pool_scoring())
+            if self.uses_channels:  # its own channel pools (the channels' settings are shared, copied)
+                reference.channels = {n: copy.copy(ch) for n, ch in self.channels.items()}
+                reference.channel_pools_from_vectors(torch.from_numpy(ref_vectors), fold, dataset, self.pool_scoring())
             reference.module, reference.reference = None, None
             self.reference = reference
             info.update(self._refit(fold, dataset, topk, features, table, run_dir))
         self.vectors, self.pool, pool_info = self._pool_from_module(topk, features, table)
         info.update({f"pool/{k}": v for k, v in pool_info.items() if isinstance(v, (int, float))})
         self.set_fallback(fold, dataset)
-        if self.uses_rare_channel:
-            info.update(self.rare_pool_from_vectors(torch.from_numpy(self.vectors), fold, dataset,
-                                                    **self.pool_scoring()))
-        if fold.name == "val" or self.popularity_beta is None or self.rare_slots is None:
+        if self.uses_channels:
+            info.update(self.channel_pools_from_vectors(torch.from_numpy(self.vectors), fold, dataset,
+                                                        self.pool_scoring()))
+        if fold.name == "val" or self.popularity_beta is None:
             info.update(self.choose_serving(fold, dataset))
         info["fit_seconds"] = time.perf_counter() - start
         return info

@@ -1,0 +1,173 @@
+"""Recall channels for contents with few clicks: slots of every list reserved for them (issue 15).
+
+The article's recall is multi-channel: each channel fills its own share of the list. A single
+ranked list over the catalogue rewards leaving out contents with few clicks: a next-click model
+correctly learns that one of them is rarely the next click, so they never reach the top ``K``,
+although together they hold a real share of the targets (on the ``fresh`` preset, 4 to 5% of the
+test targets are on contents with at most 2 training-window clicks).
+
+A channel (``recall.channels.<name>``) owns the candidates whose clicks in the fold's training
+window lie in ``[min_clicks, max_clicks]`` (:func:`channel_contents`; the defaults: ``new`` = 0
+clicks, ``rare`` = 1-2 clicks):
+
+- **its pool**: every content's top-``pool_size`` contents of the channel, by ``score``: ``pool``
+  (the main pool's score: for a next-click model the catalogue-wide probabilities, popularity term
+  included; for co-click the co-click weight) or ``similarity`` (the plain inner product of the
+  vectors, which a content without clicks can win: with a learned popularity term its pool score
+  ranks it last);
+- **its list** (:func:`graphrecall.recall.triggers.aggregate_recall`): the pool entries ranked by
+  their decayed sum over the user's triggers, without the contents the user has seen or an earlier
+  channel took, ties by the back-fill order, ``slots`` at most;
+- **the merge** (:func:`merge_channels`): the main channel's first ``K - n`` entries (served without
+  the channels' entries), then each channel's ``n_c`` entries in channel order (``n = sum n_c``; a
+  user without triggers gets none and the main channel fills the list).
+
+``slots`` is a number, a grid chosen on validation recall@50, or ``auto``: ``round(50 x s)``, ``s``
+the share of the validation fold's targets on the channel's contents (slots in proportion to the
+demand the channel serves).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from graphrecall.recall.pool import CandidatePool
+from graphrecall.recall.triggers import TriggerRecallResult
+
+SCORES = ("pool", "similarity")
+DEFAULTS = {"slots": 0, "min_clicks": 0, "max_clicks": 0, "score": "pool", "pool_size": 50}
+
+
+@dataclass
+class Channel:
+    """One channel's settings, its chosen slot count and its pool.
+
+    Attributes:
+        name: the key under ``recall.channels``.
+        grid: the slot counts to choose from on validation (one value: fixed), or ``"auto"``.
+        min_clicks, max_clicks: the channel's contents have this many training-window clicks.
+        score: ``pool`` | ``similarity``.
+        pool_size: neighbours kept per content.
+        slots: the chosen count (None until validation chooses it).
+        pool: [C, pool_size] the channel's neighbours of every content (set by the model).
+    """
+
+    name: str
+    grid: list[int] | str
+    min_clicks: int
+    max_clicks: int
+    score: str
+    pool_size: int
+    slots: int | None = None
+    pool: CandidatePool | None = field(default=None, repr=False)
+
+    @property
+    def active(self) -> bool:
+        """Whether the channel may take a slot (``auto`` or a non-zero count in its grid)."""
+        return self.grid == "auto" or any(s > 0 for s in self.grid)
+
+
+def slot_grid(slots: Any, key: str = "recall.channels.<name>.slots") -> list[int] | str:
+    """``slots`` as a list of integers >= 0 (one value: fixed), or ``"auto"``."""
+    if slots == "auto":
+        return "auto"
+    grid = [slots] if isinstance(slots, (int, float)) else list(slots)
+    if not grid:
+        raise ValueError(f"{key}: expected an integer >= 0, a non-empty list of them, or auto")
+    for s in grid:
+        if isinstance(s, bool) or not isinstance(s, (int, float)) or int(s) != s or s < 0:
+            raise ValueError(f"{key}={slots!r}: expected an integer >= 0, a non-empty list of them, or auto")
+    return [int(s) for s in grid]
+
+
+def parse_channels(cfg: dict[str, Any] | None) -> dict[str, Channel]:
+    """``recall.channels`` (``{name: {slots, min_clicks, max_clicks, score, pool_size}}``) as channels,
+    in config order; each setting checked, the error naming its key."""
+    out = {}
+    for name, raw in dict(cfg or {}).items():
+        c = {**DEFAULTS, **dict(raw or {})}
+        key = f"recall.channels.{name}"
+        unknown = set(c) - set(DEFAULTS)
+        if unknown:
+            raise ValueError(f"{key}: unknown settings {sorted(unknown)}; expected {sorted(DEFAULTS)}")
+        if c["score"] not in SCORES:
+            raise ValueError(f"{key}.score={c['score']!r}: expected one of {list(SCORES)}")
+        lo, hi, size = c["min_clicks"], c["max_clicks"], c["pool_size"]
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in (lo, hi, size)) or not 0 <= lo <= hi:
+            raise ValueError(f"{key}: expected integers 0 <= min_clicks <= max_clicks, got {lo}, {hi}")
+        if size < 1:
+            raise ValueError(f"{key}.pool_size must be >= 1, got {size}")
+        grid = slot_grid(c["slots"], f"{key}.slots")
+        fixed = grid[0] if grid != "auto" and len(grid) == 1 else None
+        out[name] = Channel(name, grid, lo, hi, c["score"], size, fixed)
+    return out
+
+
+def channel_contents(train_contents: np.ndarray, num_contents: int, min_clicks: int, max_clicks: int,
+                     candidates: np.ndarray | None = None) -> np.ndarray:
+    """bool ``[C]``: candidates with ``min_clicks`` to ``max_clicks`` clicks in the training window.
+
+    Args:
+        train_contents: [N] content row of every training-window click.
+        num_contents: C.
+        min_clicks, max_clicks: the click range (inclusive).
+        candidates: bool [C], the contents that may be recommended at the cut (None: all).
+
+    Returns:
+        np.ndarray: bool of shape ``[C]``.
+    """
+    if not 0 <= int(min_clicks) <= int(max_clicks):
+        raise ValueError(f"expected 0 <= min_clicks <= max_clicks, got {min_clicks}, {max_clicks}")
+    clicks = np.bincount(np.asarray(train_contents, dtype=np.int64), minlength=num_contents)
+    mask = (clicks >= int(min_clicks)) & (clicks <= int(max_clicks))
+    if candidates is not None:
+        mask &= np.asarray(candidates, dtype=bool)
+    return mask
+
+
+def auto_slots(target_contents: np.ndarray, mask: np.ndarray, k: int = 50) -> tuple[int, float]:
+    """``(round(k x s), s)``: ``s`` the share of the target pairs whose content is in ``mask``.
+
+    Args:
+        target_contents: [T] content row of every (user, content) target pair of the validation fold.
+        mask: bool [C], the channel's contents at that fold's cut.
+        k: the list length the slots are a share of.
+    """
+    share = float(np.asarray(mask, dtype=bool)[np.asarray(target_contents, dtype=np.int64)].mean()) \
+        if len(target_contents) else 0.0
+    return int(round(k * share)), share
+
+
+def merge_channels(main: TriggerRecallResult, extras: list[np.ndarray], k: int) -> tuple[TriggerRecallResult, list[np.ndarray]]:
+    """The main channel's first ``K - n_u`` entries, then each channel's entries in order.
+
+    Args:
+        main: the main channel's lists ``recs [U, K]`` (-1 padded), served without the channels'
+            entries (so that no content appears twice), and its fill counters.
+        extras: per channel, ``[U, S_c]`` entries in rank order, -1 padded.
+        k: K.
+
+    Returns:
+        (merged result, per channel ``[U]`` slots used). ``from_triggers`` and ``backfilled`` count
+        the main channel's kept entries (triggers first, so the cut drops back-fill first).
+    """
+    num_users = main.recs.shape[0]
+    recs = np.full((num_users, k), -1, dtype=np.int64)
+    from_triggers = np.zeros(num_users, dtype=np.int64)
+    backfilled = np.zeros(num_users, dtype=np.int64)
+    used = [np.zeros(num_users, dtype=np.int64) for _ in extras]
+    for u in range(num_users):
+        parts, room = [], k
+        for c, rows in enumerate(extras):
+            got = rows[u][rows[u] >= 0][:room]
+            used[c][u], room = len(got), room - len(got)
+            parts.append(got)
+        own = main.recs[u][main.recs[u] >= 0][:room]
+        items = np.concatenate([own, *parts])
+        recs[u, : len(items)] = items
+        from_triggers[u] = min(int(main.from_triggers[u]), len(own))
+        backfilled[u] = len(own) - from_triggers[u]
+    return TriggerRecallResult(recs, from_triggers, backfilled), used
