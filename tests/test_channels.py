@@ -168,7 +168,7 @@ def test_coclick_channel_pool_holds_only_its_contents(tmp_path) -> None:
                                    "recall.channels.rare.max_clicks=3"])
     metrics, objects = train_app.train(cfg)
     model, dataset, test = objects["model"], objects["dataset"], objects["folds"]["test"]
-    mask = channel_contents(test.train["i"].to_numpy(), dataset.num_contents, 1, 3)
+    mask = channel_contents(test.train["i"].to_numpy(), dataset.num_contents, 1, 3, candidate_mask(test, dataset))
     pool = model.channels["rare"].pool
     got = pool.neighbors[pool.neighbors >= 0]
     assert len(got) and mask[got].all()
@@ -208,3 +208,15 @@ def test_sage_next_click_serves_the_channels_end_to_end(tmp_path) -> None:
     assert used.max() == 4 and (used <= 4).all()
     assert mask[recs.items[used == 4][:, -4:]].all()
     assert np.isin(recs.items[recs.items >= 0], np.flatnonzero(model.candidate_rows)).all()
+
+
+def test_channels_hold_no_content_published_after_the_cut() -> None:
+    from types import SimpleNamespace
+
+    # contents 0..3, published at 0, 0, 50, 200; the cut is 100; content 0 has a training click
+    clicks = pd.DataFrame({"u": [0], "i": [0], "timestamp": [10]})
+    fold = Fold("val", clicks, clicks, clicks, cut=100)
+    dataset = SimpleNamespace(contents=pd.DataFrame({"published_at": [0, 0, 50, 200]}), num_contents=4, name="hand")
+    model = PoolRecall(2, {"channels": {"new": {"slots": 1}}})
+    assert model.candidate_rows is None  # co-click: no candidate set of its own
+    assert model.channel_mask(model.channels["new"], fold, dataset).tolist() == [False, True, True, False]

@@ -110,9 +110,14 @@ class PoolRecall:
         return any(c.active for c in self.channels.values())
 
     def channel_mask(self, channel: Channel, fold: Fold, dataset: FeedDataset) -> np.ndarray:
-        """bool [C]: the channel's contents at the fold's cut (candidates in its click range)."""
+        """bool [C]: the channel's contents at the fold's cut (candidates in its click range). Models
+        without a candidate set of their own (co-click) use the default rule (``auto``), so that a
+        content published after the cut is in no channel."""
+        from graphrecall.recall.candidates import candidate_mask
+
+        candidates = self.candidate_rows if self.candidate_rows is not None else candidate_mask(fold, dataset)
         return channel_contents(fold.train["i"].to_numpy(), dataset.num_contents, channel.min_clicks,
-                                channel.max_clicks, self.candidate_rows)
+                                channel.max_clicks, candidates)
 
     def channel_pools_from_vectors(self, vectors, fold: Fold, dataset: FeedDataset,
                                    pool_scoring: dict[str, Any]) -> dict[str, float]:
