@@ -77,6 +77,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         serving = run_dir / "serving.json"  # a popularity_beta grid: the value validation chose for the run
         if getattr(model, "popularity_beta", 0.0) is None and serving.exists():
             model.popularity_beta = json.loads(serving.read_text())["popularity_beta"]
+        for name, n in (json.loads(serving.read_text()).get("channel_slots", {}) if serving.exists() else {}).items():
+            channel = getattr(model, "channels", {}).get(name)  # recall channels: the slots validation chose
+            if channel is not None and channel.slots is None:
+                channel.slots = n
         model.fit(fold, dataset, cache_dir=train_cfg.get("cache_dir"))  # re-embeds the fold's graph only
     else:
         try:

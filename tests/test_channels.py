@@ -220,3 +220,28 @@ def test_channels_hold_no_content_published_after_the_cut() -> None:
     model = PoolRecall(2, {"channels": {"new": {"slots": 1}}})
     assert model.candidate_rows is None  # co-click: no candidate set of its own
     assert model.channel_mask(model.channels["new"], fold, dataset).tolist() == [False, True, True, False]
+
+
+def test_evaluate_reproduces_the_channels_from_the_run_and_from_a_checkpoint(tmp_path) -> None:
+    import evaluate as evaluate_app
+    from omegaconf import OmegaConf
+
+    from tests.conftest import ROOT
+
+    cfg = compose_train(tmp_path, [*TINY, "model=sage_next_click", "trainer.max_epochs=1",
+                                   "trainer.enable_progress_bar=false", "model.optim.batch_size=128",
+                                   "model.next_click.num_uniform=32", "recall.channels.new.slots=2",
+                                   "recall.channels.rare.slots=[3,3]", "recall.channels.rare.max_clicks=5"])
+    metrics, _ = train_app.train(cfg)  # a (degenerate) grid: chosen on val, so evaluate must restore it
+    assert metrics["val/fit/serving/channel/rare/slots"] == 3
+    assert metrics["test/mean_channel_rare"] > 0  # the channel took slots
+    ecfg = OmegaConf.load(ROOT / "conf" / "evaluate.yaml")
+    ecfg.pop("hydra")
+    ecfg.run_dir, ecfg.bootstrap.num_resamples = str(cfg.run_dir), 20
+    again = evaluate_app.evaluate(ecfg)  # the saved pools, channel pools and slots
+    for key in ("test/recall@50", "test/mean_channel_new", "test/mean_channel_rare"):
+        assert again[key] == pytest.approx(metrics[key], abs=1e-9), key
+    ecfg.ckpt_path = str(next((tmp_path / "run" / "refit").rglob("last.ckpt")))
+    again = evaluate_app.evaluate(ecfg)  # re-embedded from the refit weights, channel pools rebuilt
+    for key in ("test/recall@50", "test/mean_channel_rare"):
+        assert again[key] == pytest.approx(metrics[key], abs=1e-9), key

@@ -69,6 +69,8 @@ README_COMMANDS: dict[str, str] = {
         f"{HERE}::test_readme_benchmarks_run_on_tiny_data",
     ".venv/bin/python benchmarks/train_scale.py --presets large --models gat m2grl --limit-batches 30":
         f"{HERE}::test_readme_benchmarks_run_on_tiny_data",
+    ".venv/bin/python benchmarks/train_scale.py --presets large --models mean \"model.sampling.fanouts=[10,5]\"":
+        f"{HERE}::test_readme_benchmarks_run_on_tiny_data",
     "python train.py experiment=<name>": "tests/test_train_e2e.py::test_cli_multirun_and_report",
     "bash experiments/stage2/fixes.sh <dataset> [seed] [variant ...]": f"{HERE}::test_readme_stage2_study_script",
     "python -m graphrecall.report <sweep dir> --out <table>.md": "tests/test_train_e2e.py::test_cli_multirun_and_report",
@@ -191,6 +193,12 @@ def test_readme_benchmarks_run_on_tiny_data(tmp_path):
         assert row["steps"] == 1 < row["epoch_steps"] and row["epoch_projected"]
         assert row["epoch_s"] == pytest.approx(row["epoch_steps"] / row["steps_per_s"])
     assert "(projected)" in out
+    # train.py overrides pass through to every run: k-hop subgraph batches with a per-layer fan-out
+    _run([sys.executable, "benchmarks/train_scale.py", "--presets", "tiny", "--models", "mean", "--limit-batches", "1",
+          "--out", str(tmp_path / "scale_fanout.json"), "model.sampling.batching=subgraph",
+          "model.sampling.fanouts=[10,5]"], tmp_path)
+    (fanout,) = json.loads((tmp_path / "scale_fanout.json").read_text())
+    assert fanout["steps"] == 1 and fanout["eval_users"] > 0
 
 
 def test_readme_stage2_study_script(tmp_path):

@@ -14,9 +14,15 @@ from graphrecall.data.schema import CONTENT_ID, FeedDataset
 from graphrecall.data.splits import Fold
 from graphrecall.models.base import Recommendations
 from graphrecall.models.popular import popularity_ranking, recency_window
-from graphrecall.recall.pool import CandidatePool
 from graphrecall.recall.channels import Channel, auto_slots, channel_contents, merge_channels, parse_channels
-from graphrecall.recall.triggers import aggregate_recall, recall_with_triggers, seen_matrix, trigger_lists
+from graphrecall.recall.pool import CandidatePool
+from graphrecall.recall.triggers import (
+    TriggerRecallResult,
+    aggregate_recall,
+    recall_with_triggers,
+    seen_matrix,
+    trigger_lists,
+)
 
 SERVING_MODES = ("quota", "aggregate")
 
@@ -294,8 +300,6 @@ class PoolRecall:
                 ch.pool = CandidatePool.load(path, dataset.contents[CONTENT_ID].to_numpy())
 
 
-def _as_result(recs: Recommendations):
+def _as_result(recs: Recommendations) -> TriggerRecallResult:
     """A :class:`Recommendations` of :meth:`PoolRecall.serve_main` as the trigger-recall result it came from."""
-    from graphrecall.recall.triggers import TriggerRecallResult
-
     return TriggerRecallResult(recs.items, recs.counters["from_triggers"], recs.counters["backfilled"])
