@@ -34,5 +34,6 @@ run sage_next_click_cosine_aggregate_refit model=sage model.objective=next_click
   model.optim.batch_size=1024 model.next_click.num_uniform=256 model.encoder.normalize=true model.optim.temperature=0.1
 # the learned recipe of conf/model/sage_next_click.yaml: next click + popularity term, probability pool, refit
 run sage_next_click_popularity model=sage_next_click
+run m2grl_next_click model=m2grl_next_click   # stage 2 with the same recipe as its content task
 $PY experiments/learned_recall/table.py $OUT > experiments/learned_recall/movielens100k.md
 cat experiments/learned_recall/movielens100k.md
