@@ -1,7 +1,7 @@
 """M2GRL against single view with the learned recipe (issue 10): recall@50 and diversity.
 
 For two variants of one multirun folder (default ``sage_next_click`` / ``m2grl_next_click``; runs
-matched by name, ``world*`` or ``seed*``): mean ± std over runs of test recall@50 (all, warm), the
+matched by name, ``world*`` or ``seed*``): mean ± sample std over runs of test recall@50 (all, warm), the
 distinct side-info values of the whole list (``distinct_<view>@50``) and of the clicked contents in
 it (``distinct_<view>_clicked@50``, the article's diversity measure), and validation recall@50.
 Then the paired difference multi − single of each per-user metric, users paired within a run and
@@ -61,7 +61,7 @@ def main() -> None:
         cells = []
         for key in keys:
             vals = np.array([m.get(key, np.nan) for m in ms], dtype=float)
-            cells.append(f"{np.nanmean(vals):.4f} ± {np.nanstd(vals):.4f}")
+            cells.append(f"{np.nanmean(vals):.4f} ± {np.nanstd(vals, ddof=1):.4f}")
         print(f"| {name} | " + " | ".join(cells) + " |")
     warm = None
     if args.warm_movielens:

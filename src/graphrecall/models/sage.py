@@ -528,7 +528,8 @@ class SageRecall(PoolRecall):
             wide = exact_topk(vectors.float(), search_width(self.pool_size, cand), **self.pool_scoring())
             self.pool = restrict_pool(wide, cand, self.pool_size)
             betas = self.beta_grid if self.popularity_beta is None else [self.popularity_beta]
-            return best_over_betas(betas, lambda beta: self.serve(users, context, 50, beta=beta, slots=self.channels_off()).items,
+            off = self.channels_off()  # epochs are selected on the main channel alone
+            return best_over_betas(betas, lambda beta: self.serve(users, context, 50, beta=beta, slots=off).items,
                                    targets)
 
         return evaluate

@@ -141,7 +141,8 @@ def auto_slots(target_contents: np.ndarray, mask: np.ndarray, k: int = 50) -> tu
     return int(round(k * share)), share
 
 
-def merge_channels(main: TriggerRecallResult, extras: list[np.ndarray], k: int) -> tuple[TriggerRecallResult, list[np.ndarray]]:
+def merge_channels(main: TriggerRecallResult, extras: list[np.ndarray],
+                   k: int) -> tuple[TriggerRecallResult, list[np.ndarray]]:
     """The main channel's first ``K - n_u`` entries, then each channel's entries in order.
 
     Args:
