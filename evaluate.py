@@ -75,9 +75,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         if getattr(model, "refit", False):  # the checkpoint's weights are served as they are, never retrained
             model.refit = False
         serving = run_dir / "serving.json"  # a popularity_beta grid: the value validation chose for the run
-        if getattr(model, "popularity_beta", 0.0) is None and serving.exists():
-            model.popularity_beta = json.loads(serving.read_text())["popularity_beta"]
-        for name, n in (json.loads(serving.read_text()).get("channel_slots", {}) if serving.exists() else {}).items():
+        chosen = json.loads(serving.read_text()) if serving.exists() else {}
+        if getattr(model, "popularity_beta", 0.0) is None and chosen:
+            model.popularity_beta = chosen["popularity_beta"]
+        for name, n in chosen.get("channel_slots", {}).items():
             channel = getattr(model, "channels", {}).get(name)  # recall channels: the slots validation chose
             if channel is not None and channel.slots is None:
                 channel.slots = n

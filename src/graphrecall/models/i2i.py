@@ -207,15 +207,21 @@ class PoolRecall:
             res = aggregate_recall(self.pool, triggers, seen, k, decay, self.fallback, bonus, round(share * k))
         return Recommendations(users, res.recs, {"from_triggers": res.from_triggers, "backfilled": res.backfilled})
 
-    def beta_evaluator(self, fold: Fold, dataset: FeedDataset):
-        """A callable ``() -> {beta: val recall@50}`` over :attr:`beta_grid` for the current pool
-        (the users' context is built once)."""
+    def fold_context(self, fold: Fold, dataset: FeedDataset) -> tuple[np.ndarray, sp.csr_matrix, tuple]:
+        """(the fold's target users [U], their targets [U, C], their serving context): what every
+        choice on the validation fold serves and scores."""
         from graphrecall.evaluation import targets_matrix
-        from graphrecall.metrics import recall_at_k
 
         users = np.unique(fold.targets["u"].to_numpy())
         targets = targets_matrix(fold.targets, users, dataset.num_contents)
-        context = self.user_context(users, fold, dataset.num_contents)
+        return users, targets, self.user_context(users, fold, dataset.num_contents)
+
+    def beta_evaluator(self, fold: Fold, dataset: FeedDataset):
+        """A callable ``() -> {beta: val recall@50}`` over :attr:`beta_grid` for the current pool
+        (the users' context is built once)."""
+        from graphrecall.metrics import recall_at_k
+
+        users, targets, context = self.fold_context(fold, dataset)
 
         def evaluate() -> dict[float, float]:  # the main channel alone
             return {b: float(np.nanmean(recall_at_k(self.serve(users, context, 50, beta=b, slots=self.channels_off()).items,
@@ -244,12 +250,9 @@ class PoolRecall:
         """Each channel's slots, in channel order: ``auto`` from the share of this fold's targets
         on its contents; a grid by this fold's recall@50, with the channels before it at their
         chosen counts and the ones after it off (ties: the first in grid order)."""
-        from graphrecall.evaluation import targets_matrix
         from graphrecall.metrics import recall_at_k
 
-        users = np.unique(fold.targets["u"].to_numpy())
-        targets = targets_matrix(fold.targets, users, dataset.num_contents)
-        context = self.user_context(users, fold, dataset.num_contents)
+        users, targets, context = self.fold_context(fold, dataset)
         pairs = fold.targets.drop_duplicates(["u", "i"])["i"].to_numpy()
         info: dict[str, float] = {}
         chosen = self.channels_off()

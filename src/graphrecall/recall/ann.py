@@ -44,7 +44,7 @@ def exact_topk(vectors: Tensor, k: int, chunk_size: int = 4096, exclude_self: bo
             ``exclude_self``).
         columns: [C'] content rows the neighbours are chosen from (default: every content); the
             softmax still normalises over the whole catalogue, so the scores equal the unrestricted
-            search's (e.g. a pool of new contents only, :mod:`graphrecall.recall.rare_channel`).
+            search's (e.g. a pool of new contents only, :mod:`graphrecall.recall.channels`).
 
     Returns:
         A :class:`CandidatePool` with ``neighbors [Q, k]`` and ``scores [Q, k]``.
@@ -78,14 +78,12 @@ def exact_topk(vectors: Tensor, k: int, chunk_size: int = 4096, exclude_self: bo
         idx = top.indices if cols is None else cols[top.indices]
         neighbors[start:stop, :k_eff] = idx.cpu().numpy()
         scores[start:stop, :k_eff] = top.values.float().cpu().numpy()
+    pool = CandidatePool(neighbors, scores)
     if cols is not None and exclude_self:  # a row among the columns met itself at -inf: drop that entry
         own = neighbors == queries.numpy()[:, None]
         if own.any():
-            keep = ~own
-            order = np.argsort(~keep, axis=1, kind="stable")
-            neighbors = np.where(np.take_along_axis(keep, order, 1), np.take_along_axis(neighbors, order, 1), -1)
-            scores = np.where(neighbors >= 0, np.take_along_axis(scores, order, 1), np.nan).astype(np.float32)
-    return CandidatePool(neighbors, scores)
+            pool = pool.keep_entries(~own)
+    return pool
 
 
 def _as_float32(vectors: Tensor | np.ndarray) -> np.ndarray:

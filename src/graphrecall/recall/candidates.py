@@ -103,10 +103,8 @@ def restrict_pool(pool: CandidatePool, candidates: np.ndarray | None, size: int)
         mask = np.asarray(candidates, dtype=bool)
         if mask.shape != (pool.num_contents,):
             raise ValueError(f"candidates must be a bool mask of shape [{pool.num_contents}], got {mask.shape}")
-        keep = (neighbors >= 0) & mask[np.maximum(neighbors, 0)]
-        order = np.argsort(~keep, axis=1, kind="stable")  # kept entries first, in their rank order
-        neighbors = np.where(np.take_along_axis(keep, order, 1), np.take_along_axis(neighbors, order, 1), -1)
-        scores = np.where(neighbors >= 0, np.take_along_axis(scores, order, 1), np.nan).astype(np.float32)
+        kept = pool.keep_entries(mask[np.maximum(neighbors, 0)])  # kept entries first, in their rank order
+        neighbors, scores = kept.neighbors, kept.scores
     out_n = np.full((pool.num_contents, size), -1, dtype=np.int64)
     out_s = np.full((pool.num_contents, size), np.nan, dtype=np.float32)
     w = min(size, neighbors.shape[1])

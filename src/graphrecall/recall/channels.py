@@ -3,8 +3,8 @@
 The article's recall is multi-channel: each channel fills its own share of the list. A single
 ranked list over the catalogue rewards leaving out contents with few clicks: a next-click model
 correctly learns that one of them is rarely the next click, so they never reach the top ``K``,
-although together they hold a real share of the targets (on the ``fresh`` preset, 4 to 5% of the
-test targets are on contents with at most 2 training-window clicks).
+although together they hold a real share of the targets (on the ``fresh`` preset, 3.0 to 4.4% of
+the test targets are on contents with at most 2 training-window clicks).
 
 A channel (``recall.channels.<name>``) owns the candidates whose clicks in the fold's training
 window lie in ``[min_clicks, max_clicks]`` (:func:`channel_contents`; the defaults: ``new`` = 0

@@ -49,6 +49,15 @@ class CandidatePool:
         scores[rows, rank] = w.data[entries]
         return cls(neighbors, scores)
 
+    def keep_entries(self, keep: np.ndarray) -> "CandidatePool":
+        """The pool with only the entries where ``keep`` ([C, P] bool) is True, moved to the front
+        of their row in rank order; the freed tail is -1 / NaN padded."""
+        keep = keep & (self.neighbors >= 0)
+        order = np.argsort(~keep, axis=1, kind="stable")
+        neighbors = np.where(np.take_along_axis(keep, order, 1), np.take_along_axis(self.neighbors, order, 1), -1)
+        scores = np.where(neighbors >= 0, np.take_along_axis(self.scores, order, 1), np.nan).astype(np.float32)
+        return CandidatePool(neighbors, scores)
+
     def to_frame(self, content_ids: np.ndarray) -> pd.DataFrame:
         """Long format: ``content_id, neighbour_id, rank (1-based), score``."""
         r, c = np.nonzero(self.neighbors >= 0)
