@@ -82,6 +82,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             channel = getattr(model, "channels", {}).get(name)  # recall channels: the slots validation chose
             if channel is not None and channel.slots is None:
                 channel.slots = n
+        for name, score in chosen.get("channel_scores", {}).items():
+            channel = getattr(model, "channels", {}).get(name)  # and the score it chose
+            if channel is not None and channel.score is None and score is not None:
+                channel.score = score
         model.fit(fold, dataset, cache_dir=train_cfg.get("cache_dir"))  # re-embeds the fold's graph only
     else:
         try:

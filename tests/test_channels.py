@@ -46,7 +46,11 @@ def test_slot_grid_and_channel_settings_are_checked() -> None:
             slot_grid(bad)
     chans = parse_channels({"new": {"slots": [0, 2]}, "rare": {"slots": 3, "min_clicks": 1, "max_clicks": 2}})
     assert list(chans) == ["new", "rare"] and chans["new"].slots is None and chans["rare"].slots == 3
-    for bad, key in (({"score": "cosine"}, "score"), ({"min_clicks": 3, "max_clicks": 1}, "min_clicks"),
+    chans = parse_channels({"new": {"slots": 1, "score": ["similarity", "side_info"]}, "rare": {"score": "pool"}})
+    assert chans["new"].scores == ["similarity", "side_info"] and chans["new"].score is None  # a grid: val chooses
+    assert chans["rare"].score == "pool" and chans["rare"].scores_to_build() == ["pool"]
+    for bad, key in (({"score": "cosine"}, "score"), ({"score": []}, "score"), ({"score": ["pool", "pool"]}, "score"),
+                     ({"min_clicks": 3, "max_clicks": 1}, "min_clicks"),
                      ({"pool_size": 0}, "pool_size"), ({"size": 3}, "unknown")):
         with pytest.raises(ValueError, match=key):
             parse_channels({"x": bad})
@@ -149,6 +153,32 @@ def test_slot_grids_are_chosen_on_val_only() -> None:
         model.choose_serving(Fold("test", empty, empty, empty), None)
 
 
+def test_a_score_grid_is_chosen_on_val_and_only_the_chosen_pool_is_kept() -> None:
+    from types import SimpleNamespace
+
+    # user 0 clicked content 0 (the trigger); the val target is content 5. "similarity" offers 4,
+    # "side_info" offers 5: validation recall@50 chooses side_info (1.0 vs 0.0)
+    model = PoolRecall(2, {"mode": "aggregate", "decay": 0.5, "max_triggers": 10,
+                           "channels": {"new": {"slots": 1, "score": ["similarity", "side_info"]}}})
+    model.pool = CandidatePool(np.array([[2, 3]] + [[-1, -1]] * 5), np.array([[0.5, 0.2]] + [[np.nan] * 2] * 5,
+                                                                             dtype=np.float32))
+    row = lambda c: CandidatePool(np.array([[c]] + [[-1]] * 5), np.array([[0.3]] + [[np.nan]] * 5, dtype=np.float32))
+    new = model.channels["new"]
+    new.pools = {"similarity": row(4), "side_info": row(5)}
+    model.fallback, model.recent_log_popularity = np.array([1, 2, 3]), np.zeros(6)  # back-fill never lists 4, 5
+    history = pd.DataFrame({"u": [0], "i": [0], "timestamp": [1]})
+    val = Fold("val", history, history, pd.DataFrame({"u": [0], "i": [5], "timestamp": [2]}))
+    info = model.choose_serving(val, SimpleNamespace(num_contents=6))
+    assert (new.score, new.slots) == ("side_info", 1) and list(new.pools) == ["side_info"]
+    assert info["serving/channel/new/val_recall@50_score=similarity_slots=1"] == 0.0
+    assert info["serving/channel/new/val_recall@50_score=side_info_slots=1"] == 1.0
+    assert model.serve(np.arange(1), model.user_context(np.arange(1), val, 6), 3).items[0].tolist() == [2, 3, 5]
+    # a tie goes to the first score of the grid
+    new.score, new.pools = None, {"similarity": row(4), "side_info": row(1)}
+    model.choose_serving(val, SimpleNamespace(num_contents=6))
+    assert new.score == "similarity"
+
+
 def test_config_refuses_channel_slots_where_they_would_be_ignored(tiny_cfg) -> None:
     check_train_config(tiny_cfg(["model=coclick", "recall.channels.new.slots=[0,2]"]))
     check_train_config(tiny_cfg(["model=sage_next_click", "recall.channels.rare.slots=auto"]))
@@ -158,6 +188,10 @@ def test_config_refuses_channel_slots_where_they_would_be_ignored(tiny_cfg) -> N
     check_train_config(tiny_cfg(["model=lightgcn"]))  # slots 0: nothing to serve, nothing refused
     with pytest.raises(ConfigError, match="recall.channels.new.slots"):
         check_train_config(tiny_cfg(["model=coclick", "recall.channels.new.slots=-1"]))
+    check_train_config(tiny_cfg(["model=sage_next_click", "recall.channels.new.slots=1",
+                                 "recall.channels.new.score=[similarity,side_info]"]))
+    with pytest.raises(ConfigError, match="side_info"):  # co-click has no encoder to embed side info
+        check_train_config(tiny_cfg(["model=coclick", "recall.channels.new.slots=1", "recall.channels.new.score=side_info"]))
     with pytest.raises(ConfigError, match="recall.channels.rare.pool_size"):
         check_train_config(tiny_cfg(["model=coclick", "recall.channels.rare.slots=1",
                                      "recall.channels.rare.pool_size=0"]))
@@ -231,9 +265,21 @@ def test_evaluate_reproduces_the_channels_from_the_run_and_from_a_checkpoint(tmp
     cfg = compose_train(tmp_path, [*TINY, "model=sage_next_click", "trainer.max_epochs=1",
                                    "trainer.enable_progress_bar=false", "model.optim.batch_size=128",
                                    "model.next_click.num_uniform=32", "recall.channels.new.slots=2",
+                                   "recall.channels.new.score=[similarity,side_info]",
                                    "recall.channels.rare.slots=[3,3]", "recall.channels.rare.max_clicks=5"])
-    metrics, _ = train_app.train(cfg)  # a (degenerate) grid: chosen on val, so evaluate must restore it
+    metrics, objects = train_app.train(cfg)  # grids chosen on val, so evaluate must restore them
     assert metrics["val/fit/serving/channel/rare/slots"] == 3
+    new, module = objects["model"].channels["new"], objects["model"].module
+    assert new.score == ["similarity", "side_info"][int(metrics["val/fit/serving/channel/new/score_index"])]
+    assert {f"val/fit/serving/channel/new/val_recall@50_score={s}_slots=2" for s in ("similarity", "side_info")} <= set(metrics)
+    # side-info vectors ignore the node ids and the graph: perturbing the id embeddings changes every
+    # content's full vector but none of them
+    side, full = module.side_info_vectors(), module.embed_all()
+    with torch.no_grad():
+        module.net.features.node_embedding.weight.add_(1.0)
+    assert torch.allclose(module.side_info_vectors(), side) and not torch.allclose(module.embed_all(), full)
+    with torch.no_grad():
+        module.net.features.node_embedding.weight.sub_(1.0)
     assert metrics["test/mean_channel_rare"] > 0  # the channel took slots
     ecfg = OmegaConf.load(ROOT / "conf" / "evaluate.yaml")
     ecfg.pop("hydra")
@@ -243,5 +289,5 @@ def test_evaluate_reproduces_the_channels_from_the_run_and_from_a_checkpoint(tmp
         assert again[key] == pytest.approx(metrics[key], abs=1e-9), key
     ecfg.ckpt_path = str(next((tmp_path / "run" / "refit").rglob("last.ckpt")))
     again = evaluate_app.evaluate(ecfg)  # re-embedded from the refit weights, channel pools rebuilt
-    for key in ("test/recall@50", "test/mean_channel_rare"):
+    for key in ("test/recall@50", "test/mean_channel_new", "test/mean_channel_rare"):
         assert again[key] == pytest.approx(metrics[key], abs=1e-9), key

@@ -175,6 +175,25 @@ def test_aggregate_recall_breaks_ties_by_the_fallback_order() -> None:
     res = aggregate_recall(CandidatePool(nb, sc), [np.array([0])], seen, 3, fallback=np.array([2, 3, 1, 0]))
     assert res.recs[0].tolist() == [2, 3, 1]
 
+def test_aggregate_recall_scores_a_cut_off_content_at_its_rows_minimum_when_scores_are_signed() -> None:
+    # cosine pools cut to their top entries: trigger 0 keeps 2 (.9), 3 (-.1), 5 (-.6) and cut off 4;
+    # trigger 1 keeps 4 (.2) only
+    nb = np.array([[2, 3, 5], [4, -1, -1], *[[-1] * 3] * 4])
+    sc = np.array([[0.9, -0.1, -0.6], [0.2, np.nan, np.nan], *[[np.nan] * 3] * 4], dtype=np.float32)
+    seen = sp.csr_matrix(([1, 1], ([0, 0], [0, 1])), shape=(1, 6))
+    # decay 1; a cut-off entry scores its row's minimum when that is negative, else 0:
+    # 2: .9 + 0 = .9; 3: -.1 + 0 = -.1; 4: -.6 + .2 = -.4; 5: -.6 + 0 = -.6
+    res = aggregate_recall(CandidatePool(nb, sc), [np.array([0, 1])], seen, 4, decay=1.0)
+    assert res.recs[0].tolist() == [2, 3, 4, 5]
+    # (scored 0 instead, the cut-off 4 would get 0 + .2 and pass 3, which trigger 0 keeps above it)
+    # non-negative rows are unchanged: a cut-off entry adds 0 (probabilities, co-click weights)
+    sc = np.array([[0.9, 0.3, 0.05], [0.2, np.nan, np.nan], *[[np.nan] * 3] * 4], dtype=np.float32)
+    res = aggregate_recall(CandidatePool(nb, sc), [np.array([0, 1])], seen, 4, decay=1.0)
+    assert res.recs[0].tolist() == [2, 3, 4, 5]  # .9, .3, 0 + .2, .05
+    sc[0, 1] = 0.1
+    res = aggregate_recall(CandidatePool(nb, sc), [np.array([0, 1])], seen, 4, decay=1.0)
+    assert res.recs[0].tolist() == [2, 4, 3, 5]  # .9, .2, .1, .05
+
 
 def test_ranking_ties_never_fall_to_catalogue_order() -> None:
     scores = np.zeros(50)

@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONPATH=$PWD/src
 PY=.venv/bin/python
-STUDY="coclick popular sage sage_cold05 sage_next_click sage_next_click_cold05 lightgcn m2grl m2grl_cold05 coclick_channels sage_next_click_channels sage_next_click_cold05_channels sage_next_click_channels1"
+STUDY="coclick popular sage sage_cold05 sage_next_click sage_next_click_cold05 lightgcn m2grl m2grl_cold05 coclick_channels sage_next_click_channels sage_next_click_cold05_channels sage_next_click_channels1 sage_next_click_channels_side sage_next_click_channels1_side"
 TUNING="sage_next_click_cold05_grid sage_cold02 sage_cold10 sage_norm sage_norm_cold05 sage_next_click_cold05_pop sage_next_click_pub sage_next_click_pub_cold05"
 WORLDS=${1:-"0 1 2"}
 ONLY=${2:-$STUDY}
@@ -49,6 +49,11 @@ run sage_next_click_channels model=sage_next_click "${CH[@]}"
 run sage_next_click_cold05_channels model=sage_next_click model.cold_start.share=0.5 "${CH[@]}"
 # one slot each, fixed (added after the auto rule rounded world 2's "new" share, under 1% of the val targets, to 0 slots)
 run sage_next_click_channels1 model=sage_next_click recall.channels.new.slots=1 recall.channels.rare.slots=1
+# the "new" channel's score chosen on val recall@50 between the vectors (similarity) and the vectors the
+# encoder gives both contents from side info alone (side_info); slots auto as above
+run sage_next_click_channels_side model=sage_next_click "${CH[@]}" "recall.channels.new.score=[similarity,side_info]"
+run sage_next_click_channels1_side model=sage_next_click recall.channels.new.slots=1 recall.channels.rare.slots=1 \
+    "recall.channels.new.score=[similarity,side_info]"
 # the same channels with their slots chosen on val recall@50 from a grid instead
 GRID=(recall.channels.new.slots=[0,1,2,3,5] recall.channels.rare.slots=[0,1,2,3,5])
 run sage_next_click_cold05_grid model=sage_next_click model.cold_start.share=0.5 "${GRID[@]}"

@@ -35,8 +35,11 @@ COLUMNS = [("val all", "val/recall@50"), ("test all", "test/recall@50"), ("test 
            *((f"test {s.removeprefix('clicks_')}", f"test/{s}/recall@50") for s in SLICES),
            ("new_share@50", "test/new_share@50"), ("new slots", "val/fit/serving/channel/new/slots"),
            ("new slots used", "test/mean_channel_new"), ("rare slots", "val/fit/serving/channel/rare/slots"),
-           ("rare slots used", "test/mean_channel_rare")]
+           ("rare slots used", "test/mean_channel_rare"), ("new: worlds on side_info", "val/fit/serving/channel/new/score_index")]
 CHANNEL_PAIRS = [("sage_next_click_channels", "sage_next_click"), ("sage_next_click_channels1", "sage_next_click"),
+                 ("sage_next_click_channels1_side", "sage_next_click"),
+                 ("sage_next_click_channels_side", "sage_next_click"),
+                 ("sage_next_click_channels_side", "sage_next_click_channels"),
                  ("sage_next_click_cold05_channels", "sage_next_click_cold05"),
                  ("sage_next_click_cold05_grid", "sage_next_click_cold05"), ("coclick_channels", "coclick")]
 PAIRED = [("all", "recall@50"), *((s.removeprefix("clicks_"), f"{s}/recall@50") for s in SLICES)]

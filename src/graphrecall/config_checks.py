@@ -124,6 +124,10 @@ def check_channels(cfg: Any, model: Any) -> None:
     if active and _get(model, "triggers.channels") is None:
         raise ConfigError(f"recall.channels {active} have slots: the channels are served by the i2i models "
                           f"(coclick, sage, sage_next_click, m2grl); model '{_get(model, '_target_')}' would ignore them")
+    side = [c.name for c in channels.values() if c.active and "side_info" in c.scores]
+    if side and _get(model, "encoder") is None:
+        raise ConfigError(f"recall.channels.{side[0]}.score=side_info scores by the GNN encoder's side-info vectors; "
+                          f"model '{_get(model, '_target_')}' has no encoder (use pool or similarity)")
 
 
 def check_split(split: Any) -> None:

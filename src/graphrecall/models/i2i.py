@@ -125,11 +125,13 @@ class PoolRecall:
         return channel_contents(fold.train["i"].to_numpy(), dataset.num_contents, channel.min_clicks,
                                 channel.max_clicks, candidates)
 
-    def channel_pools_from_vectors(self, vectors, fold: Fold, dataset: FeedDataset,
-                                   pool_scoring: dict[str, Any]) -> dict[str, float]:
-        """Set every active channel's pool from content vectors ([C, d] tensor): each content's top
-        contents of the channel by the model's pool score (``pool_scoring``: :func:`exact_topk`'s
-        scale / bias / softmax) or by the plain inner product (``score: similarity``)."""
+    def channel_pools_from_vectors(self, vectors, fold: Fold, dataset: FeedDataset, pool_scoring: dict[str, Any],
+                                   side_vectors=None) -> dict[str, float]:
+        """Set every active channel's pools (its chosen score, or each score of its grid) from content
+        vectors ([C, d] tensors): each content's top contents of the channel by the model's pool score
+        (``pool_scoring``: :func:`exact_topk`'s scale / bias / softmax), by the plain inner product
+        (``similarity``) or by that of ``side_vectors`` (``side_info``: every content's vector from its
+        side info alone)."""
         from graphrecall.recall.ann import exact_topk
 
         info = {}
@@ -137,23 +139,35 @@ class PoolRecall:
             if not ch.active:
                 continue
             mask = self.channel_mask(ch, fold, dataset)
-            scoring = pool_scoring if ch.score == "pool" else {}
-            ch.pool = exact_topk(vectors.float(), ch.pool_size, columns=np.flatnonzero(mask), **scoring)
-            info |= {f"channel/{ch.name}/contents": int(mask.sum()), f"channel/{ch.name}/empty_rows": ch.pool.empty_rows()}
+            ch.pools = {}
+            for score in ch.scores_to_build():
+                if score == "side_info" and side_vectors is None:
+                    raise ValueError(f"recall.channels.{ch.name}.score=side_info: model '{self.name}' has no "
+                                     "side-info vectors (GNN models: sage, m2grl)")
+                source = side_vectors if score == "side_info" else vectors
+                scoring = pool_scoring if score == "pool" else {}
+                ch.pools[score] = exact_topk(source.float(), ch.pool_size, columns=np.flatnonzero(mask), **scoring)
+                info[f"channel/{ch.name}/{score}/empty_rows"] = ch.pools[score].empty_rows()
+            info[f"channel/{ch.name}/contents"] = int(mask.sum())
         return info
 
     def channel_pools_from_graph(self, weights: sp.csr_matrix, fold: Fold, dataset: FeedDataset) -> dict[str, float]:
         """Set every active channel's pool from a weighted content graph: each content's strongest
-        neighbours among the channel's contents (both scores are the graph's weight)."""
+        neighbours among the channel's contents (``pool`` and ``similarity`` are both the graph's
+        weight; a graph has no ``side_info``)."""
         info = {}
         for ch in self.channels.values():
             if not ch.active:
                 continue
+            if "side_info" in ch.scores:
+                raise ValueError(f"recall.channels.{ch.name}.score=side_info: model '{self.name}' has no side-info "
+                                 "encoder (GNN models only: sage, m2grl); use pool or similarity")
             mask = self.channel_mask(ch, fold, dataset)
             w = (weights.tocsr() @ sp.diags(mask.astype(np.float64))).tocsr()
             w.eliminate_zeros()
-            ch.pool = CandidatePool.from_csr(w, ch.pool_size)
-            info |= {f"channel/{ch.name}/contents": int(mask.sum()), f"channel/{ch.name}/empty_rows": ch.pool.empty_rows()}
+            pool = CandidatePool.from_csr(w, ch.pool_size)
+            ch.pools = {score: pool for score in ch.scores_to_build()}
+            info |= {f"channel/{ch.name}/contents": int(mask.sum()), f"channel/{ch.name}/empty_rows": pool.empty_rows()}
         return info
 
     def user_context(self, users: np.ndarray, fold: Fold, num_contents: int) -> tuple[list[np.ndarray], sp.csr_matrix]:
@@ -237,9 +251,10 @@ class PoolRecall:
         beta, info = choose_popularity_beta(self.beta_grid, lambda: self.beta_evaluator(fold, dataset)(), fold.name)
         if info:
             self.popularity_beta = beta
-        if any(ch.slots is None for ch in self.channels.values()):
+        if any(ch.slots is None or (ch.active and ch.score is None) for ch in self.channels.values()):
             if fold.name != "val":
-                raise ValueError(f"recall.channels: a slot grid (or auto) is chosen on the val fold, not on '{fold.name}'")
+                raise ValueError(f"recall.channels: a slot or score grid (or auto) is chosen on the val fold, "
+                                 f"not on '{fold.name}'")
             info = {**info, **self.choose_channel_slots(fold, dataset)}
         return info
 
@@ -247,9 +262,10 @@ class PoolRecall:
         return {name: 0 for name in self.channels}
 
     def choose_channel_slots(self, fold: Fold, dataset: FeedDataset) -> dict[str, float]:
-        """Each channel's slots, in channel order: ``auto`` from the share of this fold's targets
-        on its contents; a grid by this fold's recall@50, with the channels before it at their
-        chosen counts and the ones after it off (ties: the first in grid order)."""
+        """Each channel's slots and score, in channel order: ``auto`` slots from the share of this
+        fold's targets on its contents; a grid (of slots, of scores, or both) by this fold's
+        recall@50, with the channels before it at their chosen settings and the ones after it off
+        (ties: the first score, then the first slot count, in grid order)."""
         from graphrecall.metrics import recall_at_k
 
         users, targets, context = self.fold_context(fold, dataset)
@@ -258,18 +274,31 @@ class PoolRecall:
         chosen = self.channels_off()
         for ch in self.channels.values():
             key = f"serving/channel/{ch.name}"
+            if not ch.active:
+                ch.slots = info[f"{key}/slots"] = 0
+                continue
             if ch.grid == "auto":
                 ch.slots, share = auto_slots(pairs, self.channel_mask(ch, fold, dataset), 50)
                 info[f"{key}/val_target_share"] = share
-            elif ch.slots is None:
-                by_slots = {}
-                for n in ch.grid:
-                    recs = self.serve(users, context, 50, slots={**chosen, ch.name: n}).items
-                    by_slots[n] = float(np.nanmean(recall_at_k(recs, targets, 50)))
-                ch.slots = max(ch.grid, key=lambda n: (by_slots[n], -ch.grid.index(n)))
-                info |= {f"{key}/val_recall@50_slots={n}": r for n, r in by_slots.items()}
+            slot_grid = ch.grid if ch.slots is None else [ch.slots]
+            score_grid = ch.scores_to_build() if slot_grid != [0] else ch.scores_to_build()[:1]  # no slot: no score to choose
+            if len(slot_grid) > 1 or len(score_grid) > 1:
+                by = {}
+                for score in score_grid:
+                    ch.score = score
+                    for n in slot_grid:
+                        recs = self.serve(users, context, 50, slots={**chosen, ch.name: n}).items
+                        by[score, n] = float(np.nanmean(recall_at_k(recs, targets, 50)))
+                        tag = f"slots={n}" if len(score_grid) == 1 else f"score={score}_slots={n}"
+                        info[f"{key}/val_recall@50_{tag}"] = by[score, n]
+                order = [(sc, n) for sc in score_grid for n in slot_grid]
+                ch.score, ch.slots = max(order, key=lambda sn: (by[sn], -order.index(sn)))
+            else:
+                ch.score, ch.slots = score_grid[0], slot_grid[0]
+            ch.pools = {ch.score: ch.pools[ch.score]} if ch.score in ch.pools else {}  # the others are dropped
             chosen[ch.name] = ch.slots
             info[f"{key}/slots"] = ch.slots
+            info[f"{key}/score_index"] = ch.scores.index(ch.score)
         return info
 
     def recommend(self, users: np.ndarray, fold: Fold, k: int) -> Recommendations:
@@ -280,8 +309,9 @@ class PoolRecall:
         np.save(Path(directory) / "fallback.npy", self.fallback)
         np.save(Path(directory) / "recent_log_popularity.npy", self.recent_log_popularity)
         slots = {ch.name: ch.slots for ch in self.channels.values()}
+        scores = {ch.name: ch.score for ch in self.channels.values()}
         (Path(directory) / "serving.json").write_text(json.dumps({"popularity_beta": self.popularity_beta,
-                                                                  "channel_slots": slots}))
+                                                                  "channel_slots": slots, "channel_scores": scores}))
         for ch in self.channels.values():
             if ch.pool is not None:
                 ch.pool.save(Path(directory) / f"channel_{ch.name}_pool.parquet", dataset.contents[CONTENT_ID].to_numpy())
@@ -297,6 +327,9 @@ class PoolRecall:
             for name, n in serving.get("channel_slots", {}).items():
                 if name in self.channels:
                     self.channels[name].slots = n
+            for name, score in serving.get("channel_scores", {}).items():
+                if name in self.channels and score is not None:
+                    self.channels[name].score = score
         for ch in self.channels.values():
             path = directory / f"channel_{ch.name}_pool.parquet"
             if path.exists():

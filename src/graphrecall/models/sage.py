@@ -216,6 +216,18 @@ class SageI2IModule(RankingValidationModule):
         return h[pos[nodes]]
 
     @torch.no_grad()
+    def side_info_vectors(self, chunk_size: int = 65_536) -> Tensor:
+        """[N, d] every content's vector from its side info alone: node-id embedding zeroed and no
+        edge (each layer's self path), the way a content without clicks is embedded."""
+        was_training = self.training
+        self.eval()
+        nodes = torch.arange(self.graph.num_nodes, device=self.device)
+        cold = torch.ones(self.graph.num_nodes, dtype=torch.bool, device=self.device)
+        out = torch.cat([self.embed(nodes[i : i + chunk_size], cold=cold) for i in range(0, len(nodes), chunk_size)])
+        self.train(was_training)
+        return out
+
+    @torch.no_grad()
     def embed_all(self, chunk_size: int = 65_536) -> Tensor:
         """[N, d] vectors of every node (full graph, or seed chunks of k-hop subgraphs)."""
         was_training = self.training
@@ -627,6 +639,11 @@ class SageRecall(PoolRecall):
         pool_info["candidates"] = int(self.candidate_rows.sum())
         return vectors.numpy(), pool, pool_info
 
+    def side_vectors_for_channels(self) -> Tensor | None:
+        """[C, d] the attached module's side-info-only vectors when a channel scores by them, else None."""
+        needed = any(ch.active and "side_info" in ch.scores_to_build() for ch in self.channels.values())
+        return self.module.side_info_vectors().float().cpu() if needed else None
+
     def fit(self, fold: Fold, dataset: FeedDataset, cache_dir: str | None = None,
             run_dir: Path | None = None) -> dict[str, Any]:
         start = time.perf_counter()
@@ -650,7 +667,8 @@ class SageRecall(PoolRecall):
             reference.set_fallback(fold, dataset)
             if self.uses_channels:  # its own channel pools (the channels' settings are shared, copied)
                 reference.channels = {n: copy.copy(ch) for n, ch in self.channels.items()}
-                reference.channel_pools_from_vectors(torch.from_numpy(ref_vectors), fold, dataset, self.pool_scoring())
+                reference.channel_pools_from_vectors(torch.from_numpy(ref_vectors), fold, dataset, self.pool_scoring(),
+                                                     self.side_vectors_for_channels())
             reference.module, reference.reference = None, None
             self.reference = reference
             info.update(self._refit(fold, dataset, topk, features, table, run_dir))
@@ -659,7 +677,7 @@ class SageRecall(PoolRecall):
         self.set_fallback(fold, dataset)
         if self.uses_channels:
             info.update(self.channel_pools_from_vectors(torch.from_numpy(self.vectors), fold, dataset,
-                                                        self.pool_scoring()))
+                                                        self.pool_scoring(), self.side_vectors_for_channels()))
         if fold.name == "val" or self.popularity_beta is None:
             info.update(self.choose_serving(fold, dataset))
         info["fit_seconds"] = time.perf_counter() - start

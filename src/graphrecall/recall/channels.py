@@ -12,9 +12,12 @@ clicks, ``rare`` = 1-2 clicks):
 
 - **its pool**: every content's top-``pool_size`` contents of the channel, by ``score``: ``pool``
   (the main pool's score: for a next-click model the catalogue-wide probabilities, popularity term
-  included; for co-click the co-click weight) or ``similarity`` (the plain inner product of the
+  included; for co-click the co-click weight), ``similarity`` (the plain inner product of the
   vectors, which a content without clicks can win: with a learned popularity term its pool score
-  ranks it last);
+  ranks it last) or ``side_info`` (GNN models: the inner product of the vectors the encoder gives
+  both contents from their side info alone, without node id or edge: a content without clicks is
+  compared with the trigger on the only ground they share). A list of scores is a grid chosen on
+  validation recall@50 with the channel's slots;
 - **its list** (:func:`graphrecall.recall.triggers.aggregate_recall`): the pool entries ranked by
   their decayed sum over the user's triggers, without the contents the user has seen or an earlier
   channel took, ties by the back-fill order, ``slots`` at most;
@@ -37,7 +40,7 @@ import numpy as np
 from graphrecall.recall.pool import CandidatePool
 from graphrecall.recall.triggers import TriggerRecallResult
 
-SCORES = ("pool", "similarity")
+SCORES = ("pool", "similarity", "side_info")
 DEFAULTS = {"slots": 0, "min_clicks": 0, "max_clicks": 0, "score": "pool", "pool_size": 50}
 
 
@@ -49,20 +52,39 @@ class Channel:
         name: the key under ``recall.channels``.
         grid: the slot counts to choose from on validation (one value: fixed), or ``"auto"``.
         min_clicks, max_clicks: the channel's contents have this many training-window clicks.
-        score: ``pool`` | ``similarity``.
+        scores: the scores to choose from on validation (one value: fixed), each ``pool`` |
+            ``similarity`` | ``side_info``.
         pool_size: neighbours kept per content.
         slots: the chosen count (None until validation chooses it).
-        pool: [C, pool_size] the channel's neighbours of every content (set by the model).
+        score: the chosen score (None until validation chooses it).
+        pool: [C, pool_size] the channel's neighbours of every content by the chosen score.
+        pools: the pool of every score of the grid while validation chooses (set by the model).
     """
 
     name: str
     grid: list[int] | str
     min_clicks: int
     max_clicks: int
-    score: str
+    scores: list[str]
     pool_size: int
     slots: int | None = None
-    pool: CandidatePool | None = field(default=None, repr=False)
+    score: str | None = None
+    pools: dict[str, CandidatePool] = field(default_factory=dict, repr=False)
+
+    @property
+    def pool(self) -> CandidatePool | None:
+        """The pool of the chosen score (None before it is chosen or built)."""
+        return self.pools.get(self.score) if self.score is not None else None
+
+    @pool.setter
+    def pool(self, value: CandidatePool) -> None:
+        if self.score is None:
+            raise ValueError(f"recall.channels.{self.name}.score is a grid and has not been chosen")
+        self.pools[self.score] = value
+
+    def scores_to_build(self) -> list[str]:
+        """The chosen score, or every score of the grid while it is not chosen."""
+        return [self.score] if self.score is not None else list(self.scores)
 
     @property
     def active(self) -> bool:
@@ -93,8 +115,9 @@ def parse_channels(cfg: dict[str, Any] | None) -> dict[str, Channel]:
         unknown = set(c) - set(DEFAULTS)
         if unknown:
             raise ValueError(f"{key}: unknown settings {sorted(unknown)}; expected {sorted(DEFAULTS)}")
-        if c["score"] not in SCORES:
-            raise ValueError(f"{key}.score={c['score']!r}: expected one of {list(SCORES)}")
+        scores = [c["score"]] if isinstance(c["score"], str) else list(c["score"] or [])
+        if not scores or any(sc not in SCORES for sc in scores) or len(set(scores)) < len(scores):
+            raise ValueError(f"{key}.score={c['score']!r}: expected one of {list(SCORES)} or a list of distinct ones")
         lo, hi, size = c["min_clicks"], c["max_clicks"], c["pool_size"]
         if not all(isinstance(x, int) and not isinstance(x, bool) for x in (lo, hi, size)) or not 0 <= lo <= hi:
             raise ValueError(f"{key}: expected integers 0 <= min_clicks <= max_clicks, got {lo}, {hi}")
@@ -102,7 +125,7 @@ def parse_channels(cfg: dict[str, Any] | None) -> dict[str, Channel]:
             raise ValueError(f"{key}.pool_size must be >= 1, got {size}")
         grid = slot_grid(c["slots"], f"{key}.slots")
         fixed = grid[0] if grid != "auto" and len(grid) == 1 else None
-        out[name] = Channel(name, grid, lo, hi, c["score"], size, fixed)
+        out[name] = Channel(name, grid, lo, hi, scores, size, fixed, scores[0] if len(scores) == 1 else None)
     return out
 
 

@@ -198,8 +198,12 @@ def aggregate_recall(
     .. math::
         s_u(c) = \sum_r \mathrm{decay}^r \, \mathrm{sim}(t_r, c) + \mathrm{bonus}(c)
 
-    over the candidates ``c`` found in at least one trigger's pool row (``sim`` = the pool score; a
-    trigger whose row lacks ``c`` adds 0), without the contents the user has seen. Candidates are
+    over the candidates ``c`` found in at least one trigger's pool row (``sim`` = the pool score),
+    without the contents the user has seen. A trigger whose row lacks ``c`` (cut off by the pool's
+    top-k) adds ``min(0, m_r)``, ``m_r`` the lowest score kept in its row, so that a cut-off content
+    never outscores a kept one of the same row: 0 for non-negative scores (probabilities, co-click
+    weights), the row's minimum for signed ones (inner products, cosines), where 0 would rank the
+    most dissimilar contents, cut off, above every kept one with a negative score. Candidates are
     taken by descending score; ties go to the earlier content of ``fallback`` (the back-fill order:
     recent popularity, then popularity, then a fixed pseudo-random order). Missing slots are
     back-filled from ``fallback`` and counted, as in :func:`recall_with_triggers`.
@@ -226,7 +230,12 @@ def aggregate_recall(
     k_trig = k if trigger_slots is None else max(0, min(int(trigger_slots), k))
     valid = (pool.neighbors >= 0) & np.isfinite(pool.scores)
     rows = np.repeat(np.arange(c), valid.sum(1))
-    sim = sp.csr_matrix((pool.scores[valid].astype(np.float64), (rows, pool.neighbors[valid])), shape=(c, c))
+    # signed rows are shifted by their minimum (a cut-off entry scores it); the shift adds the same
+    # constant, sum_r decay^r min_r, to every candidate of a user, so the ranking is unchanged
+    floor = np.minimum(np.where(valid, pool.scores, np.inf).min(1, initial=np.inf), 0.0)
+    floor[~np.isfinite(floor)] = 0.0
+    sim = sp.csr_matrix(((pool.scores[valid] - floor[rows]).astype(np.float64), (rows, pool.neighbors[valid])),
+                        shape=(c, c))
     member = sp.csr_matrix((np.ones(len(rows)), (rows, pool.neighbors[valid])), shape=(c, c))
     tw = trigger_weights(triggers, c, decay)
     scores = (tw @ sim).tocsr()
