@@ -78,14 +78,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         chosen = json.loads(serving.read_text()) if serving.exists() else {}
         if getattr(model, "popularity_beta", 0.0) is None and chosen:
             model.popularity_beta = chosen["popularity_beta"]
-        for name, n in chosen.get("channel_slots", {}).items():
-            channel = getattr(model, "channels", {}).get(name)  # recall channels: the slots validation chose
-            if channel is not None and channel.slots is None:
-                channel.slots = n
-        for name, score in chosen.get("channel_scores", {}).items():
-            channel = getattr(model, "channels", {}).get(name)  # and the score it chose
-            if channel is not None and channel.score is None and score is not None:
-                channel.score = score
+        if hasattr(model, "restore_channel_choices"):  # recall channels: the slots and scores validation chose
+            model.restore_channel_choices(chosen)
         model.fit(fold, dataset, cache_dir=train_cfg.get("cache_dir"))  # re-embeds the fold's graph only
     else:
         try:

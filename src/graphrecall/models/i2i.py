@@ -281,7 +281,7 @@ class PoolRecall:
                 ch.slots, share = auto_slots(pairs, self.channel_mask(ch, fold, dataset), 50)
                 info[f"{key}/val_target_share"] = share
             slot_grid = ch.grid if ch.slots is None else [ch.slots]
-            score_grid = ch.scores_to_build() if slot_grid != [0] else ch.scores_to_build()[:1]  # no slot: no score to choose
+            score_grid = ch.scores_to_build()[: 1 if slot_grid == [0] else None]  # no slot: no score to choose
             if len(slot_grid) > 1 or len(score_grid) > 1:
                 by = {}
                 for score in score_grid:
@@ -316,6 +316,16 @@ class PoolRecall:
             if ch.pool is not None:
                 ch.pool.save(Path(directory) / f"channel_{ch.name}_pool.parquet", dataset.contents[CONTENT_ID].to_numpy())
 
+    def restore_channel_choices(self, serving: dict[str, Any]) -> None:
+        """The channels' slots and scores that validation chose for a run (its ``serving.json``),
+        for the channels whose config left them to choose (a fixed value is the config's own)."""
+        for name, n in serving.get("channel_slots", {}).items():
+            if name in self.channels and self.channels[name].slots is None:
+                self.channels[name].slots = n
+        for name, score in serving.get("channel_scores", {}).items():
+            if name in self.channels and self.channels[name].score is None and score is not None:
+                self.channels[name].score = score
+
     def load(self, directory: Path, fold: Fold, dataset: FeedDataset) -> None:
         directory = Path(directory)
         self.pool = CandidatePool.load(directory / "pool.parquet", dataset.contents[CONTENT_ID].to_numpy())
@@ -324,12 +334,7 @@ class PoolRecall:
             self.recent_log_popularity = np.load(directory / "recent_log_popularity.npy")
             serving = json.loads((directory / "serving.json").read_text())
             self.popularity_beta = serving["popularity_beta"]
-            for name, n in serving.get("channel_slots", {}).items():
-                if name in self.channels:
-                    self.channels[name].slots = n
-            for name, score in serving.get("channel_scores", {}).items():
-                if name in self.channels and score is not None:
-                    self.channels[name].score = score
+            self.restore_channel_choices(serving)
         for ch in self.channels.values():
             path = directory / f"channel_{ch.name}_pool.parquet"
             if path.exists():

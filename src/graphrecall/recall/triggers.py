@@ -232,8 +232,7 @@ def aggregate_recall(
     rows = np.repeat(np.arange(c), valid.sum(1))
     # signed rows are shifted by their minimum (a cut-off entry scores it); the shift adds the same
     # constant, sum_r decay^r min_r, to every candidate of a user, so the ranking is unchanged
-    floor = np.minimum(np.where(valid, pool.scores, np.inf).min(1, initial=np.inf), 0.0)
-    floor[~np.isfinite(floor)] = 0.0
+    floor = np.minimum(np.where(valid, pool.scores, np.inf).min(1, initial=np.inf), 0.0)  # empty rows: 0
     sim = sp.csr_matrix(((pool.scores[valid] - floor[rows]).astype(np.float64), (rows, pool.neighbors[valid])),
                         shape=(c, c))
     member = sp.csr_matrix((np.ones(len(rows)), (rows, pool.neighbors[valid])), shape=(c, c))
