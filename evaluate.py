@@ -74,12 +74,12 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         model.load_checkpoint(cfg.ckpt_path, dataset)
         if getattr(model, "refit", False):  # the checkpoint's weights are served as they are, never retrained
             model.refit = False
-        serving = run_dir / "serving.json"  # a popularity_beta grid: the value validation chose for the run
+        serving = run_dir / "serving.json"  # serving grids: the values validation chose for the run
         chosen = json.loads(serving.read_text()) if serving.exists() else {}
-        if getattr(model, "popularity_beta", 0.0) is None and chosen:
+        if hasattr(model, "restore_serving_choices"):  # i2i: beta, min_score, the channels' slots and scores
+            model.restore_serving_choices(chosen)
+        elif getattr(model, "popularity_beta", 0.0) is None and chosen:
             model.popularity_beta = chosen["popularity_beta"]
-        if hasattr(model, "restore_channel_choices"):  # recall channels: the slots and scores validation chose
-            model.restore_channel_choices(chosen)
         model.fit(fold, dataset, cache_dir=train_cfg.get("cache_dir"))  # re-embeds the fold's graph only
     else:
         try:

@@ -124,13 +124,14 @@ def test_make_train_flagship_sweep_and_report(tmp_path):
     from graphrecall.report import collect_runs, main as report_main
 
     runs = {r["label"]: r for r in collect_runs(sweep)}
-    assert sorted(runs) == ["model=coclick", "model=popular", "model=sage_next_click"]
-    flagship = runs["model=sage_next_click"]["metrics"]
+    assert sorted(runs) == ["model=coclick", "model=popular", "model=sage_next_click_confident"]
+    flagship = runs["model=sage_next_click_confident"]["metrics"]
     # validation chose the epochs and the popularity bonus; the test model was refit for exactly those epochs
     assert flagship["test/fit/refit/epochs"] == flagship["val/fit/selected_epochs"]
     assert flagship["val/fit/serving/popularity_beta"] in (0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10)
+    assert 0 <= flagship["val/fit/serving/min_score_index"] < 9  # and the confidence cut-off (index 0: off)
     text = report_main([str(sweep), "--out", str(tmp_path / "results.md")])
-    assert "| model=sage_next_click | 1 |" in text
+    assert "| model=sage_next_click_confident | 1 |" in text
     assert "| warm/recall@50 |" in text  # the headline slice is a column of the printed table
 
 

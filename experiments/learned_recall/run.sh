@@ -35,5 +35,9 @@ run sage_next_click_cosine_aggregate_refit model=sage model.objective=next_click
 # the learned recipe of conf/model/sage_next_click.yaml: next click + popularity term, probability pool, refit
 run sage_next_click_popularity model=sage_next_click
 run m2grl_next_click model=m2grl_next_click   # stage 2 with the same recipe as its content task
+# + the per-trigger confidence cut-off (model.triggers.min_score: a grid of next-click probabilities, null = off,
+# chosen on val jointly with beta)
+run sage_next_click_confident model=sage_next_click_confident
+run m2grl_next_click_confident model=m2grl_next_click_confident
 $PY experiments/learned_recall/table.py $OUT > experiments/learned_recall/movielens100k.md
 cat experiments/learned_recall/movielens100k.md

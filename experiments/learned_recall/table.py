@@ -27,10 +27,17 @@ BASELINES = ("coclick_quota", "popular")
 
 
 def pool_health(run: Path) -> tuple[float, float]:
+    """(distinct contents across the served top-10 pool rows, share of those slots held by the 1%
+    most frequent); with a confidence cut-off (``recall.min_score``) the rows as served: their
+    entries at or above the chosen cut-off."""
     path = run / "pool.parquet"
     if not path.exists():
         return float("nan"), float("nan")
     pool = pd.read_parquet(path)
+    serving = run / "serving.json"
+    min_score = json.loads(serving.read_text()).get("min_score") if serving.exists() else None
+    if min_score is not None:
+        pool = pool[pool["score"] >= min_score]
     top10 = pool[pool["rank"] <= 10]["neighbour_id"]
     counts = top10.value_counts()
     n_top = max(1, int(np.ceil(0.01 * pool["content_id"].nunique())))
@@ -43,8 +50,10 @@ COLUMNS = [
     ("test all recall@50", "test/recall@50"),
     ("no-refit warm recall@50", "test_no_refit/warm/recall@50"),
     ("val recall@50", "val/recall@50"),
+    ("val warm recall@50", "val/warm/recall@50"),
     ("coverage@50", "test/coverage@50"),
     ("beta", "val/fit/serving/popularity_beta"),
+    ("min_score", "val/fit/serving/min_score"),
     ("epochs", "val/fit/selected_epochs"),
 ]
 

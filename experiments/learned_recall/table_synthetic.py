@@ -30,10 +30,13 @@ COLUMNS = [
     ("val", "val/recall@50"),
     ("coverage@50", "test/coverage@50"),
     ("beta", "val/fit/serving/popularity_beta"),
+    ("min_score", "val/fit/serving/min_score"),
     ("epochs", "val/fit/selected_epochs"),
 ]
 PAIRS = [("sage_next_click", "coclick_quota"), ("sage_next_click", "lightgcn"), ("sage_next_click", "popular"),
-         ("sage_next_click", "sage_reconstruction_quota"), ("lightgcn", "coclick_quota")]
+         ("sage_next_click", "sage_reconstruction_quota"), ("lightgcn", "coclick_quota"),
+         ("sage_next_click_confident", "coclick_quota"), ("sage_next_click_confident", "lightgcn"),
+         ("sage_next_click_confident", "popular"), ("sage_next_click_confident", "sage_next_click")]
 TESTS = [("test", "per_user_test.parquet"), ("interest-only", "per_user_test_interest_only.parquet")]
 
 

@@ -96,6 +96,7 @@ def check_train_config(cfg: Any) -> None:
             raise ConfigError(str(e)) from None
     check_split(_get(cfg, "dataset.split"))
     check_channels(cfg, model)
+    check_min_score(cfg, model)
     if _get(cfg, "eval.content_bins") is not None:
         try:
             check_click_bins(_get(cfg, "eval.content_bins"), "eval.content_bins")
@@ -128,6 +129,40 @@ def check_channels(cfg: Any, model: Any) -> None:
     if side and _get(model, "encoder") is None:
         raise ConfigError(f"recall.channels.{side[0]}.score=side_info scores by the GNN encoder's side-info vectors; "
                           f"model '{_get(model, '_target_')}' has no encoder (use pool or similarity)")
+
+
+def check_min_score(cfg: Any, model: Any) -> None:
+    """``recall.min_score``: null, a number, or a list of numbers / nulls, and set (not null) only for
+    the i2i models that serve from a pool (their ``triggers`` block); elsewhere it would be ignored."""
+    from omegaconf import OmegaConf
+
+    from graphrecall.models.i2i import min_score_grid
+
+    raw = _get(cfg, "recall.min_score")
+    if OmegaConf.is_config(raw):
+        raw = OmegaConf.to_container(raw, resolve=True)
+    values = raw if isinstance(raw, (list, tuple)) else [raw]
+    if any(v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))) for v in values):
+        raise ConfigError(f"recall.min_score={raw}: expected null, a number or a list of numbers / nulls")
+    try:
+        grid = min_score_grid(raw)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if any(m != float("-inf") for m in grid) and _get(model, "triggers") is None:
+        raise ConfigError(f"recall.min_score={raw} cuts the i2i pool rows (coclick, sage, sage_next_click, m2grl); "
+                          f"model '{_get(model, '_target_')}' has no pool and would ignore it")
+    # a model config that sets its own serving grid (the recipes) would silently ignore recall.<key>
+    for key, default in (("min_score", None), ("popularity_beta", 0.0)):
+        given, own = _plain(_get(cfg, f"recall.{key}")), _plain(_get(model, f"triggers.{key}"))
+        if _get(model, "triggers") is not None and given != default and own != given:
+            raise ConfigError(f"recall.{key}={given}: model '{_get(model, '_target_')}' sets its own "
+                              f"triggers.{key}={own}; override model.triggers.{key} instead")
+
+
+def _plain(value: Any) -> Any:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
 def check_split(split: Any) -> None:

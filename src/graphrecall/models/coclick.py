@@ -48,7 +48,7 @@ class CoClickRecall(PoolRecall):
         self.pool = CandidatePool.from_csr(graph.weights, self.pool_size)
         self.set_fallback(fold, dataset)
         channels = self.channel_pools_from_graph(graph.weights, fold, dataset) if self.uses_channels else {}
-        serving = self.choose_serving(fold, dataset) if self.popularity_beta is None or fold.name == "val" else {}
+        serving = self.choose_serving(fold, dataset) if not self.serving_chosen or fold.name == "val" else {}
         return {
             **channels,
             **{f"graph/{k}": v for k, v in graph.stats.as_dict().items() if k != "name"},

@@ -48,15 +48,28 @@ def choose_popularity_beta(grid: list[float], evaluate, fold_name: str) -> tuple
     return best, {"serving/popularity_beta": best, **{f"serving/val_recall@50_beta={b:g}": r for b, r in by_beta.items()}}
 
 
-def best_over_betas(betas: list[float], recommend, targets) -> dict[str, float]:
-    """Validation ``recall@50`` and ``ndcg@50`` of the current model at the best of ``betas``
-    (``recommend(beta) -> [U, 50]`` content rows; ``targets`` [U, C]); ties: the first in order.
-    With a popularity_beta grid each epoch is judged at its best beta, chosen for good after training."""
+def min_score_grid(value: float | None | list[float | None]) -> list[float]:
+    """``recall.min_score`` as a list of cut-offs: one value (fixed) or a grid (chosen on validation);
+    ``null`` (off: no entry is cut) becomes ``-inf``."""
+    raw = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not raw:
+        raise ValueError("recall.min_score must be null, a number or a non-empty list of numbers / nulls")
+    grid = [-np.inf if m is None else float(m) for m in raw]
+    if any(np.isnan(m) for m in grid):
+        raise ValueError(f"recall.min_score={raw}: NaN is not a cut-off (use null for off)")
+    return grid
+
+
+def best_over_betas(settings: list, recommend, targets) -> dict[str, float]:
+    """Validation ``recall@50`` and ``ndcg@50`` of the current model at the best of its serving
+    ``settings`` (``recommend(setting) -> [U, 50]`` content rows; ``targets`` [U, C]); ties: the
+    first in order. With a serving grid (``popularity_beta``, ``min_score``) each epoch is judged at
+    its best setting, chosen for good after training."""
     from graphrecall.metrics import ndcg_at_k, recall_at_k
 
     best: dict[str, float] = {}
-    for beta in betas:
-        recs = recommend(beta)
+    for setting in settings:
+        recs = recommend(setting)
         out = {"recall@50": float(np.nanmean(recall_at_k(recs, targets, 50))),
                "ndcg@50": float(np.nanmean(ndcg_at_k(recs, targets, 50)))}
         if not best or out["recall@50"] > best["recall@50"]:
@@ -74,7 +87,11 @@ class PoolRecall:
             sum of its similarity to the triggers, see
             :func:`graphrecall.recall.triggers.aggregate_recall`) and ``popularity_beta``
             (aggregate: ``beta * log(1 + recent clicks)`` added to every candidate's score; a list
-            is a grid, chosen on the validation fold by :meth:`choose_serving`); ``channels``
+            is a grid, chosen on the validation fold by :meth:`choose_serving`); ``min_score``
+            (both modes: a trigger's pool entries scoring below it are not served, so a trigger
+            contributes only its confident neighbours and the back-fill takes the freed slots;
+            ``null``: off; a list is a grid chosen on the validation fold jointly with
+            ``popularity_beta``); ``channels``
             (``{name: {slots, min_clicks, max_clicks, score, pool_size}}``): channels of slots
             reserved for contents with few training-window clicks (:mod:`graphrecall.recall.channels`),
             their slot grids chosen on the validation fold after ``popularity_beta``.
@@ -87,7 +104,7 @@ class PoolRecall:
                  backfill_recent_days: float | None = 7) -> None:
         self.pool_size = pool_size
         self.trigger_cfg = {"max_triggers": 10, "decay": 0.8, "mode": "quota", "popularity_beta": 0.0,
-                            **dict(triggers or {})}
+                            "min_score": None, **dict(triggers or {})}
         if self.trigger_cfg["mode"] not in SERVING_MODES:
             raise ValueError(f"recall.mode must be one of {SERVING_MODES}, got '{self.trigger_cfg['mode']}'")
         self.beta_grid = popularity_beta_grid(self.trigger_cfg["popularity_beta"])
@@ -96,6 +113,10 @@ class PoolRecall:
                              "neighbour rank, not by score)")
         # one value: fixed; a grid: chosen on the validation fold (choose_serving)
         self.popularity_beta: float | None = self.beta_grid[0] if len(self.beta_grid) == 1 else None
+        self.min_score_grid = min_score_grid(self.trigger_cfg["min_score"])
+        # -inf: off; None: a grid not chosen yet
+        self.min_score: float | None = self.min_score_grid[0] if len(self.min_score_grid) == 1 else None
+        self._confident_pools: dict = {}  # min_score -> the cut pool, for the pool object under "pool"
         self.channels: dict[str, Channel] = parse_channels(self.trigger_cfg.get("channels"))
         self.backfill_recent_days = backfill_recent_days
         self.pool: CandidatePool | None = None
@@ -110,6 +131,31 @@ class PoolRecall:
         if self.candidate_rows is not None:  # its zero-click tail would otherwise reach non-candidates
             self.fallback = self.fallback[self.candidate_rows[self.fallback]]
         self.recent_log_popularity = np.log1p(recent)
+
+    @property
+    def serving_chosen(self) -> bool:
+        """Whether every serving grid (``popularity_beta``, ``min_score``) holds its chosen value."""
+        return self.popularity_beta is not None and self.min_score is not None
+
+    def serving_settings(self) -> list[tuple[float, float]]:
+        """The (beta, min_score) pairs still to choose from: each grid, or its chosen value. Order:
+        min_score outer, beta inner (grid order), which breaks ties towards the first values."""
+        betas = self.beta_grid if self.popularity_beta is None else [self.popularity_beta]
+        mins = self.min_score_grid if self.min_score is None else [self.min_score]
+        return [(b, m) for m in mins for b in betas]
+
+    def confident_pool(self, min_score: float) -> CandidatePool:
+        """:attr:`pool` without the entries scoring below ``min_score`` (``-inf``: the pool itself);
+        each row keeps its confident prefix, so a trigger serves only those and leaves the rest of
+        its quota to the other triggers and the back-fill. Cached per pool object."""
+        if min_score == -np.inf:
+            return self.pool
+        if self._confident_pools.get("pool") is not self.pool:
+            self._confident_pools = {"pool": self.pool}
+        if min_score not in self._confident_pools:
+            with np.errstate(invalid="ignore"):  # NaN padding is never kept
+                self._confident_pools[min_score] = self.pool.keep_entries(self.pool.scores >= min_score)
+        return self._confident_pools[min_score]
 
     @property
     def uses_channels(self) -> bool:
@@ -176,10 +222,12 @@ class PoolRecall:
         return triggers, seen_matrix(fold.history, users, num_contents)
 
     def serve(self, users: np.ndarray, context: tuple[list[np.ndarray], sp.csr_matrix], k: int,
-              beta: float | None = None, slots: dict[str, int] | None = None) -> Recommendations:
+              beta: float | None = None, slots: dict[str, int] | None = None,
+              min_score: float | None = None) -> Recommendations:
         """Trigger selection over the current pool (``context`` from :meth:`user_context`), with
         the channels' reserved slots; ``beta`` overrides the chosen ``popularity_beta`` (aggregate
-        mode) and ``slots`` the channels' chosen slot counts (``{name: n}``; missing: chosen)."""
+        mode), ``min_score`` the chosen cut-off (``-inf``: off) and ``slots`` the channels' chosen
+        slot counts (``{name: n}``; missing: chosen)."""
         triggers, seen = context
         decay = float(self.trigger_cfg["decay"])
         extras, names = [], []
@@ -198,7 +246,7 @@ class PoolRecall:
                                          shape=seen.shape)).tocsr()
             extras.append(got)
             names.append(ch.name)
-        main = self.serve_main(users, triggers, seen, k, beta)
+        main = self.serve_main(users, triggers, seen, k, beta, min_score)
         if not extras:
             return main
         res, used = merge_channels(_as_result(main), extras, k)
@@ -206,19 +254,25 @@ class PoolRecall:
         return Recommendations(users, res.recs, counters | {f"channel_{n}": u for n, u in zip(names, used)})
 
     def serve_main(self, users: np.ndarray, triggers: list[np.ndarray], seen: sp.csr_matrix, k: int,
-                   beta: float | None = None) -> Recommendations:
-        """The main channel: trigger selection over :attr:`pool`, then the back-fill."""
+                   beta: float | None = None, min_score: float | None = None) -> Recommendations:
+        """The main channel: trigger selection over :attr:`pool` (its entries at or above the
+        ``min_score`` cut-off), then the back-fill."""
         share = float(self.trigger_cfg.get("share", 1.0))
         decay = float(self.trigger_cfg["decay"])
+        min_score = self.min_score if min_score is None else min_score
+        if min_score is None:
+            raise ValueError("recall.min_score is a grid and has not been chosen: the validation fold "
+                             "(eval.folds must start with val) chooses it")
+        pool = self.confident_pool(min_score)
         if self.trigger_cfg["mode"] == "quota":
-            res = recall_with_triggers(self.pool, triggers, seen, k, decay, self.fallback, trigger_slots=round(share * k))
+            res = recall_with_triggers(pool, triggers, seen, k, decay, self.fallback, trigger_slots=round(share * k))
         else:
             beta = self.popularity_beta if beta is None else beta
             if beta is None:
                 raise ValueError("recall.popularity_beta is a grid and has not been chosen: the validation "
                                  "fold (eval.folds must start with val) chooses it")
             bonus = beta * self.recent_log_popularity if beta else None
-            res = aggregate_recall(self.pool, triggers, seen, k, decay, self.fallback, bonus, round(share * k))
+            res = aggregate_recall(pool, triggers, seen, k, decay, self.fallback, bonus, round(share * k))
         return Recommendations(users, res.recs, {"from_triggers": res.from_triggers, "backfilled": res.backfilled})
 
     def fold_context(self, fold: Fold, dataset: FeedDataset) -> tuple[np.ndarray, sp.csr_matrix, tuple]:
@@ -230,27 +284,32 @@ class PoolRecall:
         targets = targets_matrix(fold.targets, users, dataset.num_contents)
         return users, targets, self.user_context(users, fold, dataset.num_contents)
 
-    def beta_evaluator(self, fold: Fold, dataset: FeedDataset):
-        """A callable ``() -> {beta: val recall@50}`` over :attr:`beta_grid` for the current pool
-        (the users' context is built once)."""
+    def choose_serving(self, fold: Fold, dataset: FeedDataset) -> dict[str, float]:
+        """Choose ``popularity_beta`` and ``min_score`` jointly (main channel alone; the pairs of
+        :meth:`serving_settings`), then the channels' slots at that setting
+        (:meth:`choose_channel_slots`) on this fold; the fold must be the validation fold (the test
+        fold is never read for a choice). Ties: the first pair in :meth:`serving_settings` order."""
         from graphrecall.metrics import recall_at_k
 
-        users, targets, context = self.fold_context(fold, dataset)
-
-        def evaluate() -> dict[float, float]:  # the main channel alone
-            return {b: float(np.nanmean(recall_at_k(self.serve(users, context, 50, beta=b, slots=self.channels_off()).items,
-                                                    targets, 50)))
-                    for b in self.beta_grid}
-
-        return evaluate
-
-    def choose_serving(self, fold: Fold, dataset: FeedDataset) -> dict[str, float]:
-        """Choose ``popularity_beta`` (main channel alone), then the channels' slots at that beta
-        (:meth:`choose_channel_slots`) on this fold; the fold must be the validation fold (the test
-        fold is never read for a choice). Ties: the first in grid order."""
-        beta, info = choose_popularity_beta(self.beta_grid, lambda: self.beta_evaluator(fold, dataset)(), fold.name)
-        if info:
-            self.popularity_beta = beta
+        settings = self.serving_settings()
+        info: dict[str, float] = {}
+        if len(settings) > 1:
+            if fold.name != "val":
+                raise ValueError("recall.popularity_beta / recall.min_score is a grid: it is chosen on the val "
+                                 f"fold, not on '{fold.name}'")
+            users, targets, context = self.fold_context(fold, dataset)
+            by = {s: float(np.nanmean(recall_at_k(self.serve(users, context, 50, beta=s[0], min_score=s[1],
+                                                              slots=self.channels_off()).items, targets, 50)))
+                  for s in settings}
+            self.popularity_beta, self.min_score = max(settings, key=lambda s: (by[s], -settings.index(s)))
+            info["serving/popularity_beta"] = self.popularity_beta
+            if len(self.min_score_grid) > 1:
+                info["serving/min_score_index"] = self.min_score_grid.index(self.min_score)
+            if np.isfinite(self.min_score):
+                info["serving/min_score"] = self.min_score
+            for (b, m), r in by.items():
+                tag = f"beta={b:g}" if len(self.min_score_grid) == 1 else f"beta={b:g}_min_score={m:g}"
+                info[f"serving/val_recall@50_{tag.replace('-inf', 'off')}"] = r
         if any(ch.slots is None or (ch.active and ch.score is None) for ch in self.channels.values()):
             if fold.name != "val":
                 raise ValueError(f"recall.channels: a slot or score grid (or auto) is chosen on the val fold, "
@@ -310,15 +369,22 @@ class PoolRecall:
         np.save(Path(directory) / "recent_log_popularity.npy", self.recent_log_popularity)
         slots = {ch.name: ch.slots for ch in self.channels.values()}
         scores = {ch.name: ch.score for ch in self.channels.values()}
-        (Path(directory) / "serving.json").write_text(json.dumps({"popularity_beta": self.popularity_beta,
-                                                                  "channel_slots": slots, "channel_scores": scores}))
+        min_score = None if self.min_score is None or self.min_score == -np.inf else self.min_score
+        (Path(directory) / "serving.json").write_text(json.dumps({
+            "popularity_beta": self.popularity_beta, "min_score": min_score,  # min_score null: off
+            "channel_slots": slots, "channel_scores": scores}))
         for ch in self.channels.values():
             if ch.pool is not None:
                 ch.pool.save(Path(directory) / f"channel_{ch.name}_pool.parquet", dataset.contents[CONTENT_ID].to_numpy())
 
-    def restore_channel_choices(self, serving: dict[str, Any]) -> None:
-        """The channels' slots and scores that validation chose for a run (its ``serving.json``),
-        for the channels whose config left them to choose (a fixed value is the config's own)."""
+    def restore_serving_choices(self, serving: dict[str, Any]) -> None:
+        """What validation chose for a run (its ``serving.json``), where the config left a grid to
+        choose from: ``popularity_beta``, ``min_score`` (``null``: off), the channels' slots and
+        scores (a fixed value is the config's own)."""
+        if self.popularity_beta is None and serving.get("popularity_beta") is not None:
+            self.popularity_beta = float(serving["popularity_beta"])
+        if self.min_score is None and "min_score" in serving:
+            self.min_score = -np.inf if serving["min_score"] is None else float(serving["min_score"])
         for name, n in serving.get("channel_slots", {}).items():
             if name in self.channels and self.channels[name].slots is None:
                 self.channels[name].slots = n
@@ -332,9 +398,7 @@ class PoolRecall:
         self.fallback = np.load(directory / "fallback.npy")
         if (directory / "serving.json").exists():  # runs saved before aggregate serving have neither file
             self.recent_log_popularity = np.load(directory / "recent_log_popularity.npy")
-            serving = json.loads((directory / "serving.json").read_text())
-            self.popularity_beta = serving["popularity_beta"]
-            self.restore_channel_choices(serving)
+            self.restore_serving_choices(json.loads((directory / "serving.json").read_text()))
         for ch in self.channels.values():
             path = directory / f"channel_{ch.name}_pool.parquet"
             if path.exists():

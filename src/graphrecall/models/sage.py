@@ -539,9 +539,9 @@ class SageRecall(PoolRecall):
         def evaluate(vectors: Tensor) -> dict[str, float]:
             wide = exact_topk(vectors.float(), search_width(self.pool_size, cand), **self.pool_scoring())
             self.pool = restrict_pool(wide, cand, self.pool_size)
-            betas = self.beta_grid if self.popularity_beta is None else [self.popularity_beta]
             off = self.channels_off()  # epochs are selected on the main channel alone
-            return best_over_betas(betas, lambda beta: self.serve(users, context, 50, beta=beta, slots=off).items,
+            return best_over_betas(self.serving_settings(),
+                                   lambda s: self.serve(users, context, 50, beta=s[0], min_score=s[1], slots=off).items,
                                    targets)
 
         return evaluate
@@ -678,7 +678,7 @@ class SageRecall(PoolRecall):
         if self.uses_channels:
             info.update(self.channel_pools_from_vectors(torch.from_numpy(self.vectors), fold, dataset,
                                                         self.pool_scoring(), self.side_vectors_for_channels()))
-        if fold.name == "val" or self.popularity_beta is None:
+        if fold.name == "val" or not self.serving_chosen:
             info.update(self.choose_serving(fold, dataset))
         info["fit_seconds"] = time.perf_counter() - start
         return info
