@@ -126,6 +126,8 @@ def test_config_checks_the_cut_off(tiny_cfg) -> None:
         check_train_config(tiny_cfg(["model=coclick", "recall.min_score=high"]))
     # the confident recipe sets its own grid: recall.<key> would be ignored, so it is refused
     check_train_config(tiny_cfg(["model=sage_next_click_confident", "model.triggers.min_score=null"]))
+    with pytest.raises(ConfigError, match="model.triggers.min_score"):
+        check_train_config(tiny_cfg(["model=sage_next_click_confident", "model.triggers.min_score=[null,high]"]))
     with pytest.raises(ConfigError, match="override model.triggers.min_score"):
         check_train_config(tiny_cfg(["model=sage_next_click_confident", "recall.min_score=0.01"]))
     with pytest.raises(ConfigError, match="override model.triggers.popularity_beta"):

@@ -31,3 +31,4 @@ run sage_reconstruction_quota model=sage
 run m2grl_next_click model=m2grl_next_click   # stage 2 with the same recipe as its content task
 # + the per-trigger confidence cut-off chosen on val jointly with beta, as in run.sh
 run sage_next_click_confident model=sage_next_click_confident
+run m2grl_next_click_confident model=m2grl_next_click_confident

@@ -36,7 +36,8 @@ COLUMNS = [
 PAIRS = [("sage_next_click", "coclick_quota"), ("sage_next_click", "lightgcn"), ("sage_next_click", "popular"),
          ("sage_next_click", "sage_reconstruction_quota"), ("lightgcn", "coclick_quota"),
          ("sage_next_click_confident", "coclick_quota"), ("sage_next_click_confident", "lightgcn"),
-         ("sage_next_click_confident", "popular"), ("sage_next_click_confident", "sage_next_click")]
+         ("sage_next_click_confident", "popular"), ("sage_next_click_confident", "sage_next_click"),
+         ("m2grl_next_click_confident", "coclick_quota"), ("m2grl_next_click_confident", "lightgcn")]
 TESTS = [("test", "per_user_test.parquet"), ("interest-only", "per_user_test_interest_only.parquet")]
 
 

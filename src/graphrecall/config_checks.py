@@ -133,21 +133,23 @@ def check_channels(cfg: Any, model: Any) -> None:
 
 def check_min_score(cfg: Any, model: Any) -> None:
     """``recall.min_score``: null, a number, or a list of numbers / nulls, and set (not null) only for
-    the i2i models that serve from a pool (their ``triggers`` block); elsewhere it would be ignored."""
-    from omegaconf import OmegaConf
-
+    the i2i models that serve from a pool (their ``triggers`` block); elsewhere it would be ignored.
+    The model's own ``triggers.min_score`` (the presets' grids) is checked the same way."""
     from graphrecall.models.i2i import min_score_grid
 
-    raw = _get(cfg, "recall.min_score")
-    if OmegaConf.is_config(raw):
-        raw = OmegaConf.to_container(raw, resolve=True)
-    values = raw if isinstance(raw, (list, tuple)) else [raw]
-    if any(v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))) for v in values):
-        raise ConfigError(f"recall.min_score={raw}: expected null, a number or a list of numbers / nulls")
-    try:
-        grid = min_score_grid(raw)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    def grid_of(key: str, raw: Any) -> list[float]:
+        values = raw if isinstance(raw, (list, tuple)) else [raw]
+        if any(v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))) for v in values):
+            raise ConfigError(f"{key}={raw}: expected null, a number or a list of numbers / nulls")
+        try:
+            return min_score_grid(raw)
+        except ValueError as e:
+            raise ConfigError(f"{key}: {e}") from None
+
+    raw = _plain(_get(cfg, "recall.min_score"))
+    grid = grid_of("recall.min_score", raw)
+    if _get(model, "triggers") is not None:
+        grid_of("model.triggers.min_score", _plain(_get(model, "triggers.min_score")))
     if any(m != float("-inf") for m in grid) and _get(model, "triggers") is None:
         raise ConfigError(f"recall.min_score={raw} cuts the i2i pool rows (coclick, sage, sage_next_click, m2grl); "
                           f"model '{_get(model, '_target_')}' has no pool and would ignore it")
