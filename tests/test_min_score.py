@@ -95,8 +95,9 @@ def test_the_cut_off_is_chosen_with_beta_on_val_only() -> None:
     assert model.min_score == -np.inf and model.popularity_beta == 0.0 and "serving/min_score" not in info
     with pytest.raises(ValueError, match="val fold"):
         cut_off_model([None, 0.1]).choose_serving(Fold("test", history, history, history), data)
+    unchosen = cut_off_model([None, 0.1])
     with pytest.raises(ValueError, match="min_score is a grid"):  # never served before the choice
-        cut_off_model([None, 0.1]).serve(np.arange(1), (([np.array([0])]), val_tie.history.iloc[:0]), 3)
+        unchosen.serve(np.arange(1), unchosen.user_context(np.arange(1), val, 60), 3)
 
 
 def test_the_chosen_cut_off_is_saved_and_restored(tmp_path) -> None:
