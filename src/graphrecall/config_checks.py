@@ -146,17 +146,18 @@ def check_min_score(cfg: Any, model: Any) -> None:
         except ValueError as e:
             raise ConfigError(f"{key}: {e}") from None
 
+    has_pool = _get(model, "triggers") is not None
     raw = _plain(_get(cfg, "recall.min_score"))
     grid = grid_of("recall.min_score", raw)
-    if _get(model, "triggers") is not None:
+    if has_pool:
         grid_of("model.triggers.min_score", _plain(_get(model, "triggers.min_score")))
-    if any(m != float("-inf") for m in grid) and _get(model, "triggers") is None:
+    if any(m != float("-inf") for m in grid) and not has_pool:
         raise ConfigError(f"recall.min_score={raw} cuts the i2i pool rows (coclick, sage, sage_next_click, m2grl); "
                           f"model '{_get(model, '_target_')}' has no pool and would ignore it")
     # a model config that sets its own serving grid (the recipes) would silently ignore recall.<key>
     for key, default in (("min_score", None), ("popularity_beta", 0.0)):
         given, own = _plain(_get(cfg, f"recall.{key}")), _plain(_get(model, f"triggers.{key}"))
-        if _get(model, "triggers") is not None and given != default and own != given:
+        if has_pool and given != default and own != given:
             raise ConfigError(f"recall.{key}={given}: model '{_get(model, '_target_')}' sets its own "
                               f"triggers.{key}={own}; override model.triggers.{key} instead")
 

@@ -60,7 +60,7 @@ def min_score_grid(value: float | None | list[float | None]) -> list[float]:
     return grid
 
 
-def best_over_betas(settings: list, recommend, targets) -> dict[str, float]:
+def best_over_settings(settings: list, recommend, targets) -> dict[str, float]:
     """Validation ``recall@50`` and ``ndcg@50`` of the current model at the best of its serving
     ``settings`` (``recommend(setting) -> [U, 50]`` content rows; ``targets`` [U, C]); ties: the
     first in order. With a serving grid (``popularity_beta``, ``min_score``) each epoch is judged at
@@ -116,7 +116,8 @@ class PoolRecall:
         self.min_score_grid = min_score_grid(self.trigger_cfg["min_score"])
         # -inf: off; None: a grid not chosen yet
         self.min_score: float | None = self.min_score_grid[0] if len(self.min_score_grid) == 1 else None
-        self._confident_pools: dict = {}  # min_score -> the cut pool, for the pool object under "pool"
+        # (the pool they were cut from, {min_score: cut pool})
+        self._confident_pools: tuple[CandidatePool | None, dict[float, CandidatePool]] = (None, {})
         self.channels: dict[str, Channel] = parse_channels(self.trigger_cfg.get("channels"))
         self.backfill_recent_days = backfill_recent_days
         self.pool: CandidatePool | None = None
@@ -150,12 +151,13 @@ class PoolRecall:
         its quota to the other triggers and the back-fill. Cached per pool object."""
         if min_score == -np.inf:
             return self.pool
-        if self._confident_pools.get("pool") is not self.pool:
-            self._confident_pools = {"pool": self.pool}
-        if min_score not in self._confident_pools:
+        if self._confident_pools[0] is not self.pool:
+            self._confident_pools = (self.pool, {})
+        cut = self._confident_pools[1]
+        if min_score not in cut:
             with np.errstate(invalid="ignore"):  # NaN padding is never kept
-                self._confident_pools[min_score] = self.pool.keep_entries(self.pool.scores >= min_score)
-        return self._confident_pools[min_score]
+                cut[min_score] = self.pool.keep_entries(self.pool.scores >= min_score)
+        return cut[min_score]
 
     @property
     def uses_channels(self) -> bool:

@@ -55,7 +55,7 @@ from graphrecall.models.cold_start import (
 )
 from graphrecall.models.encoders import GNNEncoder
 from graphrecall.models.features import FieldBags, content_features
-from graphrecall.models.i2i import PoolRecall, best_over_betas
+from graphrecall.models.i2i import PoolRecall, best_over_settings
 from graphrecall.models.popularity_bias import PopularityBias
 from graphrecall.recall.ann import build_pool, exact_topk
 from graphrecall.recall.candidates import (
@@ -540,7 +540,7 @@ class SageRecall(PoolRecall):
             wide = exact_topk(vectors.float(), search_width(self.pool_size, cand), **self.pool_scoring())
             self.pool = restrict_pool(wide, cand, self.pool_size)
             off = self.channels_off()  # epochs are selected on the main channel alone
-            return best_over_betas(self.serving_settings(),
+            return best_over_settings(self.serving_settings(),
                                    lambda s: self.serve(users, context, 50, beta=s[0], min_score=s[1], slots=off).items,
                                    targets)
 

@@ -39,7 +39,7 @@ from torch_geometric.nn.models.lightgcn import BPRLoss
 from graphrecall.data.schema import FeedDataset
 from graphrecall.data.splits import Fold
 from graphrecall.models.base import Recommendations
-from graphrecall.models.i2i import best_over_betas, choose_popularity_beta, popularity_beta_grid
+from graphrecall.models.i2i import best_over_settings, choose_popularity_beta, popularity_beta_grid
 from graphrecall.models.popular import (
     popularity_counts,
     popularity_ranking,
@@ -427,7 +427,7 @@ class U2IRecall:
         def evaluate(user_vectors: Tensor, content_vectors: Tensor) -> dict[str, float]:
             self._set_vectors(user_vectors, content_vectors)
             betas = self.beta_grid if self.popularity_beta is None else [self.popularity_beta]
-            return best_over_betas(betas, lambda beta: self.recommend(users, fold, 50, beta=beta).items, targets)
+            return best_over_settings(betas, lambda beta: self.recommend(users, fold, 50, beta=beta).items, targets)
 
         return evaluate
 
