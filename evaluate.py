@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from graphrecall.config_checks import check_evaluate_config, check_train_config
 from graphrecall.data.splits import make_folds
+from graphrecall.determinism import pin_threads
 from graphrecall.evaluation import (
     evaluate_model,
     export_recommendations,
@@ -55,6 +56,7 @@ def run_record(cfg: DictConfig) -> tuple[dict, Path]:
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     check_evaluate_config(cfg)
+    pin_threads(cfg.get("threads", 1))
     record, run_dir = run_record(cfg)
     record = dict(record)
     record.pop("choices", None)

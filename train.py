@@ -12,7 +12,6 @@ import dataclasses
 import json
 import logging
 import os
-import random
 import time
 from pathlib import Path
 from typing import Any
@@ -20,13 +19,13 @@ from typing import Any
 import hydra
 import numpy as np
 import pandas as pd
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from graphrecall.config_checks import check_train_config
 from graphrecall.data.schema import FeedDataset
+from graphrecall.determinism import pin_threads, seed_everything
 from graphrecall.data.splits import Fold, encode_clicks, make_folds
 from graphrecall.evaluation import (
     FoldEvaluation,
@@ -47,12 +46,6 @@ def write_atomically(path: Path, write) -> None:
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
     os.replace(tmp, path)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def process_rank() -> int:
@@ -120,6 +113,7 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> tuple[dict[st
     that train with one (those with an ``extra_callbacks`` attribute).
     """
     check_train_config(cfg)  # out-of-range settings and fold orders fail here, before any work
+    runtime = pin_threads(cfg.get("threads", 1))  # one seed, one result: the thread count is part of the config
     seed_everything(int(cfg.seed))
     out = claim_run_dir(run_directory(cfg))  # refuses a folder holding a finished run
     record = config_record(cfg)
@@ -137,7 +131,8 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> tuple[dict[st
 
     metrics: dict[str, float] = {"data/load_seconds": load_seconds}
     details: dict[str, Any] = {"dataset": dataset.summary(), "folds": {}, "fit": {},
-                               "validation_drops": dict(dataset.report.counts) if dataset.report else {}}
+                               "validation_drops": dict(dataset.report.counts) if dataset.report else {},
+                               "runtime": runtime}
     evaluations: list[FoldEvaluation] = []
     # one model for all folds: trainable models train (and select) on the first fold, val, and
     # reuse the selected weights on later folds; the baselines simply refit on each fold's window

@@ -111,10 +111,37 @@ def test_moment_is_the_last_day_boundary_at_or_before_the_trigger():
         moment_index(np.array([CUT + 1]), CUT)
 
 
-def test_next_click_pairs_return_the_trigger_times():
+def test_next_click_pairs_return_the_trigger_and_target_times():
     frame = pd.DataFrame({"u": [0, 0, 0], "i": [5, 6, 7], "timestamp": [10, 20, 30 + 2 * DAY]})
-    src, dst, when = next_click_pairs(frame, horizon_days=1.0, context=2, return_times=True)
-    assert list(zip(src, dst, when)) == [(5, 6, 10)]  # 7 comes more than a day after both
+    src, dst, when, clicked = next_click_pairs(frame, horizon_days=1.0, context=2, return_times=True)
+    assert list(zip(src, dst, when, clicked)) == [(5, 6, 10, 20)]  # 7 comes more than a day after both
+
+
+def test_training_positives_are_never_flagged_not_yet_published(tmp_path):
+    """Issue 25: a target published between its trigger and its own click. Its age at the trigger's
+    time is negative (the old flag said "not yet published" for a clicked positive); the ages the
+    model trains with are taken when the target was clicked, so every positive is published."""
+    from types import SimpleNamespace
+
+    # content 1 is published 12 hours after the click on content 0 and clicked 6 hours after that
+    published_at = np.array([CUT - 20 * DAY, CUT - 3 * DAY + DAY // 2, CUT - 20 * DAY])
+    train = pd.DataFrame({"u": [0, 0, 1, 1], "i": [0, 1, 2, 0],
+                          "timestamp": [CUT - 3 * DAY, CUT - 3 * DAY + 3 * DAY // 4, CUT - 5 * DAY, CUT - 5 * DAY + 60]})
+    cfg = compose_train(tmp_path, [*TINY, "model=sage_next_click", "model.popularity.publication=true"])
+    from hydra.utils import instantiate
+
+    model = instantiate(cfg.model, _convert_="all")
+    fold = SimpleNamespace(train=train, cut=CUT, name="val")
+    examples, _ = model.training_examples(fold, SimpleNamespace(num_nodes=3))  # (logQ reads the node count)
+    src, dst, query_days = examples.tensors[0], examples.tensors[1], examples.tensors[-1]
+    assert sorted(zip(src.tolist(), dst.tolist())) == [(0, 1), (2, 0)]
+    published = published_days(published_at, CUT)
+    flags = publication_features(query_days - published[dst])[:, 1]
+    assert flags.tolist() == [0.0, 0.0]  # no positive is "not yet published"
+    trigger = src.tolist().index(0)
+    assert query_days[trigger].item() == pytest.approx(-(3 * DAY - 3 * DAY // 4) / DAY, abs=1e-5)  # the click on 1
+    # at the trigger's own time content 1 did not exist yet: what the old definition flagged
+    assert publication_features(torch.tensor([-3.0]) - published[1:2])[0, 1].item() == 1.0
 
 
 def test_example_features_never_include_the_target_click():
@@ -122,7 +149,7 @@ def test_example_features_never_include_the_target_click():
     # example is scored with (its moment is the day boundary before the trigger)
     frame = pd.DataFrame({"u": [0, 0], "i": [0, 1], "timestamp": [CUT - DAY // 2, CUT - DAY // 4]})
     table = popularity_feature_table(frame, 2, CUT)
-    src, dst, when = next_click_pairs(frame, 1.0, 1, return_times=True)
+    src, dst, when, _ = next_click_pairs(frame, 1.0, 1, return_times=True)
     k = moment_index(when, CUT)
     assert k.tolist() == [1]
     assert table[k[0], dst[0]].abs().sum().item() == 0.0  # content 1 has no click before a_1
@@ -177,6 +204,34 @@ def test_pool_as_next_click_probability():
     np.testing.assert_allclose(raw.scores[0], logits[0, pool.neighbors[0]], rtol=1e-5)
 
 
+def test_probability_pool_is_normalised_over_the_candidates_only():
+    """Issue 25: a content published after the cut (not a candidate) takes no probability mass.
+    Content 2 has the largest bias; it is not a candidate, so every row's probabilities are the
+    softmax over the other contents (the row itself excluded), computed here with numpy."""
+    v = torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-1.0, 0.0]])
+    bias = torch.tensor([0.0, -1.0, 2.0, 0.5])
+    candidates = np.array([True, True, False, True])
+    pool = exact_topk(v, 3, scale=2.0, item_bias=bias, softmax=True, normalise_over=candidates)
+    logits = 2.0 * (v @ v.T).numpy().astype(np.float64) + bias.numpy()[None, :]
+    np.fill_diagonal(logits, -np.inf)
+    for row in range(4):
+        norm = np.exp(logits[row, candidates]).sum()
+        for col, score in zip(pool.neighbors[row], pool.scores[row]):
+            assert score == pytest.approx(math.exp(logits[row, col]) / norm, rel=1e-5)
+    # over the candidates the kept probabilities of row 0 sum to 1 (its candidates are 1 and 3)
+    row0 = {int(c): float(p) for c, p in zip(pool.neighbors[0], pool.scores[0])}
+    assert row0[1] + row0[3] == pytest.approx(1.0, rel=1e-6)
+    # the catalogue-wide softmax gave content 1 far less: the mass content 2 took
+    wide = exact_topk(v, 3, scale=2.0, item_bias=bias, softmax=True)
+    wide0 = {int(c): float(p) for c, p in zip(wide.neighbors[0], wide.scores[0])}
+    assert wide0[1] < 0.5 * row0[1]
+    # a row whose only candidate is itself gets no probability anywhere
+    alone = exact_topk(v, 3, softmax=True, normalise_over=np.array([True, False, False, False]))
+    assert np.nan_to_num(alone.scores[0], nan=0.0).max() == 0.0
+    with pytest.raises(ValueError, match="normalise_over must be a bool mask of shape"):
+        exact_topk(v, 3, softmax=True, normalise_over=np.array([True, False]))
+
+
 def test_popularity_term_needs_the_next_click_objective(tmp_path):
     cfg = compose_train(tmp_path, [*TINY, "model=sage", "model.popularity.enabled=true"])
     with pytest.raises(Exception, match="needs model.objective=next_click"):
@@ -229,6 +284,19 @@ def test_publication_features_train_end_to_end_and_are_refused_without_published
     assert torch.isfinite(module.serving_bias()).all()
     assert np.isfinite(objects["model"].vectors).all()
     assert 0.0 <= metrics["test/recall@50"] <= 1.0
+    # the test pool's probabilities are normalised over the contents published by the test cut
+    # (issue 25), recomputed here from the served vectors and the learned term as of the cut
+    cand = model.candidate_rows
+    assert (~cand).sum() > 0 and (published[~cand] > int(test_fold.cut)).all()
+    vectors = torch.from_numpy(model.vectors).double()
+    temperature = float(model.optim.get("temperature", 1.0))
+    for row in np.flatnonzero(cand)[:5]:
+        logits = (vectors[row] @ vectors.T / temperature + module.serving_bias().double()).numpy()
+        logits[row] = -np.inf
+        z = np.exp(logits[cand] - logits[cand].max()).sum() * np.exp(logits[cand].max())
+        kept = model.pool.neighbors[row] >= 0
+        expected = np.exp(logits[model.pool.neighbors[row][kept]]) / z
+        np.testing.assert_allclose(model.pool.scores[row][kept], expected, rtol=2e-4)
     # with the cold-start simulation, the drawn targets are also made brand new (age 0) for the step
     cold = ["model.cold_start.share=0.5", "model.cold_start.popularity=true", "eval.folds=[val]"]
     metrics, objects = train_app.train(compose_train(tmp_path / "cold", [*common, *arrival, *cold]))

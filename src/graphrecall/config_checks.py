@@ -71,10 +71,21 @@ def check_folds(folds: Any, trainable: bool) -> None:
         )
 
 
+def check_thread_count(cfg: Any) -> None:
+    """``threads``: a whole number >= 1 or null (:mod:`graphrecall.determinism`)."""
+    from graphrecall.determinism import check_threads
+
+    try:
+        check_threads(_get(cfg, "threads"))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
 def check_train_config(cfg: Any) -> None:
     """Validate a train.py config (``conf/train.yaml`` composed); raises :class:`ConfigError`."""
     model = _get(cfg, "model") or {}
     trainable = is_trainable(model)
+    check_thread_count(cfg)
     check_folds(_get(cfg, "eval.folds"), trainable)
     graph = _get(model, "graph")  # the co-click graph of the models that build one
     if graph is not None:
@@ -188,6 +199,7 @@ def check_evaluate_config(cfg: Any) -> None:
     """Validate an evaluate.py config. A run directory holds the artefacts fitted on the test fold
     (their graph and back-fill include the validation targets), so only ``fold=test`` may score
     them; ``ckpt_path=`` re-embeds the requested fold and accepts ``fold=val``."""
+    check_thread_count(cfg)
     fold = _get(cfg, "fold")
     if fold not in FOLDS:
         raise ConfigError(f"fold={fold!r}: expected one of {list(FOLDS)}")

@@ -26,11 +26,11 @@ def next_click_pairs(clicks: pd.DataFrame, horizon_days: float = 1.0, context: i
         clicks: clicks with ``u``, ``i``, ``timestamp``.
         horizon_days: the latest a target may follow its trigger.
         context: how many earlier clicks each click is paired with.
-        return_times: also return each trigger click's timestamp.
+        return_times: also return each pair's two timestamps.
 
     Returns:
         (trigger content rows [E], target content rows [E]) int64, and with ``return_times`` the
-        trigger timestamps [E] (int64) as a third array.
+        trigger timestamps [E] and the target timestamps [E] (int64) as third and fourth arrays.
     """
     if context < 1:
         raise ValueError(f"model.next_click.context must be >= 1, got {context}")
@@ -41,12 +41,13 @@ def next_click_pairs(clicks: pd.DataFrame, horizon_days: float = 1.0, context: i
     i = clicks["i"].to_numpy()[order].astype(np.int64)
     t = clicks[TIMESTAMP].to_numpy()[order].astype(np.int64)
     horizon = int(horizon_days * DAY)
-    src, dst, when = [], [], []
+    src, dst, when, then = [], [], [], []
     for lag in range(1, min(context, max(len(u) - 1, 0)) + 1):
         keep = (u[lag:] == u[:-lag]) & (t[lag:] - t[:-lag] <= horizon) & (i[lag:] != i[:-lag])
         src.append(i[:-lag][keep])
         dst.append(i[lag:][keep])
         when.append(t[:-lag][keep])
+        then.append(t[lag:][keep])
     empty = np.zeros(0, dtype=np.int64)
-    out = (np.concatenate(src), np.concatenate(dst), np.concatenate(when)) if src else (empty, empty, empty)
+    out = tuple(np.concatenate(a) for a in (src, dst, when, then)) if src else (empty,) * 4
     return out if return_times else out[:2]

@@ -104,8 +104,10 @@ def publication_features(age_days: Tensor) -> Tensor:
     contents in training see the same small ages).
 
     - ``log1p_days_since_published`` = log(1 + age), 0 before publication;
-    - ``not_yet_published`` = 1 if the content did not exist yet (``age < 0``: a sampled
-      candidate of a training example made before its publication; serving never sees one).
+    - ``not_yet_published`` = 1 if the content did not exist yet (``age < 0``). Training takes
+      the ages when each example's target was clicked, so a positive never carries it (a click
+      follows its content's publication); only a sampled candidate published later does. Serving
+      never sees one (candidates are published by the cut).
 
     Args:
         age_days: [...] (query time - published_at) in days.

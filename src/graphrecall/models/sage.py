@@ -310,7 +310,9 @@ class SageI2IModule(RankingValidationModule):
         (:func:`graphrecall.losses.sampled_softmax_logits`); the batch's example edges are removed
         from the graph for this pass. ``batch`` = (triggers [B], later clicks [B], the triggers'
         moment index [B] for the popularity term, optional weights [B], and with
-        ``popularity.publication`` the triggers' times [B] in days from the cut)."""
+        ``popularity.publication`` the targets' click times [B] in days from the cut: every
+        candidate's age is taken when the example's next click happened, so the clicked target is
+        always published and only a sampled candidate can be "not yet published")."""
         src, dst = batch[0], batch[1]
         moment = batch[2] if len(batch) > 2 else None
         weight = batch[3] if len(batch) > 3 else None
@@ -334,7 +336,7 @@ class SageI2IModule(RankingValidationModule):
                 table = mask_popularity(table, drawn)
             candidates = torch.cat([dst, uniform])
             extra = None
-            if self.uses_publication:  # each candidate's age at the trigger's own time [B, N, 2]
+            if self.uses_publication:  # each candidate's age when the example's target was clicked [B, N, 2]
                 if when is None:
                     raise ValueError("model.popularity.publication needs each example's time in the batch")
                 age = when.unsqueeze(1) - self.published_days.to(src.device)[candidates].unsqueeze(0)  # [B, N]
@@ -514,10 +516,12 @@ class SageRecall(PoolRecall):
             raise ValueError("model.popularity needs a split with a cut in time (dataset.split.kind=temporal)")
         return popularity_feature_table(fold.train, dataset.num_contents, int(fold.cut))
 
-    def pool_scoring(self) -> dict[str, Any]:
+    def pool_scoring(self, candidates: np.ndarray | None = None) -> dict[str, Any]:
         """Arguments of :func:`exact_topk` that turn inner products into this model's pool scores:
         none without the popularity term and with ``pool_score=logit`` (plain inner products, any
-        ``ann.method``); else the training logits ``<h_t, h_c> / T + b_c``, or their softmax."""
+        ``ann.method``); else the training logits ``<h_t, h_c> / T + b_c``, or their softmax over
+        ``candidates`` (bool [C], the contents that may be recommended at the fold's cut; default
+        ``self.candidate_rows``), so that a content published after the cut takes no probability."""
         bias = self.module.serving_bias()
         if bias is None and self.pool_score == "logit":
             return {}
@@ -525,7 +529,10 @@ class SageRecall(PoolRecall):
         if self.ann_cfg.get("method", "exact") != "exact":
             raise ValueError("model.popularity and model.pool_score=probability score the pool with "
                              "model.ann.method=exact only")
-        return {"scale": 1.0 / temperature, "item_bias": bias, "softmax": self.pool_score == "probability"}
+        scoring = {"scale": 1.0 / temperature, "item_bias": bias, "softmax": self.pool_score == "probability"}
+        if scoring["softmax"]:
+            scoring["normalise_over"] = self.candidate_rows if candidates is None else candidates
+        return scoring
 
     def validation_evaluator(self, fold: Fold, dataset: FeedDataset) -> Callable[[Tensor], dict[str, float]]:
         """Validation recall of a set of content vectors, served exactly as at test time."""
@@ -537,7 +544,7 @@ class SageRecall(PoolRecall):
         cand = candidate_mask(fold, dataset, self.candidates)
 
         def evaluate(vectors: Tensor) -> dict[str, float]:
-            wide = exact_topk(vectors.float(), search_width(self.pool_size, cand), **self.pool_scoring())
+            wide = exact_topk(vectors.float(), search_width(self.pool_size, cand), **self.pool_scoring(cand))
             self.pool = restrict_pool(wide, cand, self.pool_size)
             off = self.channels_off()  # epochs are selected on the main channel alone
             return best_over_settings(self.serving_settings(),
@@ -556,8 +563,8 @@ class SageRecall(PoolRecall):
         if self.objective == "next_click":
             if (self.sampling.get("hard_negatives") or {}).get("enabled"):
                 raise ValueError("sampling.hard_negatives is for model.objective=reconstruction")
-            src, dst, when = next_click_pairs(fold.train, float(self.next_click["horizon_days"]),
-                                              int(self.next_click["context"]), return_times=True)
+            src, dst, when, clicked = next_click_pairs(fold.train, float(self.next_click["horizon_days"]),
+                                                       int(self.next_click["context"]), return_times=True)
             tensors = [torch.from_numpy(src), torch.from_numpy(dst)]
             cut = int(fold.cut) if fold.cut is not None else int(when.max(initial=0)) + 1
             # the moment a_k = cut - k days at or before each trigger: its popularity features
@@ -568,10 +575,10 @@ class SageRecall(PoolRecall):
                     raise ValueError(f"model.next_click.half_life_days must be > 0 or null, got {half_life}")
                 weight = 0.5 ** ((cut - when) / (float(half_life) * DAY))
                 tensors.append(torch.from_numpy(weight / weight.mean()).float())
-            if self.popularity["publication"]:  # (weights of 1 keep the batch's positions) + trigger times
+            if self.popularity["publication"]:  # (weights of 1 keep the batch's positions) + the targets' click times
                 if half_life is None:
                     tensors.append(torch.ones(len(src)))
-                tensors.append(torch.from_numpy(((when - cut) / DAY).astype(np.float32)))
+                tensors.append(torch.from_numpy(((clicked - cut) / DAY).astype(np.float32)))
             src, dst = tensors[0], tensors[1]
             log_q = None
             if self.next_click.get("logq", True):

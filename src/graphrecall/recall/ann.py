@@ -19,18 +19,21 @@ from graphrecall.recall.pool import CandidatePool
 @torch.inference_mode()
 def exact_topk(vectors: Tensor, k: int, chunk_size: int = 4096, exclude_self: bool = True,
                queries: Tensor | None = None, scale: float = 1.0, item_bias: Tensor | None = None,
-               softmax: bool = False, columns: Tensor | np.ndarray | None = None) -> CandidatePool:
+               softmax: bool = False, columns: Tensor | np.ndarray | None = None,
+               normalise_over: Tensor | np.ndarray | None = None) -> CandidatePool:
     r"""Exact top-``k`` neighbours of every row by inner product.
 
     With ``scale``, ``item_bias`` and ``softmax`` the score of content ``c`` for row ``t`` is a
     trained next-click model's probability (or logit without ``softmax``):
 
     .. math::
-        p(c \mid t) = \mathrm{softmax}_{c \ne t}\big(\mathrm{scale}\,\langle v_t, v_c\rangle + \mathrm{bias}_c\big)
+        p(c \mid t) = \frac{\exp s_{tc}}{\sum_{c' \in N,\, c' \ne t} \exp s_{tc'}}, \qquad
+        s_{tc} = \mathrm{scale}\,\langle v_t, v_c\rangle + \mathrm{bias}_c
 
-    normalised over the whole catalogue (the row itself excluded), so that the scores of different
-    rows are comparable and a decayed sum over triggers is a mixture of their next-click
-    distributions.
+    normalised over ``N``, the contents that may be recommended (``normalise_over``, default the
+    whole catalogue; the row itself excluded), so that the scores of different rows are
+    comparable, a decayed sum over triggers is a mixture of their next-click distributions, and
+    contents that are no candidates at the cut (published later) take no probability mass.
 
     Args:
         vectors: [C, d] content vectors (any device; results come back on the CPU).
@@ -43,8 +46,12 @@ def exact_topk(vectors: Tensor, k: int, chunk_size: int = 4096, exclude_self: bo
         softmax: scores become probabilities over the catalogue (the row itself excluded when
             ``exclude_self``).
         columns: [C'] content rows the neighbours are chosen from (default: every content); the
-            softmax still normalises over the whole catalogue, so the scores equal the unrestricted
+            softmax still normalises over ``normalise_over``, so the scores equal the unrestricted
             search's (e.g. a pool of new contents only, :mod:`graphrecall.recall.channels`).
+        normalise_over: bool [C], the contents the softmax sums over (the candidates at the cut,
+            :func:`graphrecall.recall.candidates.candidate_mask`); default every content. A
+            content outside it still gets a score on the same scale (``exp(s) / the sum over
+            N``) and is dropped later by :func:`~graphrecall.recall.candidates.restrict_pool`.
 
     Returns:
         A :class:`CandidatePool` with ``neighbors [Q, k]`` and ``scores [Q, k]``.
@@ -54,6 +61,11 @@ def exact_topk(vectors: Tensor, k: int, chunk_size: int = 4096, exclude_self: bo
     q = queries.numel()
     cols = None if columns is None else torch.as_tensor(np.asarray(columns), dtype=torch.long).to(vectors.device)
     width = n if cols is None else int(cols.numel())
+    norm = None
+    if normalise_over is not None:
+        norm = torch.as_tensor(np.asarray(normalise_over), dtype=torch.bool).to(vectors.device)
+        if norm.shape != (n,):
+            raise ValueError(f"normalise_over must be a bool mask of shape [{n}], got {tuple(norm.shape)}")
     # a row may be among the columns: it is excluded from its own list, so one fewer remains
     k_eff = min(k, width - 1 if exclude_self and cols is None else width)
     neighbors = np.full((q, k), -1, dtype=np.int64)
@@ -71,7 +83,11 @@ def exact_topk(vectors: Tensor, k: int, chunk_size: int = 4096, exclude_self: bo
         if exclude_self:
             s[torch.arange(stop - start, device=s.device), rows] = float("-inf")
         if softmax:
-            s = torch.softmax(s, dim=1)
+            if norm is None:
+                s = torch.softmax(s, dim=1)
+            else:  # exp(s) / sum over the candidates; a row without any candidate gets 0 everywhere
+                log_z = torch.logsumexp(s.masked_fill(~norm.unsqueeze(0), float("-inf")), dim=1, keepdim=True)
+                s = torch.exp(s - log_z.nan_to_num(nan=float("inf"), neginf=float("inf")))
         if cols is not None:
             s = s[:, cols]
         top = torch.topk(s, k_eff, dim=1)
