@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh clone:
-#   make train   creates .venv if missing, installs, runs the learned stage-1 recipe beside popular and co-click on MovieLens-100K, prints the table
+#   make train   creates .venv if missing, installs, runs the learned stage-1 recipe beside popular and co-click on MovieLens-100K, prints the table (the sweep's results.md)
 #   make test    creates .venv if missing, installs, runs the test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -18,7 +18,6 @@ install: $(VENV)/.installed
 
 train: install
 	$(PY) train.py experiment=flagship hydra.sweep.dir=$(SWEEP)
-	$(PY) -m graphrecall.report $(SWEEP) --out $(SWEEP)/results.md
 
 test: install
 	$(PY) -m pytest -q

@@ -24,19 +24,22 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from graphrecall.config_checks import check_train_config
+from graphrecall.data.fingerprint import inputs_fingerprint
 from graphrecall.data.schema import FeedDataset
 from graphrecall.determinism import pin_threads, seed_everything
 from graphrecall.data.splits import Fold, encode_clicks, make_folds
 from graphrecall.evaluation import (
     FoldEvaluation,
+    backfill_notes,
     evaluate_model,
     export_recommendations,
     format_content_slices,
     format_summary,
+    lists_to_export,
     read_users_file,
 )
 from graphrecall.runs import claim_run_dir, terminated_exits_nonzero  # also registers ${run_id:}
-from graphrecall.tracking import finish_wandb
+from graphrecall.tracking import finish_wandb, log_run_results, start_run
 
 log = logging.getLogger("graphrecall.train")
 
@@ -115,9 +118,12 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> tuple[dict[st
     check_train_config(cfg)  # out-of-range settings and fold orders fail here, before any work
     runtime = pin_threads(cfg.get("threads", 1))  # one seed, one result: the thread count is part of the config
     seed_everything(int(cfg.seed))
-    out = claim_run_dir(run_directory(cfg))  # refuses a folder holding a finished run
+    # refuses a folder holding an earlier run; DDP's helper ranks start on the folder rank 0 has just claimed
+    out = claim_run_dir(run_directory(cfg)) if process_rank() == 0 else run_directory(cfg)
     record = config_record(cfg)
-    (out / "config_resolved.json").write_text(json.dumps(record, indent=2, default=str))
+    if process_rank() == 0:
+        (out / "config_resolved.json").write_text(json.dumps(record, indent=2, default=str))
+    start_run(cfg.get("logger"), out, record)  # logger=wandb: this job's W&B run, for every model (heuristics too)
 
     t0 = time.perf_counter()
     dataset: FeedDataset = instantiate(cfg.dataset.loader)
@@ -125,6 +131,7 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> tuple[dict[st
     folds = make_folds(dataset, OmegaConf.to_container(cfg.dataset.split, resolve=True), seed=int(cfg.seed))
     for line in (dataset.report.lines() if dataset.report else []):  # after the folds: predefined files count too
         log.warning(line)
+    inputs = inputs_fingerprint(dataset, folds)  # evaluate.py refuses to score this run on changed data
     export_users = None  # a users file for the export is read (and refused) before any training
     if cfg.eval.export.enabled and cfg.eval.export.users_file:
         export_users = read_users_file(cfg.eval.export.users_file, dataset.users)
@@ -132,7 +139,7 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> tuple[dict[st
     metrics: dict[str, float] = {"data/load_seconds": load_seconds}
     details: dict[str, Any] = {"dataset": dataset.summary(), "folds": {}, "fit": {},
                                "validation_drops": dict(dataset.report.counts) if dataset.report else {},
-                               "runtime": runtime}
+                               "runtime": runtime, "inputs": inputs}
     evaluations: list[FoldEvaluation] = []
     # one model for all folds: trainable models train (and select) on the first fold, val, and
     # reuse the selected weights on later folds; the baselines simply refit on each fold's window
@@ -184,24 +191,28 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> tuple[dict[st
                 metrics.update({f"test/diag/{k}": float(v) for k, v in model.diagnostics(fold, dataset, out).items()})
             export = cfg.eval.export
             if export.enabled:
-                k = int(export.k)
-                if export_users is not None:
-                    recs = model.recommend(export_users, fold, k)
-                else:
-                    recs = evs[0].recs
-                    recs.items = recs.items[:, :k]
-                write_atomically(out / "recommendations.parquet", lambda p: export_recommendations(recs, dataset).to_parquet(p, index=False))
+                recs = lists_to_export(model, evs[0], fold, int(export.k), export_users)
+                table = export_recommendations(recs, dataset)
+                write_atomically(out / "recommendations.parquet", lambda p: table.to_parquet(p, index=False))
+                log.info("exported %d users' top-%d lists (%d entries) to %s", len(recs.users), int(export.k),
+                         len(table), out / "recommendations.parquet")
 
+    table = format_summary(evaluations, ("recall@50", "ndcg@50", "distinct_style@50", "new_share@50", "coverage@50"),
+                           slices=("all", "warm", "cold"))
+    table += "\n\nby the target content's training-window clicks (all users):\n" + format_content_slices(evaluations, 50)
+    model_name = cfg.model._target_.rsplit(".", 1)[-1]
+    details["notes"] = backfill_notes(evaluations, model_name)  # a degenerate setting says so: log, table, metrics.json
+    for note in details["notes"]:
+        log.warning(note)
+        table += "\n" + note
+    (out / "metrics_table.txt").write_text(table + "\n")
     summaries = {ev.name: ev.summary.reset_index().to_dict(orient="records") for ev in evaluations}
     # metrics.json marks a finished run (the report reads only runs that have one): written last, atomically
     text = json.dumps({"metrics": metrics, "summary": summaries, "details": details}, indent=2, default=str)
     write_atomically(out / "metrics.json", lambda p: p.write_text(text))
-    table = format_summary(evaluations, ("recall@50", "ndcg@50", "distinct_style@50", "new_share@50", "coverage@50"),
-                           slices=("all", "warm", "cold"))
-    table += "\n\nby the target content's training-window clicks (all users):\n" + format_content_slices(evaluations, 50)
-    (out / "metrics_table.txt").write_text(table + "\n")
-    print(f"\n[{cfg.model._target_.rsplit('.', 1)[-1]} on {dataset.name}] run dir: {out}\n{table}\n")
-    finish_wandb(metrics)  # final val/test metrics into the W&B summary, then close the run: each job its own
+    print(f"\n[{model_name} on {dataset.name}] run dir: {out}\n{table}\n")
+    # logger=wandb: slice tables, intervals, figures, sample users, artifact and final metrics, then close the run
+    log_run_results(out, metrics, evaluations, dataset, folds, seed=int(cfg.seed))
     return metrics, {"dataset": dataset, "folds": folds, "model": model, "evaluations": evaluations}
 
 
@@ -222,4 +233,9 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    import sys
+
+    from graphrecall.runs import exit_if_output_dirs_used
+
+    exit_if_output_dirs_used(sys.argv[1:], "train")  # before Hydra rewrites a finished run's .hydra/ files
     main()

@@ -18,9 +18,10 @@
 # # 03 · Ablation results from the run directories of a sweep
 #
 # Every job of `python train.py -m experiment=<name> ...` leaves a run directory with its
-# `metrics.json` and `.hydra/overrides.yaml`. `graphrecall.report` groups the runs by the overrides
-# that differ (seeds pooled), and this notebook shows the table, the per-seed values and the bar plot
-# (the same numbers as `python -m graphrecall.report <sweep> --plot ...`).
+# `metrics.json` and `config_resolved.json`. `graphrecall.report` groups the runs by the resolved
+# choices that differ (model, dataset, aggregator / loss where the model reads them, any other key
+# that differs; seeds pooled), and this notebook shows the table, the per-seed values and the bar
+# plot (the same numbers as `python -m graphrecall.report <sweep> --out <table>.md`).
 #
 # Parameters (environment variables): `GRAPHRECALL_NB_SWEEP` (a sweep folder; default: the newest
 # folder under `multirun/*/` with finished runs), `GRAPHRECALL_NB_FOLD` (`test`), `GRAPHRECALL_NB_METRIC`

@@ -283,11 +283,13 @@ def test_evaluate_reproduces_the_channels_from_the_run_and_from_a_checkpoint(tmp
     assert metrics["test/mean_channel_rare"] > 0  # the channel took slots
     ecfg = OmegaConf.load(ROOT / "conf" / "evaluate.yaml")
     ecfg.pop("hydra")
-    ecfg.run_dir, ecfg.bootstrap.num_resamples = str(cfg.run_dir), 20
+    ecfg.run_dir, ecfg.eval.bootstrap.num_resamples = str(cfg.run_dir), 20
+    ecfg.out_dir = str(tmp_path / "evaluate_run")
     again = evaluate_app.evaluate(ecfg)  # the saved pools, channel pools and slots
     for key in ("test/recall@50", "test/mean_channel_new", "test/mean_channel_rare"):
         assert again[key] == pytest.approx(metrics[key], abs=1e-9), key
     ecfg.ckpt_path = str(next((tmp_path / "run" / "refit").rglob("last.ckpt")))
+    ecfg.out_dir = str(tmp_path / "evaluate_ckpt")
     again = evaluate_app.evaluate(ecfg)  # re-embedded from the refit weights, channel pools rebuilt
     for key in ("test/recall@50", "test/mean_channel_new", "test/mean_channel_rare"):
         assert again[key] == pytest.approx(metrics[key], abs=1e-9), key

@@ -205,8 +205,22 @@ def test_unknown_contents_drop_counted(tmp_path: Path) -> None:
 
 def test_all_clicks_unknown_leaves_none(tmp_path: Path) -> None:
     folder = write_folder(tmp_path, clicks=clicks_csv(f"1,99,{T0}"))
-    with pytest.raises(DataValidationError, match=r"clicks\.csv: no clicks left"):
+    with pytest.raises(DataValidationError, match=r"clicks\.csv: no clicks left after validation: of 1 rows, dropped "
+                                                  r"1 on contents absent from the contents table \(dataset.loader.unknown_contents=drop\)"):
         load(folder, unknown_contents="drop")
+
+
+def test_every_click_dropped_before_publication_says_why(tmp_path: Path) -> None:
+    """Issue 25: publication times a year late (a wrong export) put every click before its content's
+    publication; the message says that the policy dropped them all, and asks about the times."""
+    year = 365 * 86_400
+    late = PUBLISHED_CSV.replace(f",{T0}\n", f",{T0 + year}\n").replace(f",{T0 + 60}\n", f",{T0 + 60 + year}\n")
+    late = late.replace(f",{T0 + 1_000}\n", f",{T0 + 1_000 + year}\n")
+    clicks = clicks_csv(f"1,10,{T0}", f"1,11,{T0 + 60}", f"2,12,{T0 + 1_000}")
+    with pytest.raises(DataValidationError, match=r"no clicks left after validation: of 3 rows, dropped 3 before their "
+                                                  r"content's publication \(dataset.loader.before_publication=drop; is "
+                                                  r"'published_at' of .*contents.csv in Unix seconds like the clicks\?\)"):
+        load(write_folder(tmp_path, clicks=clicks, contents=late), before_publication="drop")
 
 
 def test_duplicate_content_ids(tmp_path: Path) -> None:

@@ -156,13 +156,15 @@ def test_export_recommendations(setup: tuple[FeedDataset, Fold]) -> None:
     ds, _ = setup
     recs = Recommendations(np.array([1, 3]), np.array([[3, 0, -1], [2, -1, -1]]))
     out = export_recommendations(recs, ds)
-    assert out.columns.tolist() == ["user_id", "content_id", "rank", "score"]
+    assert out.columns.tolist() == ["user_id", "content_id", "rank", "score", "source"]
     assert out["user_id"].tolist() == ["w1", "w1", "w3"]
     assert out["content_id"].tolist() == ["k3", "k0", "k2"]
     assert out["rank"].tolist() == [1, 2, 1]
-    assert out["score"].tolist() == [-1.0, -2.0, -1.0]
-    scored = export_recommendations(recs, ds, scores=np.array([[0.9, 0.5, 0.0], [0.7, 0.0, 0.0]]))
-    assert scored["score"].tolist() == [0.9, 0.5, 0.7]
+    assert out["score"].isna().all() and (out["source"] == "unknown").all()  # no model scores: NaN, never -rank
+    scored = export_recommendations(Recommendations(recs.users, recs.items,
+                                                    scores=np.array([[0.9, 0.5, 0.0], [0.7, 0.0, 0.0]]),
+                                                    sources=np.array([[0, 1, -1], [0, -1, -1]], dtype=np.int8)), ds)
+    assert scored["score"].tolist() == [0.9, 0.5, 0.7] and scored["source"].tolist() == ["model", "backfill", "model"]
 
 
 # ------------------------------------------------------------------------------- content slices

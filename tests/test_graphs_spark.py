@@ -130,3 +130,98 @@ def test_standalone_job_writes_the_scipy_edges(spark, world, tmp_path):
     got = spark_graphs.read_edges(tmp_path / "out" / "edges", expected.weights.shape)
     assert (got != expected.weights).nnz == 0 and got.nnz == expected.weights.nnz > 0
     assert stats == expected.stats.as_dict() and not (tmp_path / "out" / "counts").exists()
+
+
+# ------------------------------------------------------------------------------- settings and start failures
+# (none of these starts a JVM but the last, marked slow)
+
+def test_bad_spark_settings_are_refused_before_anything_starts():
+    with pytest.raises(ValueError, match=r"graph.spark.master='local\[0\]': expected a Spark master URL"):
+        spark_graphs.spark_session("local[0]", 2)
+    with pytest.raises(ValueError, match="graph.spark.shuffle_partitions=0: expected a whole number >= 1"):
+        spark_graphs.spark_session("local[2]", 0)
+    with pytest.raises(ValueError, match="spark.driver.memory='4x': expected a memory size such as 512m or 4g"):
+        spark_graphs.spark_session("local[2]", 2, **{"spark.driver.memory": "4x"})
+    for master in ("local", "local[*]", "local[4,2]", "local-cluster[2,1,1024]", "spark://h1:7077,h2:7077", "yarn",
+                   "k8s://https://host:443"):
+        spark_graphs.check_master(master)
+    spark_graphs.check_spark_conf({"spark.driver.memory": "4g", "spark.executor.memoryOverhead": "512m"})
+
+
+# what a failed start printed on this kind of machine (JDK 17, Spark 4.3): a bad master, a bad heap size
+BAD_MASTER_STDERR = """WARNING: Using incubator modules: jdk.incubator.vector
+Using Spark's default log4j profile: org/apache/spark/log4j2-defaults.properties
+26/12/06 20:55:28 WARN Utils: Your hostname, vm, resolves to a loopback address: 127.0.0.1; using 192.0.2.2 instead
+26/12/06 20:55:28 WARN Utils: Set SPARK_LOCAL_IP if you need to bind to another address
+Exception in thread "main" org.apache.spark.SparkException: Master must either be yarn or start with spark, k8s, or local
+\tat org.apache.spark.deploy.SparkSubmit.error(SparkSubmit.scala:1061)
+\tat org.apache.spark.deploy.SparkSubmit.main(SparkSubmit.scala)"""
+BAD_HEAP_STDERR = """Invalid maximum heap size: -Xmx4x
+Error: Could not create the Java Virtual Machine.
+Error: A fatal exception has occurred. Program will exit."""
+
+
+def test_java_reason_is_the_gateways_first_lines_that_are_not_logs_or_frames():
+    assert spark_graphs.java_reason(BAD_MASTER_STDERR.splitlines()) == (
+        'Exception in thread "main" org.apache.spark.SparkException: Master must either be yarn or start with spark, '
+        "k8s, or local")
+    assert spark_graphs.java_reason(BAD_HEAP_STDERR.splitlines()) == (
+        "Invalid maximum heap size: -Xmx4x | Error: Could not create the Java Virtual Machine.")
+    assert "printed no reason" in spark_graphs.java_reason(["26/12/06 20:55:28 WARN Utils: loopback", ""])
+
+
+def test_stderr_tail_keeps_a_child_processes_lines(capfd):
+    import subprocess
+    import sys
+
+    with spark_graphs.StderrTail() as tail:
+        subprocess.run([sys.executable, "-c", "import sys; sys.stderr.write('Invalid maximum heap size: -Xmx4x\\n')"],
+                       check=True)
+    assert tail.reason() == "Invalid maximum heap size: -Xmx4x"
+    assert "Invalid maximum heap size" in capfd.readouterr().err  # still shown to the user
+
+
+def _start_in_a_fresh_process(tmp_path, env_changes: dict, master: str = "yarn") -> tuple[str, str]:
+    """spark_session(master) in a new Python (this one may hold a gateway already): (stdout, stderr)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from graphrecall.graphs.spark import SparkStartError, spark_session\n"
+            "try:\n"
+            f"    spark_session({master!r}, 2)\n"
+            "except SparkStartError as e:\n"
+            "    print('REFUSED', e)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYSPARK_GATEWAY_PORT", "HADOOP_CONF_DIR", "YARN_CONF_DIR")}
+    env.update({"OMP_NUM_THREADS": "1", **env_changes})
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)
+    return done.stdout, done.stderr
+
+
+def test_a_gateway_that_exits_is_reported_with_javas_reason(tmp_path):
+    """pyspark only says "Java gateway process exited before sending its port number"; the launcher
+    (a stand-in spark-submit here: no JVM) printed why, and the error carries it in one line."""
+    spark_home = tmp_path / "spark_home"
+    (spark_home / "bin").mkdir(parents=True)
+    script = spark_home / "bin" / "spark-submit"
+    script.write_text("#!/bin/sh\n"
+                      "echo '26/12/06 20:55:28 WARN Utils: Your hostname resolves to a loopback address' >&2\n"
+                      "echo 'Exception in thread \"main\" org.apache.spark.SparkException: When running with master "
+                      "yarn either HADOOP_CONF_DIR or YARN_CONF_DIR must be set in the environment.' >&2\n"
+                      "echo '\tat org.apache.spark.deploy.SparkSubmitArguments.error(SparkSubmitArguments.scala:670)' >&2\n"
+                      "exit 1\n")
+    script.chmod(0o755)
+    out, err = _start_in_a_fresh_process(tmp_path, {"SPARK_HOME": str(spark_home)})
+    assert out.strip() == (
+        "REFUSED Spark did not start (graph.spark.master='yarn', shuffle_partitions=2): Exception in thread \"main\" "
+        "org.apache.spark.SparkException: When running with master yarn either HADOOP_CONF_DIR or YARN_CONF_DIR must "
+        "be set in the environment.")
+    assert "WARN Utils" in err  # the launcher's output still reached stderr
+
+
+@pytest.mark.slow
+def test_a_real_jvm_refusal_is_reported_with_javas_reason(tmp_path):
+    out, _ = _start_in_a_fresh_process(tmp_path, {})
+    assert out.startswith("REFUSED Spark did not start (graph.spark.master='yarn', shuffle_partitions=2): ")
+    assert "HADOOP_CONF_DIR or YARN_CONF_DIR must be set" in out and "JAVA_GATEWAY_EXITED" not in out

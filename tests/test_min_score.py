@@ -5,6 +5,7 @@ end-to-end co-click run re-evaluated from its folder."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -155,6 +156,7 @@ def test_coclick_with_a_cut_off_grid_end_to_end_and_re_evaluated(tmp_path) -> No
     assert by["1000"] == pytest.approx(pop_metrics["val/recall@50"], abs=1e-12)
     ecfg = OmegaConf.load(ROOT / "conf" / "evaluate.yaml")
     ecfg.pop("hydra")
-    ecfg.run_dir, ecfg.bootstrap.num_resamples = str(cfg.run_dir), 20
+    ecfg.run_dir, ecfg.eval.bootstrap.num_resamples = str(cfg.run_dir), 20
+    ecfg.out_dir = str(Path(cfg.run_dir).parent / "evaluate")
     again = evaluate_app.evaluate(ecfg)
     assert again["test/recall@50"] == pytest.approx(metrics["test/recall@50"], abs=1e-12)

@@ -62,7 +62,7 @@ def folder(tmp_path: Path) -> Path:
 def test_read_grouplens_contents(folder: Path) -> None:
     ds = read_grouplens(folder)
     assert ds.name == "movielens100k"
-    assert ds.contents.columns.tolist() == ["content_id", "genres", "decade"]
+    assert ds.contents.columns.tolist() == ["content_id", "genres", "decade", "title"]
     assert ds.contents["content_id"].tolist() == [1, 2, 3, 4]
     assert ds.contents["genres"].tolist() == [
         ["Animation", "Comedy"],

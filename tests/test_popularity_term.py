@@ -260,7 +260,8 @@ def test_stage1_with_popularity_term_end_to_end(tmp_path):
     ckpt = next((Path(cfg.run_dir) / "refit").rglob("last.ckpt"))
     ecfg = OmegaConf.load(ROOT / "conf" / "evaluate.yaml")
     ecfg.pop("hydra")
-    ecfg.run_dir, ecfg.ckpt_path, ecfg.bootstrap.num_resamples = str(cfg.run_dir), str(ckpt), 20
+    ecfg.run_dir, ecfg.ckpt_path, ecfg.eval.bootstrap.num_resamples = str(cfg.run_dir), str(ckpt), 20
+    ecfg.out_dir = str(tmp_path / "evaluate")
     again = evaluate_app.evaluate(ecfg)
     assert again["test/recall@50"] == pytest.approx(metrics["test/recall@50"], abs=1e-9)
 

@@ -37,8 +37,18 @@ README_COMMANDS: dict[str, str] = {
     ".venv/bin/python train.py -m experiment=baselines dataset=synthetic":
         "tests/test_train_e2e.py::test_cli_multirun_and_report",
     ".venv/bin/python -m graphrecall.report multirun/train/<date_time>": f"{HERE}::test_readme_sweep_of_models_and_seeds",
-    ".venv/bin/python evaluate.py run_dir=outputs/train/<date_time> export.enabled=true":
+    ".venv/bin/python evaluate.py run_dir=outputs/train/<date_time> eval.export.enabled=true":
         "tests/test_train_e2e.py::test_evaluate_reproduces_train_metrics_and_exports",
+    ".venv/bin/python -m graphrecall.report multirun/train/<date_time> --wandb":
+        "tests/test_report.py::test_wandb_report_run_offline_holds_the_tables_and_the_plot",
+    "python -m graphrecall.report <sweep> --wandb": "tests/test_report.py::test_wandb_report_run_offline_holds_the_tables_and_the_plot",
+    ".venv/bin/python -m graphrecall.best_setting outputs/optuna/sage":
+        "tests/test_search.py::test_study_writes_plots_and_a_rerun_command_that_runs_as_printed",
+    ".venv/bin/python train.py experiment=backtest_synthetic model=popular,coclick":
+        "tests/test_backtest.py::test_backtest_runs_from_one_command_and_pools",
+    ".venv/bin/python -m graphrecall.backtest multirun/backtest/<date_time> --baseline model=coclick":
+        "tests/test_backtest.py::test_backtest_runs_from_one_command_and_pools",
+    "python -m graphrecall.backtest <sweep>": "tests/test_backtest.py::test_backtest_runs_from_one_command_and_pools",
     ".venv/bin/python train.py model=sage aggregator=gat dataset=movielens100k": f"{HERE}::test_readme_gat_on_movielens",
     ".venv/bin/python -m graphrecall.search hparams_search=sage dataset=synthetic":
         "tests/test_search.py::test_sage_trial_is_pruned_through_the_lightning_loop",
@@ -137,7 +147,8 @@ def test_readme_sweep_of_models_and_seeds(tmp_path):
     table = _run([sys.executable, "-m", "graphrecall.report", str(sweep)], tmp_path)
     runs = [json.loads((sweep / str(job) / "metrics.json").read_text())["metrics"] for job in range(6)]
     for model, jobs in (("popular", (0, 1, 2)), ("coclick", (3, 4, 5))):
-        row = [line for line in table.splitlines() if line.startswith(f"| model={model} |")]
+        row = [line for line in table.split("Paired differences")[0].splitlines()
+               if line.startswith(f"| model={model} dataset=synthetic |")]
         assert len(row) == 1 and row[0].split("|")[2].strip() == "3", table  # three seeds per row
         # the table's recall@50 cell is the mean over the three runs, computed here independently
         mean = np.mean([runs[j]["test/recall@50"] for j in jobs])

@@ -66,7 +66,8 @@ def test_checkpoint_holds_config_and_reevaluates(tmp_path):
         ecfg.pop("hydra")
         ecfg.run_dir = str(run)
         ecfg.ckpt_path = ckpt_path
-        ecfg.bootstrap.num_resamples = 20
+        ecfg.eval.bootstrap.num_resamples = 20
+        ecfg.out_dir = str(tmp_path / f"evaluate_{Path(ckpt_path).stem if ckpt_path else 'run'}")
         em = evaluate_app.evaluate(ecfg)
         assert em["test/recall@50"] == pytest.approx(metrics["test/recall@50"], abs=1e-9)
     # CSV metrics were logged per epoch

@@ -252,7 +252,16 @@ def test_predefined_folds_histories_and_targets(ds: FeedDataset) -> None:
     val = enc([("u1", "c0", at(3)), ("u1", "c2", at(3)), ("u3", "c3", at(4))])
     test = enc([("u1", "c2", at(5)), ("u2", "c4", at(6)), ("u2", "c4", at(7))])
     folds = predefined_folds(train, val, test)
-    assert len(folds["val"].train) == len(folds["test"].train) == 2  # models train on train only
+    # ordered in time: the cuts the files imply, and the test fold trains on everything before its cut
+    assert (folds["val"].cut, folds["test"].cut) == (at(3), at(5))
+    assert len(folds["val"].train) == 2 and len(folds["test"].train) == 5
+    # not ordered (a val click in the train period): no cut, models train on train only, and why
+    late_train = enc([("u1", "c0", at(1)), ("u2", "c1", at(3))])
+    unordered = predefined_folds(late_train, val, test)
+    assert unordered["val"].cut is None and unordered["test"].cut is None
+    assert len(unordered["val"].train) == len(unordered["test"].train) == 2
+    assert unordered["val"].info["not_ordered"].startswith("2 click(s) of the predefined val file (val) are at or "
+                                                           "before the last click of the predefined train file (train")
     assert pairs(folds["val"].targets, ds) == {("u1", "c2"), ("u3", "c3")}  # (u1,c0) seen in train
     assert folds["val"].info["target_pairs_already_in_history_removed"] == 1
     assert len(folds["test"].history) == 5  # train + val

@@ -79,16 +79,16 @@ def test_evaluate_reproduces_train_metrics_and_exports(tiny_cfg, tmp_path):
     pd.DataFrame({"user_id": users}).to_csv(users_file, index=False)
     ecfg = OmegaConf.load(CONF / "evaluate.yaml")
     ecfg.pop("hydra")
-    ecfg.run_dir = cfg.run_dir
-    ecfg.export.enabled = True
-    ecfg.export.k = 10
-    ecfg.export.users_file = str(users_file)
-    ecfg.bootstrap.num_resamples = 50
+    ecfg.run_dir, ecfg.out_dir = cfg.run_dir, str(tmp_path / "evaluate")
+    ecfg.eval.export.enabled = True
+    ecfg.eval.export.k = 10
+    ecfg.eval.export.users_file = str(users_file)
+    ecfg.eval.bootstrap.num_resamples = 50
     emetrics = evaluate_app.evaluate(ecfg)
     for key in ("test/recall@50", "test/ndcg@50", "test/coverage@50", "test/distinct_space@50"):
         assert emetrics[key] == pytest.approx(metrics[key])
-    recs = pd.read_parquet(Path(cfg.run_dir) / "evaluate" / "recommendations.parquet")
-    assert list(recs.columns) == ["user_id", "content_id", "rank", "score"]
+    recs = pd.read_parquet(tmp_path / "evaluate" / "recommendations.parquet")
+    assert list(recs.columns) == ["user_id", "content_id", "rank", "score", "source"]
     assert set(recs["user_id"]) <= set(users) and recs.groupby("user_id")["rank"].max().max() <= 10
     # no user is recommended something they clicked before the cut
     hist = objects["folds"]["test"].history
@@ -105,33 +105,35 @@ def test_cli_multirun_and_report(tmp_path):
     from graphrecall.report import collect_runs, main as report_main
 
     runs = collect_runs(sweep)
-    assert sorted(r["label"] for r in runs) == sorted(["model=coclick", "model=popular", "model=popular_group"])
+    assert sorted(r["label"] for r in runs) == sorted(["model=coclick dataset=synthetic", "model=popular dataset=synthetic",
+                                                       "model=popular_group dataset=synthetic"])
     text = report_main([str(sweep), "--out", str(tmp_path / "results.md"), "--extra", "val/recall@50"])
-    assert "| model=coclick | 1 |" in text and (tmp_path / "results.md").exists()
+    assert "| model=coclick dataset=synthetic | 1 |" in text and (tmp_path / "results.md").exists()
     # the extra column shows the run's own validation value, read independently here
-    coclick = [r for r in runs if r["label"] == "model=coclick"][0]
-    row = [line for line in text.splitlines() if line.startswith("| model=coclick")][0]
+    coclick = [r for r in runs if r["label"] == "model=coclick dataset=synthetic"][0]
+    row = [line for line in text.splitlines() if line.startswith("| model=coclick dataset=synthetic")][0]
     assert row.split("|")[-2].strip() == f"{coclick['metrics']['val/recall@50']:.4f}"
 
 
 def test_make_train_flagship_sweep_and_report(tmp_path):
-    """`make train`'s two commands (experiment=flagship, then the report) on the tiny world."""
+    """`make train` (experiment=flagship: the sweep writes its own results.md) on the tiny world."""
     sweep = tmp_path / "sweep"
     cmd = [sys.executable, "train.py", "experiment=flagship", "dataset=synthetic", "dataset.loader.preset=tiny",
            "trainer.max_epochs=2", "eval.bootstrap.num_resamples=20", f"data_dir={tmp_path / 'data'}",
            f"hydra.sweep.dir={sweep}"]
-    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
-    from graphrecall.report import collect_runs, main as report_main
+    done = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
+    from graphrecall.report import collect_runs
 
     runs = {r["label"]: r for r in collect_runs(sweep)}
-    assert sorted(runs) == ["model=coclick", "model=popular", "model=sage_next_click_confident"]
-    flagship = runs["model=sage_next_click_confident"]["metrics"]
+    flagship_label = "model=sage_next_click_confident aggregator=mean dataset=synthetic"
+    assert sorted(runs) == ["model=coclick dataset=synthetic", "model=popular dataset=synthetic", flagship_label]
+    flagship = runs[flagship_label]["metrics"]
     # validation chose the epochs and the popularity bonus; the test model was refit for exactly those epochs
     assert flagship["test/fit/refit/epochs"] == flagship["val/fit/selected_epochs"]
     assert flagship["val/fit/serving/popularity_beta"] in (0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10)
     assert 0 <= flagship["val/fit/serving/min_score_index"] < 9  # and the confidence cut-off (index 0: off)
-    text = report_main([str(sweep), "--out", str(tmp_path / "results.md")])
-    assert "| model=sage_next_click_confident | 1 |" in text
+    text = (sweep / "results.md").read_text()  # written by the sweep itself (graphrecall.sweep_summary)
+    assert f"| {flagship_label} | 1 |" in text and f"sweep: {sweep}" in done.stdout
     assert "| warm/recall@50 |" in text  # the headline slice is a column of the printed table
 
 

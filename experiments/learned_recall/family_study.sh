@@ -25,14 +25,15 @@ for f in $FAMILIES; do   # a rerun resumes a study until its 24 trials have fini
   echo "study done: $f ($(grep -m1 '^best trial' "$STUDIES/family_$f.log"))"
 done
 for f in $FAMILIES; do
-  mapfile -t BEST < <($PY experiments/learned_recall/best_overrides.py "$STUDIES/family_$f/best.json" \
-                       conf/hparams_search/family_$f.yaml)
+  # the best trial's own overrides (study overrides, dataset and $EXTRA, best parameters), without
+  # eval.folds=[val]: the seed runs score val and test (graphrecall.best_setting)
+  BEST_TEXT=$($PY -m graphrecall.best_setting "$STUDIES/family_$f/best.json" --overrides)
+  mapfile -t BEST <<< "$BEST_TEXT"
   REFIT=(); case $f in popular|coclick) ;; *) REFIT=(model.refit=true) ;; esac
   for s in $SEEDS; do
     [ -f "$OUT/$f/seed$s/metrics.json" ] && { echo "exists: $f seed $s"; continue; }
     rm -rf "$OUT/$f/seed$s"
-    # shellcheck disable=SC2086
-    $PY train.py dataset=$DATASET "${BEST[@]}" "${REFIT[@]}" $EXTRA seed=$s hydra.run.dir="$OUT/$f/seed$s" \
+    $PY train.py "${BEST[@]}" "${REFIT[@]}" seed=$s hydra.run.dir="$OUT/$f/seed$s" \
       > /dev/null 2> "$OUT/$f.seed$s.log" || { echo "FAILED: $f seed $s (log: $OUT/$f.seed$s.log)"; exit 1; }
     echo "done: $f seed $s"
   done

@@ -39,5 +39,6 @@ run m2grl_next_click model=m2grl_next_click   # stage 2 with the same recipe as 
 # chosen on val jointly with beta)
 run sage_next_click_confident model=sage_next_click_confident
 run m2grl_next_click_confident model=m2grl_next_click_confident
+[ "$VARIANTS" = all ] || exit 0
 $PY experiments/learned_recall/table.py $OUT > experiments/learned_recall/movielens100k.md
 cat experiments/learned_recall/movielens100k.md

@@ -17,7 +17,20 @@ import json
 import sys
 from pathlib import Path
 
-from graphrecall.report import run_overrides
+import yaml
+
+
+def run_overrides(run_dir: Path) -> tuple[list[str], int | None]:
+    """(the run's command-line overrides without the seed, the seed) from Hydra's ``.hydra/overrides.yaml``."""
+    path = run_dir / ".hydra" / "overrides.yaml"
+    seed, kept = None, []
+    for o in (yaml.safe_load(path.read_text()) if path.exists() else None) or []:
+        key, _, value = o.partition("=")
+        if key == "seed" or key.endswith(".seed"):  # run seed or data seed: a repetition, not a config
+            seed = int(value)
+        elif not o.startswith(("hydra.", "experiment=")):
+            kept.append(o)
+    return kept, seed
 
 
 def check_run(run: Path) -> dict:

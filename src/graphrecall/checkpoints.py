@@ -47,3 +47,31 @@ def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ValueError(f"checkpoint {path} holds no state_dict: expected a Lightning checkpoint written by train.py")
     return ckpt
+
+
+def check_weights_fit(ckpt: dict[str, Any], module: torch.nn.Module, path: str | Path) -> None:
+    """Refuse a checkpoint whose weights do not fit ``module`` (another model, aggregator, size or
+    side-info field): one line naming the file, the model it was written by and the first
+    differences, instead of torch's dump of every key.
+
+    Raises:
+        ValueError: a weight missing, unexpected or of another shape.
+    """
+    saved = {k: tuple(v.shape) for k, v in ckpt["state_dict"].items() if isinstance(v, torch.Tensor)}
+    wanted = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    missing = sorted(set(wanted) - set(saved))
+    unexpected = sorted(set(saved) - set(wanted))
+    reshaped = sorted(k for k in set(saved) & set(wanted) if saved[k] != wanted[k])
+    if not (missing or unexpected or reshaped):
+        return
+    run = (ckpt.get("hyper_parameters") or {}).get("run_config") or {}
+    written_by = ((run.get("model") or {}).get("_target_") if isinstance(run, dict) else None) or "an unknown model"
+    parts = []
+    if reshaped:
+        parts.append("other shapes: " + ", ".join(f"{k} {list(saved[k])} vs {list(wanted[k])}" for k in reshaped[:3]))
+    if missing:
+        parts.append(f"{len(missing)} weight(s) missing, e.g. {missing[:3]}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected, e.g. {unexpected[:3]}")
+    raise ValueError(f"checkpoint {path} (written by {written_by}) does not fit this run's model "
+                     f"{type(module).__name__}: {'; '.join(parts)}; resume a checkpoint of the same model config")

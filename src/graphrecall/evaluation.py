@@ -22,6 +22,7 @@ slots spent on new contents (0 training-window clicks).
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 from dataclasses import dataclass, field
@@ -176,8 +177,13 @@ def evaluate_recommendations(
     glob = global_metrics(recs.items, c, ks)
     for key, values in recs.counters.items():
         glob[f"mean_{key}"] = float(np.mean(values)) if len(values) else 0.0
+    if "backfilled" in recs.counters and len(recs.users):  # the share of the list slots the back-fill filled
+        filled = np.asarray(recs.counters["backfilled"], dtype=np.float64) / recs.items.shape[1]
+        glob["backfill_share"] = float(filled.mean())
+        glob["warm/backfill_share"] = float(filled[slices["warm"]].mean()) if slices["warm"].any() else float("nan")
     glob.update(content_slice_counts(by_content, targets, recs.users))
     per_user.insert(0, "u", recs.users)
+    per_user.insert(1, "warm", slices["warm"])  # the headline slice: users with a click before the cut
     return FoldEvaluation(name, summary, glob, per_user, recs, {"users": len(recs.users)})
 
 
@@ -251,15 +257,45 @@ def read_users_file(path: str, users: pd.DataFrame) -> np.ndarray:
     return np.unique(rows)
 
 
-def export_recommendations(recs: Recommendations, dataset: FeedDataset, scores: np.ndarray | None = None) -> pd.DataFrame:
-    """Long table ``user_id, content_id, rank (1-based), score`` (score = -rank when a model has none)."""
+def export_recommendations(recs: Recommendations, dataset: FeedDataset) -> pd.DataFrame:
+    """Long table ``user_id, content_id, rank (1-based), score, source``, one row per list entry.
+
+    ``score`` is the model's own score of the entry, what the list was ranked by (float64):
+
+    - i2i models (co-click, GraphSAGE, M2GRL), ``recall.mode=aggregate``: the decayed sum over the
+      user's triggers of the entry's pool score, plus the popularity bonus
+      (:func:`graphrecall.recall.triggers.aggregate_recall`); ``quota``: the pool score of the entry
+      under the trigger that brought it (the list is ordered by neighbour rank, so it may rise);
+    - a channel's entries (source ``channel:<name>``): that channel's own aggregate score;
+    - u2i models (MF, LightGCN, DICE): ``<e_u, e_c>`` plus the popularity bonus;
+    - popular / popular_group: the recent popularity count of the content (in the user's group);
+    - oracle: the user's true interest in the content;
+    - back-filled entries (source ``backfill``), and every entry of a model that reports no
+      scores: NaN (never a stand-in such as ``-rank``).
+
+    ``source`` names where the entry came from (``model``, ``backfill``, ``channel:<name>``;
+    ``unknown`` when the model reports no sources). ``recs.scores`` / ``recs.sources`` may be wider
+    than ``recs.items`` (lists cut to ``K`` after serving): their first ``K`` columns are used.
+    """
     r, c = np.nonzero(recs.items >= 0)
+    k = recs.items.shape[1]
+    for name, values in (("scores", recs.scores), ("sources", recs.sources)):
+        if values is not None and (values.shape[0] != recs.items.shape[0] or values.shape[1] < k):
+            raise ValueError(f"Recommendations.{name} has shape {values.shape}; expected at least "
+                             f"{recs.items.shape} like items")
+    scores = recs.scores[:, :k][r, c].astype(np.float64) if recs.scores is not None else np.full(len(r), np.nan)
+    labels = recs.source_labels()
+    sources = labels[:, :k][r, c] if labels is not None else np.full(len(r), "unknown", dtype=object)
+    if (sources == "").any():
+        raise ValueError(f"Recommendations.sources: {int((sources == '').sum())} list entries have no source "
+                         "code (NO_SOURCE), expected one on every entry that is not padding")
     return pd.DataFrame(
         {
             USER_ID: dataset.users[USER_ID].to_numpy()[recs.users[r]],
             CONTENT_ID: dataset.contents[CONTENT_ID].to_numpy()[recs.items[r, c]],
             "rank": (c + 1).astype(np.int32),
-            "score": scores[r, c] if scores is not None else -(c + 1).astype(np.float64),
+            "score": scores,
+            "source": sources.astype(str),
         }
     )
 
@@ -306,3 +342,37 @@ def format_content_slices(evaluations: list[FoldEvaluation], k: int = 50, user_s
                 row[f"recall@{k}"] = cell
             rows.append(row)
     return pd.DataFrame(rows).to_string(index=False) if rows else ""
+
+
+def lists_to_export(model: Recommender, evaluation: FoldEvaluation, fold: Fold, k: int,
+                    users: np.ndarray | None = None) -> Recommendations:
+    """The top-``k`` lists to export: the evaluated lists cut to ``k`` when they are at least ``k``
+    long and no users file is given; else the model serves the users again at length ``k`` (the
+    evaluated lists are ``max(eval.ks)`` long, so ``k = 500`` is served, not cut to 50)."""
+    recs = evaluation.recs
+    width = recs.items.shape[1]
+    if users is None and width >= k:
+        cut = {name: value[:, :k] for name, value in vars(recs).items()
+               if isinstance(value, np.ndarray) and value.ndim == 2 and value.shape[1] == width}
+        return dataclasses.replace(recs, **cut)
+    return model.recommend(recs.users if users is None else users, fold, k)
+
+
+BACKFILL_WARNING_SHARE = 0.9  # lists at least this share back-fill are reported as (almost) the back-fill
+
+
+def backfill_notes(evaluations: list[FoldEvaluation], model_name: str) -> list[str]:
+    """One line per evaluation whose lists are (almost) all popularity back-fill: the mean share of
+    the list slots the back-fill filled for the warm users (``warm/backfill_share``; all users when
+    none is warm), whom the model could have served from their history. Such a row measures the
+    back-fill, not ``model_name`` (e.g. ``recall.max_triggers=0``, or a ``recall.min_score`` above
+    every pool score). Models without a back-fill counter give no line."""
+    notes = []
+    for ev in evaluations:
+        share = ev.global_metrics.get("warm/backfill_share", float("nan"))
+        if not np.isfinite(share):
+            share = ev.global_metrics.get("backfill_share", float("nan"))
+        if np.isfinite(share) and share >= BACKFILL_WARNING_SHARE:
+            notes.append(f"NOTE {ev.name}: {share:.0%} of the warm users' list slots are popularity back-fill: "
+                         f"this row measures the back-fill, not {model_name}")
+    return notes

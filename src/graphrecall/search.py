@@ -9,10 +9,32 @@
 * Every other argument is a train override (``dataset=synthetic``, ``trainer.max_epochs=10``). Each
   trial composes ``conf/train.yaml`` with Hydra's compose API from: the study's ``overrides``, then
   the command line, then the trial's sampled ``params`` (``model.optim.lr=0.0031``, ``aggregator=gat``).
+* Validation only: trials score the val fold alone (``eval.folds=[val]`` in every study file); a
+  study whose composed config has another fold is refused before any trial, so no test number is
+  computed or printed while searching. Test is scored by the rerun of the best setting (below).
 * Each trial runs ``train.train(cfg)`` in ``<output_dir>/<study_name>/trial_<n>/`` (a normal run
   directory, plus ``.hydra/overrides.yaml`` so that ``python -m graphrecall.report
-  outputs/optuna/<study_name>`` tables the trials) and returns ``optimized_metric`` (or the list
-  ``optimized_metrics`` for a multi-objective study) read from the run's metrics.
+  outputs/optuna/<study_name> --fold val`` tables the trials) and returns ``optimized_metric`` (or the
+  list ``optimized_metrics`` for a multi-objective study) read from the run's metrics.
+* Studies that cannot mix: a study records its **fixed overrides** in its user attrs
+  (``fixed_overrides``, ``{key: value}``) when it is created: the study's ``overrides`` and the
+  command line's train overrides, each key at its last value, minus the searched ``params`` and
+  minus the bookkeeping keys. A later command on the same study (resume, more trials, a worker)
+  whose fixed overrides differ is refused before any trial (exit status 2), naming every changed key
+  (``old -> new``) and suggesting a new ``hparams_search.study_name``. Bookkeeping keys are those
+  that change where things are written or shown, never a number in a run's metrics.json:
+
+  - ``hydra.*`` (Hydra's own folders and logging), ``run_dir``, ``data_dir``, ``cache_dir`` (where
+    data is downloaded and built graphs are cached: the cache is keyed by its inputs) and
+    ``task_name`` (names folders and W&B groups);
+  - ``logger`` and ``logger.*`` (CSV / W&B), ``trainer.enable_progress_bar``,
+    ``trainer.enable_model_summary``, ``trainer.log_every_n_steps`` (console and logger output);
+  - ``eval.export.*`` (the recommendation export, which only a test fold writes).
+
+  Everything else is fixed, ``threads`` and ``eval.bootstrap.*`` included (they change numbers a
+  trial writes). The study's own fields (``hparams_search.*``: budget, workers, storage, output
+  folder, sampler, ``rerun_seeds``) are not train overrides and may change between commands. A study
+  created before this record existed takes it from its first trial's overrides.
 * Pruning: for a single-objective study with a pruner, models that train with Lightning (they have
   an ``extra_callbacks`` attribute: sage, mf, lightgcn) get :class:`PruningCallback` through
   ``train.train(cfg, extra_callbacks=...)``; it reports the monitored
@@ -22,10 +44,17 @@
   ``max_failures`` trials have failed in this invocation. An optimized (or monitored) metric that
   the run does not produce is a configuration error: it raises ``KeyError`` (naming the available
   keys) at the end of the first trial at the latest, and stops the study.
+* Stopping: SIGINT (Ctrl-C) or SIGTERM stops the study: the running trial is recorded FAIL (user attr
+  ``interrupted``: the signal) through Optuna's own handling of an interrupted objective, one error
+  line says so, and the command exits with 130 (SIGINT) or 143 (SIGTERM), as ``train.py`` does for
+  SIGTERM (``graphrecall.runs``). A signal that arrives while Optuna writes to the storage (asking
+  for or telling a trial) takes effect right after the write, so no trial is left RUNNING. With
+  ``workers=N`` the signal is passed on to the worker processes, which stop the same way.
 * Resume: the study lives in ``storage`` (default SQLite ``outputs/optuna/<study_name>.db``, absolute
   URL built at run time) and is loaded if it exists; re-running the same command continues it until
   ``n_trials`` trials have *finished* (COMPLETE + PRUNED) in total. The sampler is reseeded with
   ``seed + number of trials so far``, so a resumed study does not re-propose its first trials.
+  Watch a running study live with ``optuna-dashboard <storage URL>`` (a separate package).
 * Parallel workers: ``hparams_search.workers=N`` launches N worker processes of the same command
   (``python -m graphrecall.search``, logs in ``<output_dir>/<study_name>/worker_<k>.log``) that share
   the study through its storage; N launches of the same command on several machines with one
@@ -38,8 +67,19 @@
   ``grace_period`` s if every worker died). Two workers that ask at the same instant for the last
   slot: the later trial number is recorded FAIL with ``user_attrs['surplus']`` before it runs
   anything (counted as ``surplus``, not against ``max_failures``).
-* At the end: a summary (best trial or Pareto front, params, values, counts of complete / pruned /
-  failed trials) is printed and written to ``<output_dir>/<study_name>/best.json``.
+* At the end of every command that was not stopped (a resume with nothing left to run included): a
+  summary (best trial or Pareto front, params, values, counts of complete / pruned / failed
+  trials, the fixed overrides) is printed and written to ``<output_dir>/<study_name>/best.json``,
+  with Optuna's own plots beside it (:func:`write_study_plots`: ``optuna_history.png``,
+  ``optuna_parallel_coordinate.png``, ``optuna_importance.png`` once 2+ parameters and
+  ``IMPORTANCE_MIN_TRIALS`` complete trials exist; per objective plus ``optuna_pareto_front.png`` for a
+  multi-objective study). With ``logger=wandb`` the plots, a table of the trials and the best values
+  also go to one W&B run (``job_type`` study) in the trials' group (:func:`log_study_to_wandb`).
+* The best setting on several seeds: best.json's ``rerun.command`` (per Pareto trial for a
+  multi-objective study) is a ready-to-run ``train.py -m ... seed=0,1,2 hydra.sweep.dir=...`` with the
+  trial's overrides (dataset included; :mod:`graphrecall.best_setting`, also a CLI).
+  ``hparams_search.rerun_seeds=[0,1,2]`` runs it at the end (single-objective studies; skipped when
+  that sweep already finished) and writes its ``graphrecall.report`` table to ``<sweep>/report.md``.
 """
 
 from __future__ import annotations
@@ -49,11 +89,15 @@ import difflib
 import json
 import logging
 import os
+import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +107,9 @@ import yaml
 from hydra import compose, initialize_config_dir
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
+
+from graphrecall.best_setting import DEFAULT_SEEDS, override_key, parse_overrides, rerun_plan
+from graphrecall.config_checks import check_search_config, check_train_config
 
 log = logging.getLogger("graphrecall.search")
 
@@ -90,7 +137,19 @@ DEFAULTS: dict[str, Any] = {
     "heartbeat_interval": 10,
     "grace_period": 60,
     "poll_seconds": 5.0,
+    "rerun_seeds": None,
+    "plots": True,
 }
+
+# train overrides that never change a number of a run (see the module docstring): left out of a
+# study's fixed overrides
+BOOKKEEPING_KEYS = frozenset({
+    "run_dir", "data_dir", "cache_dir", "task_name", "logger",
+    "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps",
+})
+BOOKKEEPING_PREFIXES = ("hydra.", "logger.", "eval.export.")
+IMPORTANCE_MIN_TRIALS = 5  # complete trials before a parameter-importance plot (fANOVA) is drawn
+EXIT_MISMATCH = 2  # a command refused before any trial (its study was made with other fixed overrides)
 
 
 class MetricNotFound(KeyError):
@@ -107,6 +166,165 @@ class TrialFailed(RuntimeError):
 class SurplusTrial(RuntimeError):
     """Another worker took the last slot of the budget first: recorded FAIL (``surplus``), never run."""
 
+
+class StudyMismatch(ValueError):
+    """A command whose study exists with other fixed overrides, directions or metrics: refused
+    before any trial (exit status 2)."""
+
+
+class RerunFailed(RuntimeError):
+    """The rerun of the best setting (``hparams_search.rerun_seeds``) exited non-zero."""
+
+
+# ---- stopping on SIGINT / SIGTERM
+class SignalReceived(BaseException):
+    """Raised by :class:`StopSignals`' handler. Not an ``Exception``, so that training code's
+    ``except Exception`` cannot take it for a failed trial, and not a ``KeyboardInterrupt``, so that
+    Lightning re-raises it as it is (it turns a ``KeyboardInterrupt`` into ``sys.exit(1)``)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
+
+
+class TrialInterrupted(KeyboardInterrupt):
+    """What leaves the objective when a signal stops its trial: Optuna records a ``KeyboardInterrupt``
+    raised by the objective as FAIL, then re-raises it."""
+
+
+class StudyStopped(KeyboardInterrupt):
+    """The study was stopped by a signal; ``exit_status`` is 128 + the signal number (130, 143)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
+        self.exit_status = 128 + int(signum)
+
+
+class StopSignals:
+    """SIGINT / SIGTERM handling of a search process.
+
+    While *armed* (the default; training, waiting) the first signal raises :class:`SignalReceived`
+    at once. While *disarmed* (Optuna asking for, telling or reporting a trial: a storage write) it is
+    only recorded, and :meth:`check` raises it at the next armed point, so a storage write is never
+    cut in half and no trial is left RUNNING. Later signals are ignored: the process is stopping.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._armed = True
+
+    def handler(self, signum: int, frame: object) -> None:
+        if self.signum is not None:
+            return
+        self.signum = int(signum)
+        if self._armed:
+            raise SignalReceived(signum)
+
+    def check(self) -> None:
+        """Raise :class:`SignalReceived` if a signal arrived."""
+        if self.signum is not None:
+            raise SignalReceived(self.signum)
+
+    @contextmanager
+    def armed(self, armed: bool = True) -> Iterator[None]:
+        """Within the block signals raise (``armed=True``) or are only recorded (``False``); on
+        entering an armed block a signal recorded before raises at once."""
+        previous, self._armed = self._armed, armed
+        try:
+            if armed:
+                self.check()
+            yield
+        finally:
+            self._armed = previous
+
+    def sleep(self, seconds: float) -> None:
+        """``time.sleep`` that a signal ends (armed for its duration). In steps of at most 0.2 s: a
+        signal that the system hands to another thread reaches Python's handler (which runs in the
+        main thread) only when the main thread next runs Python code."""
+        end = time.monotonic() + seconds
+        with self.armed():
+            while (left := end - time.monotonic()) > 0:
+                time.sleep(min(left, 0.2))
+
+    @contextmanager
+    def installed(self) -> Iterator[StopSignals]:
+        """Install the handler for SIGINT and SIGTERM (main thread only: elsewhere Python delivers no
+        signal); the previous handlers are restored afterwards."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {s: signal.getsignal(s) for s in self.SIGNALS}
+        for s in self.SIGNALS:
+            signal.signal(s, self.handler)
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
+def wait_passing_signals(procs: Sequence[subprocess.Popen], stop: StopSignals, grace: float = 120.0) -> list[int]:
+    """Exit statuses of ``procs``; a signal that stops this process is passed on to those still
+    running, which are then waited for (up to ``grace`` s, then killed) before it propagates."""
+    try:
+        return [proc.wait() for proc in procs]
+    except SignalReceived as exc:
+        live = [p for p in procs if p.poll() is None]
+        for proc in live:
+            proc.send_signal(exc.signum)
+        for proc in live:
+            try:
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        raise
+
+
+# ---- fixed overrides: what every trial of a study shares
+def is_bookkeeping(key: str) -> bool:
+    """A train override key that changes where things are written or shown, never a number."""
+    return key in BOOKKEEPING_KEYS or key.startswith(BOOKKEEPING_PREFIXES)
+
+
+def fixed_overrides(overrides: Sequence[str], searched: Iterable[str]) -> dict[str, str | None]:
+    """``{key: value}`` of the train overrides that define a study: each key at its last value
+    (Hydra's value grammar, normalised: ``[ val ]`` -> ``[val]``; a deletion ``~key`` -> None), minus
+    the ``searched`` parameter paths and the bookkeeping keys (:func:`is_bookkeeping`)."""
+    searched = set(searched)
+    fixed: dict[str, str | None] = {}
+    for o in parse_overrides(overrides):
+        key = override_key(o)
+        if key in searched or is_bookkeeping(key):
+            continue
+        fixed.pop(key, None)  # keep the order of the last occurrence
+        fixed[key] = None if o.is_delete() else o.get_value_element_as_str()
+    return fixed
+
+
+def changed_fixed_overrides(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``["dataset.loader.preset: tiny -> small", "seed: 1 -> (not set)", ...]`` for every key whose
+    value differs (keys of ``old`` first, in their order)."""
+    def show(d: dict[str, Any], key: str) -> str:
+        if key not in d:
+            return "(not set)"
+        return "(deleted)" if d[key] is None else str(d[key])
+
+    keys = [*old, *(k for k in new if k not in old)]
+    return [f"{k}: {show(old, k)} -> {show(new, k)}" for k in keys if (k in old, old.get(k)) != (k in new, new.get(k))]
+
+
+def suggest_study_name(study_name: str, old: dict[str, Any], new: dict[str, Any], taken: Iterable[str]) -> str:
+    """A new study name from the changed values (``coclick_tau_small``), not among ``taken``."""
+    values = [str(new[k]) for k in new if old.get(k, object()) != new[k] and new[k] is not None]
+    slug = re.sub(r"[^A-Za-z0-9.-]+", "_", "_".join(values)).strip("_")[:40]
+    base = f"{study_name}_{slug}" if slug else f"{study_name}_2"
+    taken, name, n = set(taken), base, 2
+    while name in taken:
+        name, n = f"{base}_{n}", n + 1
+    return name
 
 def missing_metric(name: str, available: Sequence[str], where: str) -> MetricNotFound:
     keys = sorted(available)
@@ -139,7 +357,39 @@ def load_study_config(study: str | Path | DictConfig, overrides: Sequence[str] =
         if default_name is None:
             raise ValueError("the study config needs a study_name")
         cfg.study_name = default_name
+    check_study_fields(cfg)
+    check_search_config(cfg)  # misspelt study fields, sampler / pruner keys Optuna does not take, bad params
     return cfg
+
+
+# numeric study fields: (kind, lowest value); None allowed where the default is None
+NUMERIC_FIELDS: dict[str, tuple[type, float]] = {
+    "n_trials": (int, 1), "max_failures": (int, 1), "workers": (int, 1), "worker_rank": (int, 0),
+    "heartbeat_interval": (int, 1), "grace_period": (int, 1), "poll_seconds": (float, 0.0),
+}
+
+
+def check_study_fields(cfg: DictConfig) -> None:
+    """Types and ranges of the numeric study fields, ``rerun_seeds`` and ``plots``.
+
+    Raises:
+        ValueError: naming the field (``hparams_search.workers='abc': expected an integer >= 1``).
+    """
+    for key, (kind, low) in NUMERIC_FIELDS.items():
+        value = cfg.get(key)
+        if value is None and DEFAULTS[key] is None:
+            continue
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (kind is float or isinstance(value, int))
+        if not ok or value < low:
+            what = "an integer" if kind is int else "a number"
+            raise ValueError(f"hparams_search.{key}={value!r}: expected {what} >= {low:g}")
+    seeds = cfg.get("rerun_seeds")
+    if seeds is not None and (not OmegaConf.is_list(seeds) or not seeds
+                              or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+        raise ValueError(f"hparams_search.rerun_seeds={seeds!r}: expected null or a non-empty list of integer seeds, "
+                         "e.g. hparams_search.rerun_seeds=[0,1,2]")
+    if not isinstance(cfg.get("plots"), bool):
+        raise ValueError(f"hparams_search.plots={cfg.get('plots')!r}: expected true or false")
 
 
 def objectives(scfg: DictConfig) -> tuple[list[str], list[str]]:
@@ -257,10 +507,13 @@ def compose_train(overrides: Sequence[str]) -> DictConfig:
 
 # ---- pruning
 class PruningCallback(pl.Callback):
-    """Report ``monitor`` (from Lightning's logged metrics) after each validation epoch; prune on demand."""
+    """Report ``monitor`` (from Lightning's logged metrics) after each validation epoch; prune on demand.
 
-    def __init__(self, trial: optuna.Trial, monitor: str = "val/recall@50") -> None:
-        self.trial, self.monitor = trial, monitor
+    The report is a storage write: ``stop`` (the search's :class:`StopSignals`) holds a signal back
+    until it is done."""
+
+    def __init__(self, trial: optuna.Trial, monitor: str = "val/recall@50", stop: StopSignals | None = None) -> None:
+        self.trial, self.monitor, self.stop = trial, monitor, stop or StopSignals()
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -269,8 +522,11 @@ class PruningCallback(pl.Callback):
         if self.monitor not in metrics:
             raise missing_metric(self.monitor, list(metrics), "the model's validation epoch (pruner.monitor)")
         epoch = trainer.current_epoch
-        self.trial.report(float(metrics[self.monitor]), step=epoch)
-        if self.trial.should_prune():
+        with self.stop.armed(False):
+            self.trial.report(float(metrics[self.monitor]), step=epoch)
+            prune = self.trial.should_prune()
+        self.stop.check()
+        if prune:
             raise optuna.TrialPruned(f"pruned after epoch {epoch} ({self.monitor}={float(metrics[self.monitor]):.4f})")
 
 
@@ -285,11 +541,19 @@ def import_train():
 
 # ---- the search
 class Objective:
+    """One trial: compose the train config with the trial's parameters, train, return the metric(s).
+
+    Only the training itself is *armed* for signals (:class:`StopSignals`); a signal there is raised
+    as :class:`TrialInterrupted`, which Optuna records FAIL. ``interrupted`` holds that trial's number.
+    """
+
     def __init__(self, scfg: DictConfig, base_overrides: list[str], metrics: list[str], out_dir: Path,
-                 prune: bool) -> None:
+                 prune: bool, stop: StopSignals | None = None) -> None:
         self.scfg, self.base_overrides, self.metrics, self.out_dir = scfg, base_overrides, metrics, out_dir
         self.prune = prune
         self.monitor = str((scfg.pruner or {}).get("monitor") or "val/recall@50")
+        self.stop = stop or StopSignals()
+        self.interrupted: int | None = None
         self.train = import_train()
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
@@ -303,6 +567,26 @@ class Objective:
         run_dir = self.out_dir / f"trial_{trial.number}"
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("overrides", overrides)
+        try:
+            with self.stop.armed():
+                metrics = self.run(trial, overrides, run_dir)
+        except SignalReceived as exc:
+            self.interrupted = trial.number
+            trial.set_user_attr("interrupted", signal.Signals(exc.signum).name)
+            raise TrialInterrupted(f"trial {trial.number} stopped by {signal.Signals(exc.signum).name}") from None
+        for name in self.metrics:
+            if name not in metrics:
+                raise missing_metric(name, list(metrics), f"this run ({run_dir}) (optimized_metric)")
+        values = [float(metrics[name]) for name in self.metrics]
+        trial.set_user_attr("metrics", dict(zip(self.metrics, values)))
+        return values[0] if len(values) == 1 else values
+
+    def run(self, trial: optuna.Trial, overrides: list[str], run_dir: Path) -> dict[str, float]:
+        """Compose and train one trial in ``run_dir``; returns the run's flat metrics.
+
+        Raises:
+            TrialFailed: training raised (the trial is recorded FAIL, the study goes on).
+        """
         cfg = compose_train(overrides)
         with open_dict(cfg):
             cfg.run_dir = str(run_dir)
@@ -310,21 +594,17 @@ class Objective:
         (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
         model_cls = get_class(cfg.model._target_)
         hooked = self.prune and hasattr(model_cls, "extra_callbacks")  # models without epochs: not pruned
-        callbacks = [PruningCallback(trial, self.monitor)] if hooked else []
+        callbacks = [PruningCallback(trial, self.monitor, self.stop)] if hooked else []
         try:
             metrics, _ = self.train.train(cfg, extra_callbacks=callbacks)
         except (optuna.TrialPruned, MetricNotFound):
             raise
         except Exception as exc:  # noqa: BLE001 - any training error is this trial's failure
             log.exception("trial %d failed (%s)", trial.number, run_dir)
-            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])
+            with self.stop.armed(False):
+                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])
             raise TrialFailed(f"trial {trial.number}: {type(exc).__name__}: {exc}") from exc
-        for name in self.metrics:
-            if name not in metrics:
-                raise missing_metric(name, list(metrics), f"this run ({run_dir}) (optimized_metric)")
-        values = [float(metrics[name]) for name in self.metrics]
-        trial.set_user_attr("metrics", dict(zip(self.metrics, values)))
-        return values[0] if len(values) == 1 else values
+        return metrics
 
 
 def worker_id() -> str:
@@ -371,25 +651,66 @@ class Budget:
             study.stop()
 
 
-def open_study(scfg: DictConfig, directions: list[str], metrics: list[str], pruner) -> optuna.Study:
+def open_study(scfg: DictConfig, directions: list[str], metrics: list[str], pruner,
+               fixed: dict[str, str | None] | None = None) -> optuna.Study:
+    """Create or load the study; a loaded one must have the same directions, optimized metrics and
+    fixed overrides (``fixed``, :func:`fixed_overrides`; None: not checked).
+
+    Raises:
+        StudyMismatch: the study exists with other directions, metrics or fixed overrides (nothing
+            is written to it).
+    """
     study = optuna.create_study(storage=make_storage(scfg), study_name=str(scfg.study_name),
                                 directions=directions, sampler=make_sampler(scfg.sampler), pruner=pruner,
                                 load_if_exists=True)
+    where = f"study '{scfg.study_name}' ({storage_url(scfg)})"
     stored = [d.name.lower() for d in study.directions]
     if stored != directions:
-        raise ValueError(f"study '{scfg.study_name}' exists with directions {stored}, not {directions}: "
-                         "use another study_name or storage")
+        raise StudyMismatch(f"{where} exists with directions {stored}, not {directions}: use another "
+                            "hparams_search.study_name or storage")
     previous = study.user_attrs.get("optimized_metrics")
+    if previous is not None and list(previous) != metrics:
+        raise StudyMismatch(f"{where} optimizes {previous}, not {metrics}: use another "
+                            "hparams_search.study_name or storage")
+    if fixed is not None:
+        check_fixed_overrides(study, scfg, fixed, where)
     if previous is None:
         study.set_user_attr("optimized_metrics", metrics)
-    elif list(previous) != metrics:
-        raise ValueError(f"study '{scfg.study_name}' optimizes {previous}, not {metrics}: "
-                         "use another study_name or storage")
     n_so_far = len(study.get_trials(deepcopy=False))
     rank = int(scfg.worker_rank or 0)
     if n_so_far or rank:  # resumed: do not replay the seeded sampler's first proposals; workers: differ
         study.sampler = make_sampler(scfg.sampler, offset=n_so_far + 7919 * rank)
     return study
+
+
+def recorded_fixed_overrides(study: optuna.Study, searched: Iterable[str]) -> dict[str, str | None] | None:
+    """The study's fixed overrides: its user attr, else (a study made before that record) those of its
+    first trial that recorded its overrides, else None (a new study)."""
+    stored = study.user_attrs.get("fixed_overrides")
+    if stored is not None:
+        return dict(stored)
+    for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get("overrides"):
+            return fixed_overrides(t.user_attrs["overrides"], {*searched, *t.params})
+    return None
+
+
+def check_fixed_overrides(study: optuna.Study, scfg: DictConfig, fixed: dict[str, str | None], where: str) -> None:
+    """Record ``fixed`` in a study that has no record yet; refuse a study recorded with others.
+
+    Raises:
+        StudyMismatch: naming every changed key (old -> new) and a new study name to use instead.
+    """
+    old = recorded_fixed_overrides(study, scfg.params.keys())
+    if old is not None and old != fixed:
+        changes = changed_fixed_overrides(old, fixed)
+        taken = optuna.get_all_study_names(study._storage)
+        raise StudyMismatch(
+            f"{where} was made with other fixed overrides; changed: {'; '.join(changes)}. Its trials would not "
+            f"compare with this command's: repeat its overrides to resume it, or start a new study with "
+            f"hparams_search.study_name={suggest_study_name(str(scfg.study_name), old, fixed, taken)}")
+    if "fixed_overrides" not in study.user_attrs:
+        study.set_user_attr("fixed_overrides", fixed if old is None else old)
 
 
 def summarize(study: optuna.Study, scfg: DictConfig, metrics: list[str], budget: Budget | None) -> dict[str, Any]:
@@ -411,6 +732,7 @@ def summarize(study: optuna.Study, scfg: DictConfig, metrics: list[str], budget:
         "n_trials": int(scfg.n_trials),
         "counts": counts,
         "stopped_by_failures": bool(budget and budget.stopped_by_failures),
+        "fixed_overrides": study.user_attrs.get("fixed_overrides"),
     }
     if len(metrics) == 1:
         summary["best"] = record(study.best_trial) if complete else None
@@ -431,16 +753,90 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"{'best trial' if 'best' in summary else 'Pareto trial'} {b['number']}: {values}")
         lines.extend(f"  {k}={override_value(v)}" for k, v in b["params"].items())
         lines.append(f"  run dir: {b['run_dir']}")
+        if b.get("rerun"):
+            lines.append(f"  rerun on seeds {b['rerun']['seeds']} (val and test): {b['rerun']['command']}")
+    if summary.get("plots"):
+        lines.append(f"plots: {', '.join(Path(p).name for p in summary['plots'].values())}")
     if summary["stopped_by_failures"]:
         lines.append("stopped early: max_failures reached (see the FAIL trials' user_attrs['error'])")
     return "\n".join(lines)
 
 
+def check_validation_only(cfg: DictConfig, study_name: str) -> None:
+    """Trials score the validation fold alone.
+
+    Raises:
+        ValueError: the composed train config evaluates another fold (naming ``eval.folds``).
+    """
+    folds = list(cfg.eval.folds)
+    if folds != ["val"]:
+        raise ValueError(f"study '{study_name}': trials score the validation fold only, got eval.folds={folds}: "
+                         "add \"eval.folds=[val]\" to the study's overrides; test is scored by the rerun of the best "
+                         "setting (best.json 'rerun', or hparams_search.rerun_seeds=[0,1,2])")
+
+
+class Session:
+    """What a stopped search reports: its study and objective, once they exist."""
+
+    def __init__(self) -> None:
+        self.study: optuna.Study | None = None
+        self.objective: Objective | None = None
+        self.workers = 0
+
+
+def stopped_message(scfg: DictConfig, signum: int, session: Session) -> str:
+    """The one line a stopped study logs."""
+    name = signal.Signals(signum).name
+    parts = [f"study '{scfg.study_name}' stopped by {name}"]
+    interrupted = session.objective.interrupted if session.objective else None
+    if session.workers:
+        parts.append(f"passed on to its {session.workers} worker processes, which record their running trials FAIL")
+    elif interrupted is not None:
+        state = "FAIL"
+        if session.study is not None:
+            try:
+                state = session.study._storage.get_trial(session.study.trials[interrupted]._trial_id).state.name
+            except Exception as exc:  # noqa: BLE001 - the message must still go out
+                state = f"(not read back: {type(exc).__name__})"
+        parts.append(f"its running trial {interrupted} is recorded {state}")
+    else:
+        parts.append("no trial was running")
+    if session.study is not None:
+        try:
+            parts.append(f"{len(finished_trials(session.study.get_trials(deepcopy=False)))} of {int(scfg.n_trials)} "
+                         "trials finished")
+        except Exception:  # noqa: BLE001 - the storage may be what failed
+            pass
+    return "; ".join(parts) + f"; run the same command again to resume (exit status {128 + signum})"
+
+
 def run_search(study: str | Path | DictConfig, train_overrides: Sequence[str] = (),
                study_overrides: Sequence[str] = ()) -> tuple[dict[str, Any], optuna.Study]:
-    """Run (or resume) a study; returns (summary, study). The summary is also written to best.json."""
+    """Run (or resume) a study; returns (summary, study). The summary is also written to best.json.
+
+    Raises:
+        StudyMismatch: the study exists with other fixed overrides (or directions, metrics).
+        StudyStopped: SIGINT / SIGTERM (after one error line; the running trial is recorded FAIL).
+        RerunFailed: ``rerun_seeds`` given and the rerun or its report failed.
+    """
     scfg = load_study_config(study, study_overrides)
+    stop, session = StopSignals(), Session()
+    with stop.installed():
+        try:
+            return search_study(study, scfg, train_overrides, study_overrides, stop, session)
+        except (SignalReceived, KeyboardInterrupt) as exc:
+            signum = stop.signum or getattr(exc, "signum", None) or int(signal.SIGINT)
+            log.error(stopped_message(scfg, signum, session))
+            raise StudyStopped(signum) from None
+
+
+def search_study(study: str | Path | DictConfig, scfg: DictConfig, train_overrides: Sequence[str],
+                 study_overrides: Sequence[str], stop: StopSignals, session: Session) -> tuple[dict[str, Any], optuna.Study]:
+    """The body of :func:`run_search`."""
     directions, metrics = objectives(scfg)
+    if scfg.rerun_seeds is not None and len(metrics) > 1:
+        raise ValueError("hparams_search.rerun_seeds: a multi-objective study has a Pareto front, not one best trial; "
+                         "rerun one of them: python -m graphrecall.best_setting <study folder> --trial N")
     base_overrides = [*scfg.overrides, *train_overrides]
     # fail fast on overrides or param paths that the train config cannot take
     for name, spec in scfg.params.items():
@@ -448,64 +844,281 @@ def run_search(study: str | Path | DictConfig, train_overrides: Sequence[str] = 
             raise ValueError(f"params.{name}: type must be float, int or categorical, got {spec.get('type')!r}")
     probe = param_overrides({name: representative(spec) for name, spec in scfg.params.items()})
     try:
-        compose_train([*base_overrides, *probe])
+        probe_cfg = compose_train([*base_overrides, *probe])
     except Exception as exc:
         raise ValueError(f"study '{scfg.study_name}': the train config does not take the overrides "
                          f"{[*base_overrides, *probe]}: {exc}") from exc
+    check_validation_only(probe_cfg, str(scfg.study_name))
+    check_train_config(probe_cfg, [*base_overrides, *probe])  # trials compose without Hydra: their +keys are checked here
+    fixed = fixed_overrides(base_overrides, scfg.params.keys())
 
     pruner = make_pruner(scfg.pruner)
     if pruner is not None and len(directions) > 1:
         log.warning("multi-objective study: Optuna does not prune these; pruner ignored")
         pruner = None
-    optuna_study = open_study(scfg, directions, metrics, pruner)
+    optuna_study = session.study = open_study(scfg, directions, metrics, pruner, fixed)
     out_dir = Path(scfg.output_dir).resolve() / str(scfg.study_name)
     out_dir.mkdir(parents=True, exist_ok=True)
+    log.info("study '%s': watch it live with `optuna-dashboard %s` (pip install optuna-dashboard)",
+             scfg.study_name, storage_url(scfg))
 
     budget = Budget(int(scfg.n_trials), int(scfg.max_failures))
     if int(scfg.workers) > 1:
-        budget.stopped_by_failures = launch_workers(study, scfg, train_overrides, study_overrides, out_dir)
-        optuna_study = open_study(scfg, directions, metrics, pruner)  # re-read: the workers filled it
+        session.workers = int(scfg.workers)
+        budget.stopped_by_failures = launch_workers(study, scfg, train_overrides, study_overrides, out_dir, stop)
+        session.workers = 0
+        optuna_study = session.study = open_study(scfg, directions, metrics, pruner, fixed)  # re-read: the workers filled it
     elif budget.finished(optuna_study) >= budget.n_trials:
         log.info("study '%s' already has %d finished trials (n_trials=%d): nothing to run",
                  scfg.study_name, budget.finished(optuna_study), budget.n_trials)
     else:
-        objective = Objective(scfg, base_overrides, metrics, out_dir, prune=pruner is not None)
-        run_worker(optuna_study, objective, budget, int(scfg.grace_period), float(scfg.poll_seconds))
+        session.objective = Objective(scfg, base_overrides, metrics, out_dir, prune=pruner is not None, stop=stop)
+        run_worker(optuna_study, session.objective, budget, int(scfg.grace_period), float(scfg.poll_seconds), stop)
+
     summary = summarize(optuna_study, scfg, metrics, budget)
-    (out_dir / "best.json").write_text(json.dumps(summary, indent=2, default=str))
+    seeds = list(scfg.rerun_seeds) if scfg.rerun_seeds is not None else list(DEFAULT_SEEDS)
+    for record in [summary["best"]] if summary.get("best") else summary.get("best_trials", []):
+        record["rerun"] = rerun_plan(record, str(scfg.study_name), out_dir, seeds, Path.cwd())
+    if scfg.plots:
+        summary["plots"], summary["plots_skipped"] = write_study_plots(optuna_study, metrics, out_dir)
+        if probe_cfg.logger.get("name") == "wandb":
+            summary["wandb"] = log_study_to_wandb(summary, probe_cfg, out_dir)
+    write_best_json(out_dir, summary)
     print(format_summary(summary) + f"\nwritten: {out_dir / 'best.json'}")
+    if scfg.rerun_seeds is not None:
+        if summary.get("best"):
+            summary["best"]["rerun"].update(run_rerun(summary["best"]["rerun"], metrics, stop))
+            write_best_json(out_dir, summary)
+        else:
+            log.warning("hparams_search.rerun_seeds: no complete trial, nothing to rerun")
     return summary, optuna_study
 
 
+def write_best_json(out_dir: Path, summary: dict[str, Any]) -> Path:
+    path = out_dir / "best.json"
+    tmp = path.with_name(".best.json.tmp")
+    tmp.write_text(json.dumps(summary, indent=2, default=str))
+    os.replace(tmp, path)  # an interrupted write never leaves half a best.json
+    return path
+
+
+# ---- the study's plots and its W&B run
+def metric_slug(metric: str) -> str:
+    """A file-name part of a metric: ``val/warm/recall@50`` -> ``val_warm_recall_50``."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", metric).strip("_")
+
+
+def write_study_plots(study: optuna.Study, metrics: list[str], out_dir: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """Optuna's own matplotlib plots of the study, as ``<out_dir>/optuna_<plot>.png``.
+
+    Drawn: the optimization history and the parallel coordinates (one per objective, suffixed with
+    the metric for a multi-objective study), the parameter importances (fANOVA, seed 0) once the
+    complete trials hold >= 2 parameters and number >= ``IMPORTANCE_MIN_TRIALS``, and the Pareto front
+    of a 2- or 3-objective study.
+
+    Returns:
+        ({plot: path written}, {plot: why it was not drawn}); the second is also logged.
+    """
+    import matplotlib
+
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")  # files only; never open a window
+    import matplotlib.pyplot as plt
+    from optuna.importance import FanovaImportanceEvaluator
+    from optuna.visualization import matplotlib as optuna_plots
+
+    from graphrecall.plots import save_figure
+
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not complete:
+        log.warning("study '%s': no complete trial, no plots", study.study_name)
+        return {}, {"all": "no complete trial"}
+    params = set().union(*(t.params for t in complete))
+    single = len(metrics) == 1
+    draws, skipped = {}, {}
+    for i, metric in enumerate(metrics):
+        suffix = "" if single else f"_{metric_slug(metric)}"
+        target = {"target_name": metric} if single else {"target": (lambda t, i=i: t.values[i]), "target_name": metric}
+        draws[f"history{suffix}"] = lambda target=target: optuna_plots.plot_optimization_history(study, **target)
+        if len(params) < 2:
+            skipped[f"importance{suffix}"] = f"{len(params)} searched parameter(s): importances need 2 or more"
+        elif len(complete) < IMPORTANCE_MIN_TRIALS:
+            skipped[f"importance{suffix}"] = (f"{len(complete)} complete trial(s): importances need "
+                                              f"{IMPORTANCE_MIN_TRIALS} (IMPORTANCE_MIN_TRIALS)")
+        else:
+            draws[f"importance{suffix}"] = lambda target=target: optuna_plots.plot_param_importances(
+                study, evaluator=FanovaImportanceEvaluator(seed=0), **target)
+        draws[f"parallel_coordinate{suffix}"] = lambda target=target: optuna_plots.plot_parallel_coordinate(study, **target)
+    if len(metrics) in (2, 3):
+        draws["pareto_front"] = lambda: optuna_plots.plot_pareto_front(study, target_names=metrics)
+    written = {}
+    for name, draw in draws.items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                # one complete trial: an axis of a single value, which matplotlib widens itself
+                warnings.filterwarnings("ignore", "Attempting to set identical", UserWarning)
+                axes = draw()
+            fig = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
+            written[name] = str(save_figure(fig, out_dir / f"optuna_{name}.png"))
+            plt.close(fig)
+        except Exception as exc:  # noqa: BLE001 - a plot must not lose the study's summary
+            skipped[name] = f"{type(exc).__name__}: {exc}"
+    for name, why in skipped.items():
+        log.info("study '%s': plot %s not drawn: %s", study.study_name, name, why)
+    return written, skipped
+
+
+def trial_wandb_identity(summary: dict[str, Any]) -> dict[str, Any]:
+    """The W&B identity a trial of the study recorded (``<trial run dir>/wandb_run.json``: group,
+    tags), best trial first; empty when no trial logged to W&B."""
+    records = [summary["best"]] if summary.get("best") else list(summary.get("best_trials") or [])
+    study = optuna.load_study(study_name=summary["study_name"], storage=summary["storage"])
+    dirs = [r.get("run_dir") for r in records] + [t.user_attrs.get("run_dir") for t in study.get_trials(deepcopy=False)]
+    for run_dir in dirs:
+        path = Path(run_dir) / "wandb_run.json" if run_dir else None
+        if path is not None and path.is_file():
+            return json.loads(path.read_text())
+    return {}
+
+
+def log_study_to_wandb(summary: dict[str, Any], train_cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+    """One W&B run (``job_type`` study, name ``<study> study``) in the trials' group with the study's
+    plots (images), a table of its trials, the best values, parameters and rerun command (summary) and
+    the fixed overrides (config). The group is ``logger.group``, else the one the trials recorded
+    (``wandb_run.json``), else ``optuna/<study>``. It writes under ``<out_dir>/wandb`` (offline unless
+    an API key is configured, as the trials).
+
+    Returns:
+        ``{"run_dir", "group", "mode"}``, or ``{"error": ...}`` when W&B failed (logged; the study's own
+        files are unaffected).
+    """
+    from graphrecall import tracking
+
+    logger_cfg = OmegaConf.to_container(train_cfg.logger, resolve=True)
+    try:
+        mode = tracking.wandb_mode(str(logger_cfg.get("mode", "auto")))
+        if mode == "disabled":
+            return {"mode": mode}
+        import wandb
+
+        tracking.finish_wandb()  # never log into a trial's run
+        os.environ.setdefault("WANDB_SILENT", "true")
+        trial = trial_wandb_identity(summary)
+        group = str(logger_cfg.get("group") or trial.get("group") or f"optuna/{summary['study_name']}")
+        tags = list(dict.fromkeys([*(trial.get("tags") or logger_cfg.get("tags") or []), "study"]))
+        config = tracking.flatten({"study": {k: summary[k] for k in ("study_name", "storage", "directions",
+                                                                      "optimized_metrics", "n_trials")},
+                                   "fixed": summary.get("fixed_overrides") or {}})
+        run = wandb.init(project=logger_cfg.get("project") or "graphrecall", entity=logger_cfg.get("entity"),
+                         group=group, job_type="study", name=f"{summary['study_name']} study", tags=tags,
+                         dir=str(out_dir), mode=mode, config=config)
+        try:
+            run.log({f"study/{name}": wandb.Image(path) for name, path in summary.get("plots", {}).items()})
+            run.log({"study/trials": trials_table(summary, wandb)})
+            run.summary.update(study_run_summary(summary))
+        finally:
+            run.finish()
+        return {"run_dir": str(Path(run.dir).parent), "group": group, "mode": mode}
+    except Exception as exc:  # noqa: BLE001 - W&B is optional: say so, keep the study's files
+        log.warning("study '%s': W&B study run not logged: %s: %s", summary["study_name"], type(exc).__name__, exc)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def trials_table(summary: dict[str, Any], wandb: Any) -> Any:
+    """A ``wandb.Table`` of the study's trials: number, state, objective values, parameters."""
+    study = optuna.load_study(study_name=summary["study_name"], storage=summary["storage"])
+    trials = study.get_trials(deepcopy=False)
+    metrics = list(summary["optimized_metrics"])
+    params = sorted(set().union(*(t.params for t in trials))) if trials else []
+    rows = [[t.number, t.state.name, *(t.values or [None] * len(metrics)), *(t.params.get(p) for p in params)]
+            for t in trials]
+    return wandb.Table(columns=["trial", "state", *metrics, *params], data=rows)
+
+
+def study_run_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """Flat W&B summary keys: trial counts, the best trial's values and parameters, its rerun command."""
+    out: dict[str, Any] = {f"study/{k}": v for k, v in summary["counts"].items()}
+    best = summary.get("best")
+    if best:
+        out["best/trial"] = best["number"]
+        out.update({f"best/{k}": v for k, v in best["values"].items()})
+        out.update({f"best/params/{k}": v for k, v in best["params"].items()})
+        if best.get("rerun"):
+            out["best/rerun_command"] = best["rerun"]["command"]
+    out["study/pareto_trials"] = [b["number"] for b in summary.get("best_trials", [])] or None
+    return {k: v for k, v in out.items() if v is not None}
+
+
+# ---- the best setting on several seeds
+def run_rerun(plan: dict[str, Any], metrics: list[str], stop: StopSignals) -> dict[str, Any]:
+    """Run the rerun of the best setting (``plan``: best.json's ``rerun``) unless its sweep already
+    finished, then ``graphrecall.report`` on the sweep (printed, and written to ``<sweep>/report.md``,
+    with the optimized validation metrics as extra columns).
+
+    Returns:
+        ``{"ran": bool, "report": path}``.
+
+    Raises:
+        RerunFailed: the rerun or the report exited non-zero.
+    """
+    sweep = Path(plan["sweep_dir"])
+    finished = all((sweep / str(i) / "metrics.json").exists() for i in range(len(plan["seeds"])))
+    if finished:
+        log.info("rerun of the best setting already finished in %s: not run again", sweep)
+    else:
+        log.info("rerun of the best setting on seeds %s: %s", plan["seeds"], plan["command"])
+        argv = [sys.executable, *plan["argv"][1:]]  # this environment's interpreter, whatever PATH holds
+        (code,) = wait_passing_signals([subprocess.Popen(argv, cwd=plan["cwd"])], stop)
+        if code != 0:
+            raise RerunFailed(f"the rerun of the best setting exited with status {code} (its output is above): "
+                              f"{plan['command']}")
+    report = sweep / "report.md"
+    cmd = [sys.executable, "-m", "graphrecall.report", str(sweep), "--out", str(report), "--extra", *metrics]
+    out = subprocess.run(cmd, cwd=plan["cwd"], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RerunFailed(f"graphrecall.report on the rerun {sweep} exited with status {out.returncode}: "
+                          f"{out.stderr.strip()[-2000:]}")
+    print(out.stdout)
+    return {"ran": not finished, "report": str(report)}
+
+
 def run_worker(study: optuna.Study, objective: Objective, budget: Budget, grace_period: int,
-               poll_seconds: float) -> None:
+               poll_seconds: float, stop: StopSignals | None = None) -> None:
     """Run trials one at a time until the study has ``n_trials`` finished trials (or the failure
     budget is spent). Trials of other live workers count as pending: while they fill the budget
     this worker waits, and replaces any of them whose worker dies (heartbeat older than the grace
-    period: marked FAIL here)."""
+    period: marked FAIL here). Storage reads and writes run with signals held back (``stop``); the
+    objective's training and the waits take them at once."""
+    stop = stop or StopSignals()
     waited = False
-    while not budget.stopped_by_failures:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
-        trials = study.get_trials(deepcopy=False)
-        finished, pending = len(finished_trials(trials)), len(live_running(trials, grace_period))
-        if finished >= budget.n_trials:
-            return
-        if finished + pending >= budget.n_trials:
-            if not waited:
-                log.info("%d finished + %d running in other workers fill the budget of %d: waiting for them",
-                         finished, pending, budget.n_trials)
-                waited = True
-            time.sleep(poll_seconds)
-            continue
-        waited = False
-        study.optimize(objective, n_trials=1, catch=(TrialFailed, SurplusTrial), callbacks=[budget])
+    with stop.armed(False):
+        while not budget.stopped_by_failures:
+            stop.check()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+            trials = study.get_trials(deepcopy=False)
+            finished, pending = len(finished_trials(trials)), len(live_running(trials, grace_period))
+            if finished >= budget.n_trials:
+                return
+            if finished + pending >= budget.n_trials:
+                if not waited:
+                    log.info("%d finished + %d running in other workers fill the budget of %d: waiting for them",
+                             finished, pending, budget.n_trials)
+                    waited = True
+                stop.sleep(poll_seconds)
+                continue
+            waited = False
+            study.optimize(objective, n_trials=1, catch=(TrialFailed, SurplusTrial), callbacks=[budget])
+        stop.check()
 
 
 def launch_workers(study: str | Path | DictConfig, scfg: DictConfig, train_overrides: Sequence[str],
-                   study_overrides: Sequence[str], out_dir: Path) -> bool:
-    """Run ``scfg.workers`` worker processes of this command on the study and wait for them.
+                   study_overrides: Sequence[str], out_dir: Path, stop: StopSignals | None = None) -> bool:
+    """Run ``scfg.workers`` worker processes of this command on the study and wait for them. The
+    workers leave the plots, the W&B study run and the rerun to this process. A signal that stops
+    this process is passed on to them (:func:`wait_passing_signals`).
 
     Returns:
         True when a worker stopped on its failure budget (exit status 1).
@@ -522,12 +1135,14 @@ def launch_workers(study: str | Path | DictConfig, scfg: DictConfig, train_overr
         cmd = [sys.executable, "-m", "graphrecall.search", f"hparams_search={study}", *train_overrides,
                *(f"hparams_search.{o}" for o in study_overrides),
                f"hparams_search.storage={storage_url(scfg)}", f"hparams_search.output_dir={Path(scfg.output_dir).resolve()}",
-               "hparams_search.workers=1", f"hparams_search.worker_rank={rank}"]
+               "hparams_search.workers=1", f"hparams_search.worker_rank={rank}", "hparams_search.plots=false",
+               "hparams_search.rerun_seeds=null"]
         logfile = out_dir / f"worker_{rank}.log"
         with logfile.open("w") as fh:
             procs.append((rank, logfile, subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)))
         log.info("worker %d: pid %d, log %s", rank, procs[-1][2].pid, logfile)
-    codes = {rank: (logfile, proc.wait()) for rank, logfile, proc in procs}
+    statuses = wait_passing_signals([proc for _, _, proc in procs], stop or StopSignals())
+    codes = {rank: (logfile, code) for (rank, logfile, _), code in zip(procs, statuses)}
     crashed = {rank: f"exit {code}, log {logfile}" for rank, (logfile, code) in codes.items() if code not in (0, 1)}
     if crashed:
         raise RuntimeError(f"search worker(s) crashed: {crashed}")
@@ -553,7 +1168,16 @@ def parse_args(argv: Sequence[str]) -> tuple[str, list[str], list[str]]:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] %(message)s")
     study, train_overrides, study_overrides = parse_args(sys.argv[1:] if argv is None else argv)
-    summary, _ = run_search(study, train_overrides, study_overrides)
+    try:
+        summary, _ = run_search(study, train_overrides, study_overrides)
+    except StudyStopped as exc:  # its line is logged
+        return exc.exit_status
+    except StudyMismatch as exc:
+        log.error("%s", exc)
+        return EXIT_MISMATCH
+    except RerunFailed as exc:
+        log.error("%s", exc)
+        return 1
     return 1 if summary["stopped_by_failures"] else 0
 
 

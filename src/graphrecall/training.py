@@ -4,6 +4,7 @@ resume)."""
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
-from graphrecall.checkpoints import load_checkpoint_file
+from graphrecall.checkpoints import check_weights_fit, load_checkpoint_file
 
 VAL_METRIC = "val/recall@50"
 
@@ -55,14 +56,17 @@ def keep_batch(batch: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
 
 
 def make_logger(logger_cfg: dict[str, Any], run_dir: Path, run_config: dict[str, Any] | None) -> list:
-    """CSV always; Weights & Biases when ``logger.name=wandb`` (offline unless an API key is set)."""
+    """CSV always; Weights & Biases when ``logger.name=wandb`` (offline unless an API key is set), into
+    the job's W&B run when train.py started one (one run per job, with the fit's curves)."""
     from pytorch_lightning.loggers import CSVLogger
 
     loggers: list = [CSVLogger(str(run_dir), name="csv", version="")]
     if logger_cfg.get("name") == "wandb":
         from graphrecall.tracking import wandb_logger
 
-        loggers.append(wandb_logger(logger_cfg, run_dir, run_config))
+        wandb = wandb_logger(logger_cfg, run_dir, run_config)  # None with logger.mode=disabled
+        if wandb is not None:
+            loggers.append(wandb)
     return loggers
 
 
@@ -100,6 +104,68 @@ class RankingValidationModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.best = checkpoint.get("best_val_recall@50", float("-inf"))
+
+
+class EpochLog(pl.Callback):
+    """One INFO line per epoch through the ``graphrecall.train`` logger, for fits without a progress
+    bar (``trainer.enable_progress_bar=false``, every recipe):
+    ``epoch 3/20: train/loss 0.412, val/recall@50 0.2931 (best 0.2950 @ epoch 2), 12.3 s``.
+
+    Epochs count from 1 here (checkpoint names count from 0: ``best-epoch1`` is epoch 2). The best
+    is the highest ``monitor`` of the epochs this fit validated (ties keep the first, as checkpointing
+    does); the seconds run from the start of the epoch's training to the end of its validation.
+    Values missing in an epoch (no validation that epoch, a model that logs no ``train/loss``) are
+    left out of its line. The models log their epoch metrics in their own ``on_train_epoch_end``,
+    which Lightning calls after the callbacks' hook: so an epoch's line is written when the next
+    epoch starts, or when the fit ends.
+    """
+
+    def __init__(self, monitor: str = VAL_METRIC, loss: str = "train/loss",
+                 logger: logging.Logger | None = None) -> None:
+        self.monitor, self.loss = monitor, loss
+        self.out = logger or logging.getLogger("graphrecall.train")
+        self.best: tuple[float, int] | None = None  # (value, epoch from 1)
+        self._start = time.perf_counter()
+        self._validated = False
+        self._pending: tuple[int, float, bool] | None = None  # (epoch from 1, seconds, validated) not yet written
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._write(trainer)
+        self._start, self._validated = time.perf_counter(), False
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._validated = self._validated or not trainer.sanity_checking
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._pending = (trainer.current_epoch + 1, time.perf_counter() - self._start, self._validated)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._write(trainer)
+
+    def _write(self, trainer: pl.Trainer) -> None:
+        if self._pending is not None and trainer.is_global_zero:
+            epoch, seconds, validated = self._pending
+            self.out.info(self.line(epoch, trainer.max_epochs, trainer.callback_metrics, seconds, validated))
+        self._pending = None
+
+    def line(self, epoch: int, max_epochs: int | None, metrics: dict[str, Any], seconds: float,
+             validated: bool = True) -> str:
+        """The epoch's line from Lightning's ``callback_metrics`` (updates the best)."""
+        parts = []
+        if self.loss in metrics:
+            parts.append(f"{self.loss} {float(metrics[self.loss]):.4g}")
+        value = float(metrics[self.monitor]) if validated and self.monitor in metrics else None
+        if value is not None and value == value:  # NaN never becomes the best
+            if self.best is None or value > self.best[0]:
+                self.best = (value, epoch)
+            parts.append(f"{self.monitor} {value:.4f} (best {self.best[0]:.4f} @ epoch {self.best[1]})")
+        total = f"/{max_epochs}" if max_epochs and max_epochs > 0 else ""
+        return f"epoch {epoch}{total}: " + ", ".join([*parts, f"{seconds:.1f} s"])
+
+
+def epoch_log_callbacks(trainer_cfg: dict[str, Any]) -> list[pl.Callback]:
+    """``[EpochLog()]`` when the trainer shows no progress bar, else ``[]``."""
+    return [] if trainer_cfg.get("enable_progress_bar", True) else [EpochLog()]
 
 
 def resumable_checkpoint_callback(**kwargs: Any) -> Any:
@@ -166,27 +232,30 @@ def fit_with_selection(
     cfg = dict(trainer_cfg)
     patience = cfg.pop("early_stopping_patience", 3)
     ckpt_dir = Path(run_dir) / "checkpoints"  # resuming too: never write into the old run's folder
-    ckpt = resumable_checkpoint_callback(dirpath=str(ckpt_dir), filename="best-{epoch}", monitor=VAL_METRIC,
-                                         mode="max", save_last=True)
+    ckpt = resumable_checkpoint_callback(dirpath=str(ckpt_dir), filename="best-epoch{epoch}", monitor=VAL_METRIC,
+                                         mode="max", save_last=True, auto_insert_metric_name=False)
     callbacks: list = [ckpt]
     if patience:
         callbacks.append(EarlyStopping(monitor=VAL_METRIC, mode="max", patience=int(patience)))
     callbacks.extend(extra_callbacks or [])
+    callbacks.extend(epoch_log_callbacks(cfg))
     trainer = pl.Trainer(default_root_dir=str(run_dir), callbacks=callbacks,
                          logger=make_logger(logger_cfg, Path(run_dir), run_config), **cfg)
     val_loader = DataLoader(TensorDataset(torch.zeros(1)), batch_size=1)
     start = time.perf_counter()
     if resume_from:
-        load_checkpoint_file(resume_from)  # refuses a crafted or foreign file with a clear message
+        # refuses a crafted or foreign file, and weights of another architecture, with one clear line
+        check_weights_fit(load_checkpoint_file(resume_from), module, resume_from)
     trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from, weights_only=True)
     seconds = time.perf_counter() - start
     best = ckpt.best_model_path or None
     if best:
         module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
     epochs = trainer.current_epoch
-    # the selected epoch (0-based) from the best checkpoint's name ("best-epoch=N.ckpt"); a refit
+    # the selected epoch (0-based) from the best checkpoint's name ("best-epochN.ckpt", no "=": the
+    # name goes on a Hydra command line as it is; older runs wrote "best-epoch=N.ckpt"); a refit
     # trains best_epoch + 1 epochs
-    match = re.search(r"epoch=(\d+)", Path(best).name) if best else None
+    match = re.search(r"epoch=?(\d+)", Path(best).name) if best else None
     best_epoch = int(match.group(1)) if match else max(epochs - 1, 0)
     return {"train_seconds": seconds, "epochs": epochs, "epoch_seconds": seconds / max(epochs, 1),
             "best_val_recall@50": float(ckpt.best_model_score or 0.0), "best_epoch": best_epoch,
@@ -217,7 +286,7 @@ def fit_fixed_epochs(
                                                             "num_sanity_val_steps", "min_epochs")}
     cfg.update(max_epochs=int(epochs), limit_val_batches=0, num_sanity_val_steps=0)
     ckpt = ModelCheckpoint(dirpath=str(Path(run_dir) / "checkpoints"), save_last=True, save_top_k=0)
-    trainer = pl.Trainer(default_root_dir=str(run_dir), callbacks=[ckpt],
+    trainer = pl.Trainer(default_root_dir=str(run_dir), callbacks=[ckpt, *epoch_log_callbacks(cfg)],
                          logger=make_logger(logger_cfg, Path(run_dir), run_config), **cfg)
     start = time.perf_counter()
     trainer.fit(module, train_loader)

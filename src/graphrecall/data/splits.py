@@ -1,4 +1,5 @@
-"""Train / validation / test folds: temporal, intervened (DICE protocol) and predefined.
+"""Train / validation / test folds: temporal, rolling-origin (a backtest over K windows), intervened
+(DICE protocol) and predefined.
 
 Every split returns two :class:`Fold` objects, ``val`` (for every model selection) and ``test``.
 A fold has
@@ -108,6 +109,7 @@ def temporal_folds(
     val_days: float = 3,
     cut: str | int | None = None,
     cut_quantile: float | None = None,
+    end: int | None = None,
 ) -> dict[str, Fold]:
     """Temporal split: training window of ``window_days`` ending at the cut, test after it.
 
@@ -122,6 +124,7 @@ def temporal_folds(
         val_days: validation period length.
         cut: ISO date or Unix seconds.
         cut_quantile: quantile of click timestamps used as the cut when ``cut`` is None.
+        end: the end of the test period (Unix seconds, exclusive); overrides ``test_days``.
     """
     ts = clicks[TIMESTAMP].to_numpy(np.int64)
     data_range = (int(ts.min()), int(ts.max()))
@@ -133,7 +136,8 @@ def temporal_folds(
         if test_days is None:
             raise ValueError("split: give cut, cut_quantile or test_days")
         t_cut = data_range[1] + 1 - int(test_days * DAY)
-    t_end = data_range[1] + 1 if test_days is None else t_cut + int(test_days * DAY)
+    t_end = (int(end) if end is not None else data_range[1] + 1 if test_days is None
+             else t_cut + int(test_days * DAY))
 
     folds = {}
     for name, fold_cut, fold_end in (("val", t_cut - int(val_days * DAY), t_cut), ("test", t_cut, t_end)):
@@ -146,6 +150,69 @@ def temporal_folds(
         targets, info = target_pairs(target_clicks, history)
         folds[name] = Fold(name, train.reset_index(drop=True), history.reset_index(drop=True), targets,
                            cut=fold_cut, info=info)
+    return folds
+
+
+def rolling_origins(timestamps: np.ndarray, windows: int, first_cut_quantile: float | None = None,
+                    spacing_quantile: float | None = None, spacing_days: float | None = None) -> list[tuple[int, int]]:
+    """The (cut, end) of each of ``windows`` consecutive test periods of a rolling-origin backtest.
+
+    With ``spacing_days``, the periods are the last ``windows`` x ``spacing_days`` days of the log,
+    ``spacing_days`` each; else they are slices of the clicks' time line by quantile: window ``k``
+    tests ``[q(f + k s), q(f + (k + 1) s))``, ``f = first_cut_quantile``, ``s = spacing_quantile``
+    (the last period runs to the last click when ``f + windows s`` reaches 1). The periods never
+    overlap, so a user's clicks are a target in at most one window each.
+
+    Args:
+        timestamps: [E] click times (Unix seconds).
+        windows: K >= 1.
+
+    Returns:
+        K (cut, end) pairs, Unix seconds, ``end`` exclusive, in time order.
+    """
+    ts = np.asarray(timestamps, dtype=np.int64)
+    last = int(ts.max()) + 1
+    if isinstance(windows, bool) or not isinstance(windows, (int, np.integer)) or windows < 1:
+        raise ValueError(f"split.rolling.windows={windows!r}: expected a whole number >= 1")
+    if spacing_days is not None:
+        if spacing_days <= 0:
+            raise ValueError(f"split.rolling.spacing_days={spacing_days}: expected > 0")
+        step = int(round(spacing_days * DAY))
+        cuts = [last - (windows - k) * step for k in range(windows + 1)]
+    else:
+        if first_cut_quantile is None or spacing_quantile is None:
+            raise ValueError("split.rolling needs spacing_days, or first_cut_quantile and spacing_quantile")
+        if not 0.0 < first_cut_quantile < 1.0 or spacing_quantile <= 0.0:
+            raise ValueError(f"split.rolling.first_cut_quantile={first_cut_quantile} must be in (0, 1) and "
+                             f"spacing_quantile={spacing_quantile} > 0")
+        top = first_cut_quantile + windows * spacing_quantile
+        if top > 1.0 + 1e-9:
+            raise ValueError(f"split.rolling: first_cut_quantile + windows x spacing_quantile = {top:g} > 1: the last "
+                             "window would end after the last click")
+        qs = [first_cut_quantile + k * spacing_quantile for k in range(windows + 1)]
+        cuts = [int(np.quantile(ts, q)) for q in qs[:-1]] + [last if qs[-1] >= 1.0 - 1e-9 else int(np.quantile(ts, qs[-1]))]
+    if any(b <= a for a, b in zip(cuts, cuts[1:])):
+        raise ValueError(f"split.rolling: the {windows} windows do not fit the log (cuts {cuts}): fewer windows or a "
+                         "wider spacing")
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def rolling_folds(clicks: pd.DataFrame, windows: int, index: int, window_days: float | None = None,
+                  val_days: float = 3, first_cut_quantile: float | None = None,
+                  spacing_quantile: float | None = None, spacing_days: float | None = None) -> dict[str, Fold]:
+    """Window ``index`` of a rolling-origin backtest (time-series cross-validation): the temporal
+    split at that window's cut (:func:`rolling_origins`), its test period ending at the next cut,
+    validation ``val_days`` before the cut. Every model choice (epochs, serving grids) reads that
+    window's validation fold; the test folds of the K windows are disjoint in time. A backtest is
+    K runs, one per ``index`` (``experiment=backtest``); ``fold.info`` records the window."""
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < windows:
+        raise ValueError(f"split.rolling.index={index!r}: expected a whole number in [0, {windows - 1}] "
+                         f"(split.rolling.windows={windows})")
+    origins = rolling_origins(clicks[TIMESTAMP].to_numpy(), windows, first_cut_quantile, spacing_quantile, spacing_days)
+    cut, end = origins[index]
+    folds = temporal_folds(clicks, window_days=window_days, val_days=val_days, cut=cut, end=end)
+    for fold in folds.values():
+        fold.info.update({"window": int(index), "windows": int(windows), "window_cut": int(cut), "window_end": int(end)})
     return folds
 
 
@@ -226,18 +293,27 @@ def _check_predefined(frames: dict[str, pd.DataFrame], paths: dict[str, str] | N
 
 def predefined_folds(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame,
                      paths: dict[str, str] | None = None) -> dict[str, Fold]:
-    """Folds from user-given train / validation / test clicks (encoded), used exactly as given.
+    """Folds from user-given train / validation / test clicks (encoded).
 
-    Models train on ``train`` in both folds. Validation targets are evaluated with ``train`` as
-    history; test targets with train + val as history (val clicks act as triggers and are filtered).
-    A test or val file equal to another file, lying before train, or without any new (user, content)
-    pair is refused with the reason.
+    Validation targets are evaluated with ``train`` as history; test targets with train + val as
+    history (val clicks act as triggers and are filtered). A test or val file equal to another
+    file, lying before train, or without any new (user, content) pair is refused with the reason.
+
+    **Files ordered in time** (every val click after every train click, every test click after
+    every val click; the common case of a log cut by date) give each fold the cut they imply, as
+    a temporal split does: the val fold's cut is its first click, the test fold's its first click,
+    and the test fold trains on everything before its cut (train + val), so that a model refit on
+    the test fold, recent popularity and the learned popularity term see the clicks up to the cut.
+    **Other files** have no cut: models train on ``train`` in both folds, and what needs a moment in
+    time (``model.popularity``, recency windows) is refused or off; ``fold.info["not_ordered"]``
+    says why the files are not ordered.
     """
     for name, frame in (("train", train), ("val", val), ("test", test)):
         if len(frame) == 0:
             raise DataValidationError(f"split: the predefined {name} file has no clicks")
     _check_predefined({"train": train, "val": val, "test": test}, paths)
     full = pd.concat([train, val], ignore_index=True)
+    not_ordered = _not_ordered_in_time({"train": train, "val": val, "test": test}, paths)
     folds = {}
     for name, hist, tgt in (("val", train, val), ("test", full, test)):
         targets, info = target_pairs(tgt, hist)
@@ -247,8 +323,26 @@ def predefined_folds(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame,
                 f"split: {where} ({name}) has no target left: every (user, content) pair of it was already clicked "
                 f"in its history ({'train' if name == 'val' else 'train + val'}); expected new pairs to score"
             )
-        folds[name] = Fold(name, train.reset_index(drop=True), hist.reset_index(drop=True), targets, info=info)
+        if not_ordered:
+            folds[name] = Fold(name, train.reset_index(drop=True), hist.reset_index(drop=True), targets,
+                               info={**info, "not_ordered": not_ordered})
+        else:  # the cut the files imply; the fold trains on everything before it
+            folds[name] = Fold(name, hist.reset_index(drop=True), hist.reset_index(drop=True), targets,
+                               cut=int(tgt[TIMESTAMP].min()), info=info)
     return folds
+
+
+def _not_ordered_in_time(frames: dict[str, pd.DataFrame], paths: dict[str, str] | None = None) -> str | None:
+    """None when every val click follows every train click and every test click every val click
+    (strictly: a shared second has no cut between them); else why not, naming the files."""
+    paths = paths or {k: f"the predefined {k} file" for k in frames}
+    for early, late in (("train", "val"), ("val", "test")):
+        last = int(frames[early][TIMESTAMP].max())
+        overlap = int((frames[late][TIMESTAMP] <= last).sum())
+        if overlap:
+            return (f"{overlap} click(s) of {paths[late]} ({late}) are at or before the last click of {paths[early]} "
+                    f"({early}, {pd.to_datetime(last, unit='s')})")
+    return None
 
 
 def _read_click_file(path: str, dataset: FeedDataset, timestamp_format: str | None = None,
@@ -293,7 +387,7 @@ def _read_click_file(path: str, dataset: FeedDataset, timestamp_format: str | No
 
 
 def make_folds(dataset: FeedDataset, split: dict[str, Any], seed: int = 0) -> dict[str, Fold]:
-    """Dispatch on ``split["kind"]`` (``temporal`` | ``intervened`` | ``predefined``).
+    """Dispatch on ``split["kind"]`` (``temporal`` | ``rolling`` | ``intervened`` | ``predefined``).
 
     ``split`` is the dataset config's ``split`` block: ``kind`` plus one sub-block of arguments per
     kind (``split.temporal: {...}``, ``split.intervened: {...}``, ``split.predefined: {files:
@@ -302,12 +396,14 @@ def make_folds(dataset: FeedDataset, split: dict[str, Any], seed: int = 0) -> di
     """
     split = dict(split)
     kind = split.pop("kind", "temporal")
-    kinds = ("temporal", "intervened", "predefined")
+    kinds = ("temporal", "intervened", "predefined", "rolling")
     if kind not in kinds:
         raise ValueError(f"unknown split.kind '{kind}'; expected one of {kinds}")
     params = dict(split[kind] or {}) if kind in split else {k: v for k, v in split.items() if k not in kinds}
     if kind == "temporal":
         return temporal_folds(encode_clicks(dataset), **params)
+    if kind == "rolling":
+        return rolling_folds(encode_clicks(dataset), **params)
     if kind == "intervened":
         params.setdefault("seed", seed)
         return intervened_folds(encode_clicks(dataset), **params)

@@ -178,13 +178,31 @@ def read_entry(path: Path, parts: dict[str, Any]) -> Any:
     return _decode(json.loads(meta["tree"]), arrays)
 
 
+def check_cache_dir(cache_dir: str | Path | None, key: str = "cache_dir") -> Path | None:
+    """``cache_dir`` as a path, None when off; a ``NotADirectoryError`` naming ``key`` when it, or
+    the nearest existing folder above it, is a file (the entry could not be written after the build).
+    """
+    if cache_dir is None:
+        return None
+    path = Path(cache_dir)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        what = "is a file" if existing == path else f"lies under {existing}, which is a file"
+        raise NotADirectoryError(f"{key}={cache_dir} {what}, not a folder: give a folder for the built graphs "
+                                 f"(created when missing), or {key}=null to build without a cache")
+    return path
+
+
 def cached(cache_dir: str | Path | None, name: str, parts: dict[str, Any], build: Callable[[], Any]) -> Any:
     """Return the cached result of ``build()`` for ``parts``, building and storing it if absent.
 
     ``parts`` must name every input the result depends on. An unreadable, damaged or mismatching
     entry is rebuilt and replaced (logged as a warning). With ``cache_dir=None`` nothing is cached.
+
+    Raises:
+        NotADirectoryError: ``cache_dir`` is a file (checked before the build).
     """
-    if cache_dir is None:
+    if check_cache_dir(cache_dir) is None:
         return build()
     path = Path(cache_dir) / f"{name}-{cache_key(parts)}.npz"
     if path.exists():

@@ -23,6 +23,12 @@ API only, no UDFs)::
         --clicks <clicks parquet: u, i, timestamp> --out <folder> --tau 0.01 [--top-k 50]
 
 ``pyspark`` is an optional dependency (``pip install -e .[spark]``); this module imports it lazily.
+
+Settings are checked before Spark starts (:func:`check_spark_settings`: the master URL's form, a
+shuffle partition count >= 1, memory sizes such as ``4g``), so a typo fails at once naming its key
+instead of in a Java trace. A session that fails to start anyway (a master the cluster refuses, a
+JVM that cannot start) raises :class:`SparkStartError` with Java's own reason, read from the
+gateway's stderr, in one line.
 """
 
 from __future__ import annotations
@@ -31,8 +37,13 @@ import argparse
 import json
 import logging
 import os
+import re
 import shutil
+import sys
 import tempfile
+import threading
+from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +63,110 @@ log = logging.getLogger(__name__)
 
 SPARK_DEFAULTS: dict[str, Any] = {"master": "local[*]", "shuffle_partitions": 8, "work_dir": None}
 WEIGHTINGS = ("row", "confidence", "cosine", "ordered")
+# the master URLs Spark takes (spark-submit --master): local, local[N], local[*], local[N,F], local[*,F],
+# local-cluster[N,C,M], spark://HOST:PORT[,HOST:PORT], yarn, k8s://HOST:PORT
+MASTER_FORMS = "local, local[N], local[*], local[N,F], local-cluster[N,C,M], spark://HOST:PORT, yarn or k8s://HOST:PORT"
+_MASTER = re.compile(r"local(\[(\*|[1-9]\d*)(,[1-9]\d*)?\])?|local-cluster\[[1-9]\d*,[1-9]\d*,[1-9]\d*\]"
+                     r"|spark://[^\s/]+|yarn|k8s://\S+")
+_MEMORY = re.compile(r"[1-9]\d*([kmgtp]b?|b)?", re.IGNORECASE)  # Spark's size strings: 512m, 4g, 1024k, 2gb
+
+
+class SparkStartError(RuntimeError):
+    """Spark did not start; the message carries Java's own reason."""
+
+
+def check_spark_settings(spark_cfg: Mapping[str, Any] | None, key: str = "graph.spark") -> dict[str, Any]:
+    """The ``graph.spark`` settings with their defaults, checked before any Spark starts.
+
+    Raises:
+        ValueError: an unknown key, a master URL of no form Spark takes, a shuffle partition count
+            that is not a whole number >= 1, or a work_dir that is not a path; the message names
+            ``<key>.<setting>``.
+    """
+    cfg = {**SPARK_DEFAULTS, **dict(spark_cfg or {})}
+    unknown = sorted(set(cfg) - set(SPARK_DEFAULTS))
+    if unknown:
+        raise ValueError(f"{key}: unknown key(s) {unknown}; expected {sorted(SPARK_DEFAULTS)}")
+    check_master(cfg["master"], f"{key}.master")
+    partitions = cfg["shuffle_partitions"]
+    if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
+        raise ValueError(f"{key}.shuffle_partitions={partitions!r}: expected a whole number >= 1 "
+                         "(spark.sql.shuffle.partitions; ~2-4x the cores)")
+    if cfg["work_dir"] is not None and (not isinstance(cfg["work_dir"], (str, Path)) or not str(cfg["work_dir"])):
+        raise ValueError(f"{key}.work_dir={cfg['work_dir']!r}: expected a folder path or null (a temporary folder)")
+    return cfg
+
+
+def check_master(master: Any, key: str = "graph.spark.master") -> str:
+    """``master`` if it has the form of a Spark master URL, else a ValueError naming ``key``."""
+    if not isinstance(master, str) or not _MASTER.fullmatch(master):
+        raise ValueError(f"{key}={master!r}: expected a Spark master URL: {MASTER_FORMS}")
+    return master
+
+
+def check_spark_conf(conf: Mapping[str, Any]) -> None:
+    """Spark properties given to a session: a memory size (``spark.driver.memory``,
+    ``spark.executor.memoryOverhead``...) must read like ``512m`` or ``4g``, which the JVM parses
+    (``-Xmx4x`` would stop the JVM before Spark can say why)."""
+    for name, value in conf.items():
+        if re.search(r"memory(overhead)?$", name, re.IGNORECASE) and not _MEMORY.fullmatch(str(value).strip()):
+            raise ValueError(f"{name}={value!r}: expected a memory size such as 512m or 4g (a whole number with "
+                             "an optional k, m, g, t or p unit)")
+
+
+def java_reason(stderr_lines: list[str]) -> str:
+    """Java's own reason for a failed start, from the gateway's stderr: the lines that are neither
+    Spark's log lines (``26/12/06 20:55:28 WARN ...``), its start banner nor stack frames; the
+    first two, joined."""
+    noise = re.compile(r"^\d\d/\d\d/\d\d \d\d:\d\d:\d\d (TRACE|DEBUG|INFO|WARN) |^\s+at |^\s*\.\.\. \d+ more"
+                       r"|^WARNING: Using incubator modules|^Using Spark's default log4j profile|^Setting default log "
+                       r"level|^To adjust logging level")
+    lines = [ln.strip() for ln in stderr_lines if ln.strip() and not noise.search(ln)]
+    if not lines:
+        return "the gateway printed no reason (check that `java -version` runs and JAVA_HOME, if set, is a JDK 17+)"
+    return " | ".join(lines[:2])
+
+
+class StderrTail:
+    """Within ``with``, this process's stderr (file descriptor 2, which a child such as Spark's JVM
+    inherits) is a pipe: every line still reaches the previous stderr, and the last ones are kept
+    for :meth:`reason`. A child started inside keeps writing through the pipe after the block."""
+
+    def __init__(self, keep: int = 200) -> None:
+        self.lines: deque[str] = deque(maxlen=keep)
+        self._thread: threading.Thread | None = None
+        self._saved: int | None = None
+
+    def __enter__(self) -> "StderrTail":
+        sys.stderr.flush()
+        self._saved = os.dup(2)
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, 2)
+        os.close(write_end)
+        self._thread = threading.Thread(target=self._pump, args=(read_end, os.dup(self._saved)), daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+
+    def _pump(self, read_end: int, out: int) -> None:
+        with os.fdopen(read_end, "rb") as pipe:
+            for raw in pipe:
+                try:
+                    os.write(out, raw)
+                except OSError:
+                    pass
+                self.lines.append(raw.decode(errors="replace").rstrip())
+        os.close(out)
+
+    def reason(self, timeout: float = 5.0) -> str:
+        """:func:`java_reason` of what was written (waits up to ``timeout`` s for the writers to exit)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return java_reason(list(self.lines))
 
 
 def spark_session(master: str = "local[*]", shuffle_partitions: int = 8, **conf: str) -> SparkSession:
@@ -60,7 +175,11 @@ def spark_session(master: str = "local[*]", shuffle_partitions: int = 8, **conf:
 
     Raises:
         ImportError: pyspark is not installed (names the extra to install).
+        ValueError: a setting of no form Spark takes (checked before anything starts).
+        SparkStartError: Spark did not start; the message holds Java's reason.
     """
+    check_spark_settings({"master": master, "shuffle_partitions": shuffle_partitions})
+    check_spark_conf(conf)
     try:
         from pyspark.sql import SparkSession
     except ImportError as e:
@@ -76,7 +195,16 @@ def spark_session(master: str = "local[*]", shuffle_partitions: int = 8, **conf:
                .config("spark.sql.shuffle.partitions", str(int(shuffle_partitions))))
     for key, value in conf.items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    settings = f"graph.spark.master={master!r}, shuffle_partitions={shuffle_partitions}"
+    with StderrTail() as tail:  # the JVM's stderr: its reason, when the gateway exits before it answers
+        try:
+            return builder.getOrCreate()
+        except Exception as e:  # noqa: BLE001 - every start failure gets Java's reason, then re-raised as one
+            failure = e
+    if "JAVA_GATEWAY_EXITED" in str(failure):
+        raise SparkStartError(f"Spark did not start ({settings}): {tail.reason()}") from failure
+    first = next((ln.strip() for ln in str(failure).splitlines() if ln.strip()), type(failure).__name__)
+    raise SparkStartError(f"Spark did not start ({settings}): {first}") from failure
 
 
 # ------------------------------------------------------------------------------- DataFrame steps
@@ -292,10 +420,7 @@ def build_with_spark(window: pd.DataFrame, shape: tuple[int, int], name: str, jo
     Returns:
         (kept weights [R, C] CSR, counts [R, C] CSR of every pair before pruning, stats).
     """
-    cfg = {**SPARK_DEFAULTS, **dict(spark_cfg or {})}
-    unknown = sorted(set(cfg) - set(SPARK_DEFAULTS))
-    if unknown:
-        raise ValueError(f"graph.spark: unknown key(s) {unknown}; expected {sorted(SPARK_DEFAULTS)}")
+    cfg = check_spark_settings(spark_cfg)
     spark = spark_session(str(cfg["master"]), int(cfg["shuffle_partitions"]))
     keep = cfg["work_dir"] is not None
     root = Path(cfg["work_dir"]) / name if keep else Path(tempfile.mkdtemp(prefix=f"graphrecall-spark-{name}-"))

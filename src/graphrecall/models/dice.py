@@ -29,7 +29,9 @@ tagged by its popularity relation to the positive (more popular / less popular /
 
 Serving: u2i recall by the group's **interest** vector (``serve=interest``, this repo's choice) or
 the concatenation (``serve=concat``, what the authors' code serves), so a user with no click of its
-own is served through its group; a group (or user) without a training click is back-filled.
+own is served through its group; a group (or user) without a training click is back-filled. An
+entry's reported score is the inner product of the served vectors (``s_int``, or ``s_int + s_con``
+with ``concat``) plus the popularity bonus; back-filled entries score NaN.
 Training protocol as the other trainable models (:mod:`graphrecall.models.u2i`: validation fold,
 selection on val recall@50, plateau learning rate, optional refit and popularity bonus).
 """
@@ -431,7 +433,7 @@ class DICERecall(U2IRecall):
     def save_figure(self, interest: np.ndarray, conformity: np.ndarray, popularity: np.ndarray,
                     run_dir: Path, figure: dict[str, Any]) -> float:
         """The article's figure (contents' interest and conformity vectors projected together, by
-        popularity level) as ``run_dir/interest_conformity.png``; logged to W&B when a run is active."""
+        popularity level) as ``run_dir/interest_conformity.png``."""
         import time
 
         from graphrecall.plots import interest_conformity_projection, save_figure
@@ -441,14 +443,7 @@ class DICERecall(U2IRecall):
                                              num_points=int(figure.get("num_points", 3000)),
                                              method=str(figure.get("method", "tsne")), seed=self.seed)
         path = run_dir / "interest_conformity.png"
-        save_figure(fig, path)
-        try:
-            import wandb
-
-            if wandb.run is not None:
-                wandb.log({"interest_conformity": wandb.Image(str(path))})
-        except ImportError:  # W&B is a dependency; without it the PNG is the figure
-            pass
+        save_figure(fig, path)  # logged to W&B with the run's other figures (graphrecall.tracking.log_run_results)
         return time.perf_counter() - start
 
     def _set_vectors(self, group_vectors: Tensor, content_vectors: Tensor) -> None:

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 
 from graphrecall.data.schema import CONTENT_ID, FeedDataset
 from graphrecall.data.splits import Fold
-from graphrecall.models.base import Recommendations
+from graphrecall.models.base import BACKFILL, BASE_SOURCES, MODEL, Recommendations, block_sources, channel_source
 from graphrecall.models.popular import popularity_ranking, recency_window
 from graphrecall.recall.channels import Channel, auto_slots, channel_contents, merge_channels, parse_channels
 from graphrecall.recall.pool import CandidatePool
@@ -225,14 +225,16 @@ class PoolRecall:
 
     def serve(self, users: np.ndarray, context: tuple[list[np.ndarray], sp.csr_matrix], k: int,
               beta: float | None = None, slots: dict[str, int] | None = None,
-              min_score: float | None = None) -> Recommendations:
+              min_score: float | None = None, with_scores: bool = False) -> Recommendations:
         """Trigger selection over the current pool (``context`` from :meth:`user_context`), with
         the channels' reserved slots; ``beta`` overrides the chosen ``popularity_beta`` (aggregate
         mode), ``min_score`` the chosen cut-off (``-inf``: off) and ``slots`` the channels' chosen
-        slot counts (``{name: n}``; missing: chosen)."""
+        slot counts (``{name: n}``; missing: chosen). ``with_scores``: also fill the lists' scores
+        and sources (:meth:`serve_main`; a channel's entries keep their channel's aggregate score,
+        source ``channel:<name>``); off for the many serves of validation choices."""
         triggers, seen = context
         decay = float(self.trigger_cfg["decay"])
-        extras, names = [], []
+        extras, extra_scores, names = [], [], []
         for ch in self.channels.values():
             n = (slots or {}).get(ch.name, ch.slots)
             if n is None:
@@ -242,23 +244,36 @@ class PoolRecall:
                 continue
             if ch.pool is None:
                 raise ValueError(f"recall.channels.{ch.name}.slots={n} but model '{self.name}' built no pool for it")
-            got = aggregate_recall(ch.pool, triggers, seen, min(int(n), k), decay, None, tie_order=self.fallback).recs
+            channel = aggregate_recall(ch.pool, triggers, seen, min(int(n), k), decay, None, tie_order=self.fallback,
+                                       with_scores=with_scores)
+            got = channel.recs
             rows, cols = np.nonzero(got >= 0)  # later channels and the main channel serve without them
             seen = (seen + sp.csr_matrix((np.ones(len(rows), dtype=np.int8), (rows, got[rows, cols])),
                                          shape=seen.shape)).tocsr()
             extras.append(got)
+            extra_scores.append(channel.scores)
             names.append(ch.name)
-        main = self.serve_main(users, triggers, seen, k, beta, min_score)
+        main = self.serve_main(users, triggers, seen, k, beta, min_score, with_scores)
         if not extras:
             return main
-        res, used = merge_channels(_as_result(main), extras, k)
+        res, used = merge_channels(_as_result(main), extras, k, extra_scores if with_scores else None)
         counters = {"from_triggers": res.from_triggers, "backfilled": res.backfilled}
-        return Recommendations(users, res.recs, counters | {f"channel_{n}": u for n, u in zip(names, used)})
+        sources = source_names = None
+        if with_scores:
+            source_names = BASE_SOURCES + tuple(channel_source(n) for n in names)
+            sources = block_sources([(MODEL, res.from_triggers), (BACKFILL, res.backfilled),
+                                     *((len(BASE_SOURCES) + c, u) for c, u in enumerate(used))], k)
+        return Recommendations(users, res.recs, counters | {f"channel_{n}": u for n, u in zip(names, used)},
+                               res.scores, sources, source_names or BASE_SOURCES)
 
     def serve_main(self, users: np.ndarray, triggers: list[np.ndarray], seen: sp.csr_matrix, k: int,
-                   beta: float | None = None, min_score: float | None = None) -> Recommendations:
+                   beta: float | None = None, min_score: float | None = None,
+                   with_scores: bool = False) -> Recommendations:
         """The main channel: trigger selection over :attr:`pool` (its entries at or above the
-        ``min_score`` cut-off), then the back-fill."""
+        ``min_score`` cut-off), then the back-fill. ``with_scores``: each trigger entry's score
+        (``quota``: the pool score from the trigger that brought it; ``aggregate``: the decayed sum
+        over the triggers plus the popularity bonus, see :func:`aggregate_recall`), source ``model``;
+        back-fill entries score NaN, source ``backfill``."""
         share = float(self.trigger_cfg.get("share", 1.0))
         decay = float(self.trigger_cfg["decay"])
         min_score = self.min_score if min_score is None else min_score
@@ -267,15 +282,19 @@ class PoolRecall:
                              "(eval.folds must start with val) chooses it")
         pool = self.confident_pool(min_score)
         if self.trigger_cfg["mode"] == "quota":
-            res = recall_with_triggers(pool, triggers, seen, k, decay, self.fallback, trigger_slots=round(share * k))
+            res = recall_with_triggers(pool, triggers, seen, k, decay, self.fallback, trigger_slots=round(share * k),
+                                       with_scores=with_scores)
         else:
             beta = self.popularity_beta if beta is None else beta
             if beta is None:
                 raise ValueError("recall.popularity_beta is a grid and has not been chosen: the validation "
                                  "fold (eval.folds must start with val) chooses it")
             bonus = beta * self.recent_log_popularity if beta else None
-            res = aggregate_recall(pool, triggers, seen, k, decay, self.fallback, bonus, round(share * k))
-        return Recommendations(users, res.recs, {"from_triggers": res.from_triggers, "backfilled": res.backfilled})
+            res = aggregate_recall(pool, triggers, seen, k, decay, self.fallback, bonus, round(share * k),
+                                   with_scores=with_scores)
+        sources = block_sources([(MODEL, res.from_triggers), (BACKFILL, res.backfilled)], k) if with_scores else None
+        return Recommendations(users, res.recs, {"from_triggers": res.from_triggers, "backfilled": res.backfilled},
+                               res.scores, sources)
 
     def fold_context(self, fold: Fold, dataset: FeedDataset) -> tuple[np.ndarray, sp.csr_matrix, tuple]:
         """(the fold's target users [U], their targets [U, C], their serving context): what every
@@ -363,7 +382,8 @@ class PoolRecall:
         return info
 
     def recommend(self, users: np.ndarray, fold: Fold, k: int) -> Recommendations:
-        return self.serve(users, self.user_context(users, fold, self.pool.num_contents), k)
+        """Top-``k`` lists of ``users`` at the chosen serving settings, with scores and sources."""
+        return self.serve(users, self.user_context(users, fold, self.pool.num_contents), k, with_scores=True)
 
     def save(self, directory: Path, dataset: FeedDataset) -> None:
         self.pool.save(Path(directory) / "pool.parquet", dataset.contents[CONTENT_ID].to_numpy())
@@ -409,4 +429,4 @@ class PoolRecall:
 
 def _as_result(recs: Recommendations) -> TriggerRecallResult:
     """A :class:`Recommendations` of :meth:`PoolRecall.serve_main` as the trigger-recall result it came from."""
-    return TriggerRecallResult(recs.items, recs.counters["from_triggers"], recs.counters["backfilled"])
+    return TriggerRecallResult(recs.items, recs.counters["from_triggers"], recs.counters["backfilled"], recs.scores)

@@ -16,13 +16,14 @@ import numpy as np
 
 from graphrecall.data.schema import FeedDataset
 from graphrecall.data.splits import Fold
-from graphrecall.models.base import Recommendations
+from graphrecall.models.base import MODEL, NO_SOURCE, Recommendations
 from graphrecall.recall.candidates import candidate_mask
 from graphrecall.recall.triggers import seen_matrix
 
 
 class TrueInterestOracle:
-    """Top-k unseen contents by ``<user_interest, content_vector>`` from ``dataset.truth``."""
+    """Top-k unseen contents by ``<user_interest, content_vector>`` from ``dataset.truth``; that true
+    interest is each entry's reported score."""
 
     def __init__(self) -> None:
         self.name = "oracle"
@@ -45,8 +46,11 @@ class TrueInterestOracle:
         top_scores = np.take_along_axis(scores, top, axis=1)
         order = np.argsort(-top_scores, axis=1, kind="stable")
         items = np.take_along_axis(top, order, axis=1).astype(np.int64)
-        items[~np.isfinite(np.take_along_axis(top_scores, order, axis=1))] = -1  # seen or not a candidate
-        return Recommendations(users, items)
+        entry_scores = np.take_along_axis(top_scores, order, axis=1)
+        padded = ~np.isfinite(entry_scores)  # seen or not a candidate
+        items[padded], entry_scores[padded] = -1, np.nan
+        sources = np.where(padded, NO_SOURCE, MODEL).astype(np.int8)
+        return Recommendations(users, items, scores=entry_scores, sources=sources)
 
     def save(self, directory: Path, dataset: FeedDataset) -> None:
         """Nothing to save: the truth is regenerated with the dataset."""

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from graphrecall.data.schema import TIMESTAMP, FeedDataset
 from graphrecall.data.splits import DAY, Fold
 from graphrecall.graphs.views import user_groups
-from graphrecall.models.base import Recommendations
+from graphrecall.models.base import MODEL, NO_SOURCE, Recommendations
 from graphrecall.recall.triggers import seen_matrix
 
 
@@ -120,6 +120,10 @@ class PopularRecall:
         per_group: rank per user group (groups from ``groups.fields``); ties and contents unseen
             by the group are ordered by overall popularity.
         groups: ``{fields: [...], bins: {...}}`` from the dataset config.
+
+    Scores of the served entries: the popularity count each list was ranked by, the content's
+    distinct users (``count=users``) or clicks in the recent window, over everyone or, with
+    ``per_group``, over the user's group (equal counts are ordered as described above).
     """
 
     def __init__(
@@ -141,6 +145,7 @@ class PopularRecall:
         overall = popularity_counts(train, c, self.count)
         self.group_of_user = np.zeros(len(dataset.users), dtype=np.int64)
         scores = overall[None, :]
+        self.counts = scores  # [G, C] the count each group's ranking reports as the score
         if self.per_group:
             self.group_of_user, vocab = user_groups(
                 dataset.users, list(self.groups.get("fields", [])), dict(self.groups.get("bins") or {})
@@ -148,6 +153,7 @@ class PopularRecall:
             per_group = np.zeros((len(vocab), c))
             for g, part in train.groupby(self.group_of_user[train["u"].to_numpy()]):
                 per_group[g] = popularity_counts(part, c, self.count)
+            self.counts = per_group
             # overall popularity breaks ties (scaled below one group click)
             scores = per_group + overall[None, :] / (overall.max() + 1.0)
         # ties: popularity over the whole training window, then the fixed pseudo-random tie order
@@ -163,11 +169,18 @@ class PopularRecall:
         for g in np.unique(groups):
             rows = np.flatnonzero(groups == g)
             items[rows] = top_k_excluding(self.rankings[g], seen[rows], k)
-        return Recommendations(users, items, {"backfilled": np.zeros(len(users), dtype=np.int64)})
+        scores = None
+        if self.counts is not None:
+            scores = np.where(items >= 0, self.counts[groups[:, None], np.maximum(items, 0)], np.nan)
+        sources = np.where(items >= 0, MODEL, NO_SOURCE).astype(np.int8)
+        return Recommendations(users, items, {"backfilled": np.zeros(len(users), dtype=np.int64)}, scores, sources)
 
     def save(self, directory: Path, dataset: FeedDataset) -> None:
-        np.savez(Path(directory) / "popular.npz", rankings=self.rankings, group_of_user=self.group_of_user)
+        np.savez(Path(directory) / "popular.npz", rankings=self.rankings, group_of_user=self.group_of_user,
+                 counts=self.counts)
 
     def load(self, directory: Path, fold: Fold, dataset: FeedDataset) -> None:
+        """Restore the rankings; runs saved before scores were exported have no counts (scores None)."""
         z = np.load(Path(directory) / "popular.npz")
         self.rankings, self.group_of_user = z["rankings"], z["group_of_user"]
+        self.counts = z["counts"] if "counts" in z.files else None

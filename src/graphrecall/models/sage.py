@@ -513,7 +513,10 @@ class SageRecall(PoolRecall):
         if not self.popularity["enabled"]:
             return None
         if fold.cut is None:
-            raise ValueError("model.popularity needs a split with a cut in time (dataset.split.kind=temporal)")
+            why = fold.info.get("not_ordered")
+            raise ValueError("model.popularity needs a split with a cut in time (dataset.split.kind=temporal, or "
+                             "predefined files ordered in time)" + (f": the predefined files are not ordered: {why}" if why
+                             else "") + "; or turn the learned popularity term off (model.popularity.enabled=false)")
         return popularity_feature_table(fold.train, dataset.num_contents, int(fold.cut))
 
     def pool_scoring(self, candidates: np.ndarray | None = None) -> dict[str, Any]:

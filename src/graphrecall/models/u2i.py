@@ -16,7 +16,8 @@ is served only for a user (or group) with a click in the window its weights trai
 user is cold and gets the back-fill (counted), even if they clicked in a later fold's window.
 
 Serving score: ``s(u, c) = <e_u, e_c> + beta * log(1 + recent clicks of c)`` (``popularity_beta``,
-``recall.popularity_beta``: a number, or a grid chosen on validation recall@50 as for stage 1).
+``recall.popularity_beta``: a number, or a grid chosen on validation recall@50 as for stage 1); the
+served lists report it per entry (``Recommendations.scores``, NaN on a cold user's back-fill).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from torch_geometric.nn.models.lightgcn import BPRLoss
 
 from graphrecall.data.schema import FeedDataset
 from graphrecall.data.splits import Fold
-from graphrecall.models.base import Recommendations
+from graphrecall.models.base import BACKFILL, MODEL, NO_SOURCE, Recommendations
 from graphrecall.models.i2i import best_over_settings, choose_popularity_beta, popularity_beta_grid
 from graphrecall.models.popular import (
     popularity_counts,
@@ -233,7 +234,8 @@ class U2IModule(ScheduledModule):
 @torch.inference_mode()
 def top_k_by_score(user_vectors: Tensor, content_vectors: Tensor, seen, k: int,
                    chunk_size: int = 4096, bonus: Tensor | None = None,
-                   candidates: np.ndarray | None = None) -> np.ndarray:
+                   candidates: np.ndarray | None = None,
+                   return_scores: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Top-``k`` contents per user by inner product (plus a per-content ``bonus``), seen contents
     excluded.
 
@@ -245,15 +247,19 @@ def top_k_by_score(user_vectors: Tensor, content_vectors: Tensor, seen, k: int,
         chunk_size: users per matmul (memory ~ chunk_size x C scores).
         bonus: [C] added to every user's scores (the popularity bonus), or None.
         candidates: bool ``[C]``: only these may be returned (default: all).
+        return_scores: also return the score that ranked each entry.
 
     Returns:
-        [U, k] int64 content rows, -1 where fewer than ``k`` unseen candidates exist.
+        [U, k] int64 content rows, -1 where fewer than ``k`` unseen candidates exist; with
+        ``return_scores``, also [U, k] float64 scores (inner product plus bonus, in the vectors'
+        precision), NaN where padded.
     """
     num_users, num_contents = user_vectors.shape[0], content_vectors.shape[0]
     out = np.full((num_users, k), -1, dtype=np.int64)
+    out_scores = np.full((num_users, k), np.nan) if return_scores else None
     k_eff = min(k, num_contents)
     if k_eff == 0:
-        return out
+        return (out, out_scores) if return_scores else out
     excluded = None if candidates is None else torch.from_numpy(~np.asarray(candidates, dtype=bool))
     for start in range(0, num_users, chunk_size):
         stop = min(start + chunk_size, num_users)
@@ -267,9 +273,14 @@ def top_k_by_score(user_vectors: Tensor, content_vectors: Tensor, seen, k: int,
             scores[:, excluded] = float("-inf")
         top = torch.topk(scores, k_eff, dim=1)
         idx = top.indices.cpu().numpy()
-        idx[~torch.isfinite(top.values).cpu().numpy()] = -1
+        values = top.values.cpu().double().numpy()
+        padded = ~np.isfinite(values)
+        idx[padded] = -1
         out[start:stop, :k_eff] = idx
-    return out
+        if return_scores:
+            values[padded] = np.nan
+            out_scores[start:stop, :k_eff] = values
+    return (out, out_scores) if return_scores else out
 
 
 def true_interest_agreement(user_vectors: np.ndarray, content_vectors: np.ndarray, truth: dict[str, Any],
@@ -395,7 +406,9 @@ class U2IRecall:
     def recommend(self, users: np.ndarray, fold: Fold, k: int, beta: float | None = None) -> Recommendations:
         """Top-``k`` unseen contents by score (plus the popularity bonus, ``beta`` overriding the chosen
         one); cold users (no vector trained on a click) get the recent-popularity back-fill.
-        Counters: ``from_model`` and ``backfilled`` slots per user."""
+        Counters: ``from_model`` and ``backfilled`` slots per user. Scores: the serving score that
+        ranked each entry (``<e_u, e_c> + beta * log(1 + recent clicks)``), source ``model``; the
+        back-fill scores NaN, source ``backfill``."""
         beta = self.popularity_beta if beta is None else beta
         if beta is None:
             raise ValueError("recall.popularity_beta is a grid and has not been chosen: the validation fold "
@@ -404,17 +417,19 @@ class U2IRecall:
         seen = seen_matrix(fold.history, users, len(self.content_vectors))
         cold = ~self.trained_users[users]
         items = np.full((len(users), k), -1, dtype=np.int64)
+        scores = np.full((len(users), k), np.nan)
         warm_rows, cold_rows = np.flatnonzero(~cold), np.flatnonzero(cold)
         if len(warm_rows):
             bonus = torch.from_numpy(beta * self.recent_log_popularity) if beta else None
-            items[warm_rows] = top_k_by_score(torch.from_numpy(self.user_vectors[users[warm_rows]]),
-                                              torch.from_numpy(self.content_vectors), seen[warm_rows], k,
-                                              self.serve_chunk_size, bonus, self.candidate_rows)
+            items[warm_rows], scores[warm_rows] = top_k_by_score(
+                torch.from_numpy(self.user_vectors[users[warm_rows]]), torch.from_numpy(self.content_vectors),
+                seen[warm_rows], k, self.serve_chunk_size, bonus, self.candidate_rows, return_scores=True)
         if len(cold_rows):
             items[cold_rows] = top_k_excluding(self.fallback, seen[cold_rows], k)
         filled = (items >= 0).sum(1)
+        sources = np.where(items < 0, NO_SOURCE, np.where(cold[:, None], BACKFILL, MODEL)).astype(np.int8)
         return Recommendations(users, items, {"from_model": np.where(cold, 0, filled),
-                                              "backfilled": np.where(cold, filled, 0)})
+                                              "backfilled": np.where(cold, filled, 0)}, scores, sources)
 
     def validation_evaluator(self, fold: Fold, dataset: FeedDataset) -> Callable[[Tensor, Tensor], dict[str, float]]:
         """Validation recall of a set of vectors, served exactly as at test time; with a

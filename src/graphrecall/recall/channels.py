@@ -164,34 +164,45 @@ def auto_slots(target_contents: np.ndarray, mask: np.ndarray, k: int = 50) -> tu
     return int(round(k * share)), share
 
 
-def merge_channels(main: TriggerRecallResult, extras: list[np.ndarray],
-                   k: int) -> tuple[TriggerRecallResult, list[np.ndarray]]:
+def merge_channels(main: TriggerRecallResult, extras: list[np.ndarray], k: int,
+                   extra_scores: list[np.ndarray] | None = None) -> tuple[TriggerRecallResult, list[np.ndarray]]:
     """The main channel's first ``K - n_u`` entries, then each channel's entries in order.
 
     Args:
         main: the main channel's lists ``recs [U, K]`` (-1 padded), served without the channels'
-            entries (so that no content appears twice), and its fill counters.
+            entries (so that no content appears twice), and its fill counters (and ``scores``).
         extras: per channel, ``[U, S_c]`` entries in rank order, -1 padded.
         k: K.
+        extra_scores: per channel, ``[U, S_c]`` scores of its entries (its own aggregate score),
+            or None. The merged result has scores when ``main`` has them and these are given.
 
     Returns:
         (merged result, per channel ``[U]`` slots used). ``from_triggers`` and ``backfilled`` count
-        the main channel's kept entries (triggers first, so the cut drops back-fill first).
+        the main channel's kept entries (triggers first, so the cut drops back-fill first); each
+        entry keeps the score its own channel gave it (NaN on the main channel's back-fill).
     """
+    with_scores = main.scores is not None and extra_scores is not None
+    if with_scores and len(extra_scores) != len(extras):
+        raise ValueError(f"merge_channels: {len(extras)} channels but {len(extra_scores)} score arrays")
     num_users = main.recs.shape[0]
+    scores = np.full((num_users, k), np.nan) if with_scores else None
     recs = np.full((num_users, k), -1, dtype=np.int64)
     from_triggers = np.zeros(num_users, dtype=np.int64)
     backfilled = np.zeros(num_users, dtype=np.int64)
     used = [np.zeros(num_users, dtype=np.int64) for _ in extras]
     for u in range(num_users):
-        parts, room = [], k
+        parts, part_scores, room = [], [], k
         for c, rows in enumerate(extras):
-            got = rows[u][rows[u] >= 0][:room]
-            used[c][u], room = len(got), room - len(got)
-            parts.append(got)
-        own = main.recs[u][main.recs[u] >= 0][:room]
-        items = np.concatenate([own, *parts])
+            kept = np.flatnonzero(rows[u] >= 0)[:room]
+            used[c][u], room = len(kept), room - len(kept)
+            parts.append(rows[u][kept])
+            if with_scores:
+                part_scores.append(extra_scores[c][u][kept])
+        own = np.flatnonzero(main.recs[u] >= 0)[:room]
+        items = np.concatenate([main.recs[u][own], *parts])
         recs[u, : len(items)] = items
+        if with_scores:
+            scores[u, : len(items)] = np.concatenate([main.scores[u][own], *part_scores])
         from_triggers[u] = min(int(main.from_triggers[u]), len(own))
         backfilled[u] = len(own) - from_triggers[u]
-    return TriggerRecallResult(recs, from_triggers, backfilled), used
+    return TriggerRecallResult(recs, from_triggers, backfilled, scores), used

@@ -96,15 +96,20 @@ def backfill(items: list[int], excluded: set[int], fallback: np.ndarray, k: int)
 class TriggerRecallResult:
     """Recommendations and how they were filled.
 
+    Every list holds its ``from_triggers`` entries first, then its ``backfilled`` ones.
+
     Attributes:
         recs: [U, K] int64 content rows, -1 where even the back-fill ran out.
         from_triggers: [U] slots filled from trigger neighbours.
         backfilled: [U] slots filled from the fallback ranking.
+        scores: [U, K] float64 score of each trigger entry (see the serving function), NaN on
+            back-fill and padding; None when not asked for (``with_scores=False``).
     """
 
     recs: np.ndarray
     from_triggers: np.ndarray
     backfilled: np.ndarray
+    scores: np.ndarray | None = None
 
 
 def recall_with_triggers(
@@ -115,6 +120,7 @@ def recall_with_triggers(
     decay: float = 0.8,
     fallback: np.ndarray | None = None,
     trigger_slots: int | None = None,
+    with_scores: bool = False,
 ) -> TriggerRecallResult:
     """Merge the pool neighbours of each user's triggers into a top-``k`` list.
 
@@ -127,6 +133,9 @@ def recall_with_triggers(
         fallback: [C'] content rows in back-fill order (e.g. by popularity); None: no back-fill.
         trigger_slots: at most this many slots come from the triggers (default ``k``); the rest
             is back-filled. Splits the list between the i2i pool and popularity.
+        with_scores: also return each trigger entry's pool score, ``sim(t, c)`` of the trigger ``t``
+            that brought it (its own row of the pool; the list is ranked by neighbour rank, not by
+            it, so scores need not decrease along a list).
 
     Returns:
         A :class:`TriggerRecallResult`.
@@ -136,6 +145,7 @@ def recall_with_triggers(
     recs = np.full((num_users, k), -1, dtype=np.int64)
     from_triggers = np.zeros(num_users, dtype=np.int64)
     backfilled = np.zeros(num_users, dtype=np.int64)
+    scores = np.full((num_users, k), np.nan) if with_scores else None
     for u, trig in enumerate(triggers):
         excluded = set(seen.indices[seen.indptr[u] : seen.indptr[u + 1]].tolist())
         chosen: list[tuple[int, int, int]] = []  # (neighbour rank, trigger rank, content)
@@ -165,12 +175,15 @@ def recall_with_triggers(
                         chosen.append((pos, r, c))
         chosen.sort()
         items = [c for _, _, c in chosen]
+        if with_scores and chosen:
+            neighbour_rank, trigger_rank = np.array([(p, r) for p, r, _ in chosen]).T
+            scores[u, : len(chosen)] = pool.scores[trig[trigger_rank], neighbour_rank]
         from_triggers[u] = len(items)
         if len(items) < k and fallback is not None:
             backfill(items, excluded, fallback, k)
         backfilled[u] = len(items) - from_triggers[u]
         recs[u, : len(items)] = items
-    return TriggerRecallResult(recs, from_triggers, backfilled)
+    return TriggerRecallResult(recs, from_triggers, backfilled, scores)
 
 
 def trigger_weights(triggers: list[np.ndarray], num_contents: int, decay: float) -> sp.csr_matrix:
@@ -192,6 +205,7 @@ def aggregate_recall(
     bonus: np.ndarray | None = None,
     trigger_slots: int | None = None,
     tie_order: np.ndarray | None = None,
+    with_scores: bool = False,
 ) -> TriggerRecallResult:
     r"""Score every candidate once: the decayed sum of its pool similarity to the user's triggers.
 
@@ -219,6 +233,10 @@ def aggregate_recall(
         trigger_slots: at most this many slots come from the candidates (default ``k``).
         tie_order: [C'] the order that breaks score ties (default ``fallback``), for a list
             served without back-fill (``fallback=None``) but with the same tie-break.
+        with_scores: also return each candidate entry's :math:`s_u(c)` on its true scale: the
+            decayed sum above, where a trigger whose row lacks ``c`` adds ``decay^r min(0, m_r)``,
+            plus the bonus (ranking shifts signed rows by their floor; the shift is undone, up to
+            float32 rounding of the pool scores). Non-increasing along each user's candidate entries.
 
     Returns:
         A :class:`TriggerRecallResult`.
@@ -237,6 +255,7 @@ def aggregate_recall(
                         shape=(c, c))
     member = sp.csr_matrix((np.ones(len(rows)), (rows, pool.neighbors[valid])), shape=(c, c))
     tw = trigger_weights(triggers, c, decay)
+    offset = tw @ floor.astype(np.float64) if with_scores else None  # [U] the shift each user's scores carry
     scores = (tw @ sim).tocsr()
     found = (tw @ member).tocsr()  # nonzero where c is in some trigger's row (even at similarity 0)
     scores.sort_indices()
@@ -249,6 +268,7 @@ def aggregate_recall(
     recs = np.full((num_users, k), -1, dtype=np.int64)
     from_triggers = np.zeros(num_users, dtype=np.int64)
     backfilled = np.zeros(num_users, dtype=np.int64)
+    entry_scores = np.full((num_users, k), np.nan) if with_scores else None
     for u in range(num_users):
         excluded = seen.indices[seen.indptr[u] : seen.indptr[u + 1]]
         cand = found.indices[found.indptr[u] : found.indptr[u + 1]]
@@ -259,11 +279,14 @@ def aggregate_recall(
             s = s + bonus[cand]
         keep = ~np.isin(cand, excluded)
         cand, s = cand[keep], s[keep]
-        top = cand[np.lexsort((tie_rank[cand], -s))][:k_trig]
+        best = np.lexsort((tie_rank[cand], -s))[:k_trig]
+        top = cand[best]
+        if with_scores:
+            entry_scores[u, : len(best)] = s[best] + offset[u]
         items = top.tolist()
         from_triggers[u] = len(items)
         if len(items) < k and fallback is not None:
             backfill(items, set(excluded.tolist()), fallback, k)
         backfilled[u] = len(items) - from_triggers[u]
         recs[u, : len(items)] = items
-    return TriggerRecallResult(recs, from_triggers, backfilled)
+    return TriggerRecallResult(recs, from_triggers, backfilled, entry_scores)

@@ -1,0 +1,244 @@
+"""Rolling-origin backtests pooled over their windows (issue 26).
+
+One temporal cut gives ~100 warm test users on MovieLens-100K: intervals of about +-0.045 on
+recall@50, too wide to decide most comparisons. A backtest (``dataset.split.kind=rolling``, one run
+per window, :func:`graphrecall.data.splits.rolling_folds`) scores the same models at K cuts; this
+module pools them:
+
+* the unit is a **user-window** (a user with targets in one window's test period); a run's seeds
+  are averaged per user-window first;
+* the **pooled value** is the mean over the user-windows;
+* its interval is a **cluster bootstrap** over users: a user present in several windows is drawn
+  (or left out) with all of them, since one person's windows are not independent;
+* a **paired comparison** of two models pairs their user-windows (both must have served the user
+  in that window) and bootstraps the mean difference the same way;
+* **windows won**: in how many windows the per-window mean of one model is above the other's;
+* the **detectable difference**: the smallest true mean difference the design finds with 80%
+  power at the 5% level (two-sided), ``(z_0.975 + z_0.8) x SE``, with ``SE`` the cluster-robust
+  standard error of the mean paired difference (:func:`detectable_difference`).
+
+``python -m graphrecall.backtest <folder> [<folder> ...] --baseline <label words> --out table.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+WINDOW_KEY = "dataset.split.rolling.index"
+
+
+class BacktestError(ValueError):
+    """A folder that holds no backtest run, or runs that cannot be pooled."""
+
+
+@dataclass
+class Interval:
+    """A pooled value with its cluster-bootstrap interval."""
+
+    mean: float
+    low: float
+    high: float
+    p: float | None = None  # two-sided, for a difference (share of resamples on the other side of 0, doubled)
+
+
+def cluster_bootstrap(values: np.ndarray, clusters: np.ndarray, num_resamples: int = 2000, confidence: float = 0.95,
+                      seed: int = 0) -> Interval:
+    """Mean of ``values`` [N] with a percentile interval from resampling ``clusters`` [N] (users)
+    with replacement: each draw takes a user's rows together, and the statistic of a draw is the
+    mean over the rows it holds (sum / count). ``p`` is the two-sided bootstrap p-value of the mean
+    being 0 (useful for differences)."""
+    values = np.asarray(values, dtype=np.float64)
+    ids, inverse = np.unique(np.asarray(clusters), return_inverse=True)
+    sums = np.bincount(inverse, weights=values, minlength=len(ids))
+    counts = np.bincount(inverse, minlength=len(ids)).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    draws = rng.multinomial(len(ids), np.full(len(ids), 1.0 / len(ids)), size=num_resamples)  # [R, G] times drawn
+    stats = (draws @ sums) / np.maximum(draws @ counts, 1.0)
+    alpha = (1.0 - confidence) / 2.0
+    p = float(min(1.0, 2.0 * min((stats <= 0).mean(), (stats >= 0).mean())))
+    return Interval(float(values.mean()), float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha)), p)
+
+
+def cluster_standard_error(values: np.ndarray, clusters: np.ndarray) -> float:
+    """Cluster-robust standard error of the mean of ``values`` [N], clusters ``clusters`` [N]:
+
+    .. math::
+        \\mathrm{SE} = \\frac{1}{N}\\sqrt{\\frac{G}{G - 1}\\sum_g \\Big(\\sum_{i \\in g} (v_i - \\bar v)\\Big)^2}
+
+    (``G`` clusters; a cluster of one row each gives the usual ``s / sqrt(N)`` up to ``N / (N - 1)``)."""
+    values = np.asarray(values, dtype=np.float64)
+    ids, inverse = np.unique(np.asarray(clusters), return_inverse=True)
+    g = len(ids)
+    if g < 2:
+        return float("nan")
+    residual = np.bincount(inverse, weights=values - values.mean(), minlength=g)
+    return float(math.sqrt(g / (g - 1) * np.sum(residual**2)) / len(values))
+
+
+def detectable_difference(differences: np.ndarray, clusters: np.ndarray, alpha: float = 0.05,
+                          power: float = 0.8) -> float:
+    """The smallest true mean paired difference a two-sided test at level ``alpha`` detects with
+    probability ``power``: ``(z_{1 - alpha/2} + z_power) x`` :func:`cluster_standard_error`."""
+    return float((norm.ppf(1 - alpha / 2) + norm.ppf(power)) * cluster_standard_error(differences, clusters))
+
+
+def windows_won(a: pd.Series, b: pd.Series) -> tuple[int, int, int]:
+    """(windows where ``a``'s mean is above ``b``'s, below, equal); both indexed by window."""
+    common = a.index.intersection(b.index)
+    diff = a[common] - b[common]
+    return int((diff > 0).sum()), int((diff < 0).sum()), int((diff == 0).sum())
+
+
+# ------------------------------------------------------------------------------------------ runs
+
+
+def user_windows(folders: Sequence[str | Path], fold: str = "test", metric: str = "recall@50",
+                 slice_: str = "warm") -> pd.DataFrame:
+    """One row per (label, window, user) of the backtest runs below ``folders``: the user's
+    ``metric`` on ``fold`` averaged over the run's seeds, for the users of ``slice_`` (``warm``:
+    a click before the window's cut; ``all``). Columns ``label, window, u, value, seeds``.
+
+    Raises:
+        BacktestError: no run of a rolling split, or a run without its per-user table.
+    """
+    from graphrecall.report import ReportError, collect_runs
+
+    try:
+        runs = collect_runs(folders)
+    except ReportError as e:
+        raise BacktestError(str(e)) from None
+    rows = []
+    for run in runs:
+        split = ((run["config"].get("dataset") or {}).get("split") or {})
+        if split.get("kind") != "rolling":
+            continue
+        window = int(split["rolling"]["index"])
+        label = " ".join(f"{k}={v}" for k, v in run["parts"].items() if k != WINDOW_KEY)
+        path = Path(run["dir"]) / f"per_user_{fold}.parquet"
+        if not path.exists():
+            raise BacktestError(f"{run['dir']}: no {path.name} (a run of the rolling split writes one per fold)")
+        table = pd.read_parquet(path)
+        if metric not in table.columns:
+            raise BacktestError(f"{path}: no column {metric!r}; known: {sorted(table.columns)[:12]}...")
+        if slice_ == "warm":
+            if "warm" not in table.columns:
+                raise BacktestError(f"{path}: no 'warm' column (a run from before issue 26); rerun it")
+            table = table[table["warm"].astype(bool)]
+        table = table[["u", metric]].dropna()
+        rows.append(pd.DataFrame({"label": label, "window": window, "u": table["u"].to_numpy(),
+                                  "value": table[metric].to_numpy(), "rep": repr(run["rep"])}))
+    if not rows:
+        raise BacktestError(f"no run of a rolling split (dataset.split.kind=rolling) under {list(map(str, folders))}")
+    frame = pd.concat(rows, ignore_index=True)
+    pooled = frame.groupby(["label", "window", "u"], as_index=False).agg(value=("value", "mean"), seeds=("rep", "nunique"))
+    return pooled
+
+
+def per_window_means(frame: pd.DataFrame) -> pd.DataFrame:
+    """[label x window] mean over each window's users (seed-averaged)."""
+    return frame.pivot_table(index="label", columns="window", values="value", aggfunc="mean")
+
+
+def pooled_table(frame: pd.DataFrame, num_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """One row per label: per-window means, the pooled mean with its cluster-bootstrap interval,
+    user-windows, distinct users, windows."""
+    windows = per_window_means(frame)
+    out = []
+    for label, group in frame.groupby("label", sort=False):
+        ci = cluster_bootstrap(group["value"].to_numpy(), group["u"].to_numpy(), num_resamples, seed=seed)
+        out.append({"label": label, **{f"w{w}": windows.loc[label, w] for w in windows.columns},
+                    "pooled": ci.mean, "low": ci.low, "high": ci.high, "user_windows": len(group),
+                    "users": group["u"].nunique(), "windows": group["window"].nunique(),
+                    "seeds": int(group["seeds"].max())})
+    return pd.DataFrame(out)
+
+
+def paired(frame: pd.DataFrame, label: str, baseline: str, num_resamples: int = 2000, seed: int = 0) -> dict:
+    """``label`` minus ``baseline`` over the user-windows both served: mean, cluster-bootstrap
+    interval and p, windows won / lost / tied, the detectable difference (80% power, 5% level)."""
+    a = frame[frame["label"] == label].set_index(["window", "u"])["value"]
+    b = frame[frame["label"] == baseline].set_index(["window", "u"])["value"]
+    common = a.index.intersection(b.index)
+    if len(common) == 0:
+        raise BacktestError(f"{label!r} and {baseline!r} share no user-window")
+    d = (a[common] - b[common]).to_numpy()
+    users = common.get_level_values("u").to_numpy()
+    ci = cluster_bootstrap(d, users, num_resamples, seed=seed)
+    shared = pd.DataFrame({"window": common.get_level_values("window"), "a": a[common].to_numpy(),
+                           "b": b[common].to_numpy()}).groupby("window").mean()  # per-window means, same users
+    won, lost, tied = windows_won(shared["a"], shared["b"])
+    return {"label": label, "vs": baseline, "user_windows": len(d), "users": len(np.unique(users)), "mean": ci.mean,
+            "low": ci.low, "high": ci.high, "p": ci.p, "won": won, "lost": lost, "tied": tied,
+            "detectable": detectable_difference(d, users)}
+
+
+def find_label(labels: Sequence[str], words: str) -> str:
+    """The one label that contains every word of ``words`` (``model=popular``)."""
+    hits = [lab for lab in labels if all(w in lab.split() for w in words.split())]
+    if len(hits) != 1:
+        raise BacktestError(f"--baseline {words!r} matches {len(hits)} label(s) of {list(labels)}: give words that "
+                            "pick one")
+    return hits[0]
+
+
+def markdown(table: pd.DataFrame, comparisons: list[dict], metric: str, fold: str, slice_: str) -> str:
+    """The two tables as markdown."""
+    wcols = [c for c in table.columns if c.startswith("w") and c[1:].isdigit()]
+    head = ["label", *[f"window {c[1:]}" for c in wcols], f"pooled {fold} {slice_} {metric} [95% CI]",
+            "user-windows", "users", "seeds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in table.iterrows():
+        cells = [r["label"], *[f"{r[c]:.4f}" if pd.notna(r[c]) else "-" for c in wcols],
+                 f"{r['pooled']:.4f} [{r['low']:.4f}, {r['high']:.4f}]", str(r["user_windows"]), str(r["users"]),
+                 str(r["seeds"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    if comparisons:
+        lines += ["", f"Paired differences of {metric} over shared user-windows (cluster bootstrap over users):", "",
+                  "| label | vs | user-windows | mean difference | 95% interval | p | windows won / lost / tied | "
+                  "detectable (80% power) |", "|---|---|---|---|---|---|---|---|"]
+        for c in comparisons:
+            lines.append(f"| {c['label']} | {c['vs']} | {c['user_windows']} | {c['mean']:+.4f} | "
+                         f"[{c['low']:+.4f}, {c['high']:+.4f}] | {c['p']:.3f} | {c['won']} / {c['lost']} / {c['tied']} | "
+                         f"{c['detectable']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> str:
+    p = argparse.ArgumentParser(prog="python -m graphrecall.backtest", description=__doc__.split("\n\n")[0])
+    p.add_argument("folders", nargs="+", help="sweep folders holding the backtest's runs (any depth)")
+    p.add_argument("--baseline", action="append", default=[], help="label words of a baseline (repeatable)")
+    p.add_argument("--metric", default="recall@50")
+    p.add_argument("--fold", default="test", choices=("test", "val"))
+    p.add_argument("--slice", dest="slice_", default="warm", choices=("warm", "all"))
+    p.add_argument("--resamples", type=int, default=2000)
+    p.add_argument("--out", type=Path, help="write the markdown here too")
+    args = p.parse_args(argv)
+    try:
+        frame = user_windows(args.folders, args.fold, args.metric, args.slice_)
+        table = pooled_table(frame, args.resamples)
+        labels = table["label"].tolist()
+        comparisons = []
+        for words in args.baseline:
+            base = find_label(labels, words)
+            comparisons += [paired(frame, lab, base, args.resamples) for lab in labels if lab != base]
+    except BacktestError as e:
+        print(f"graphrecall.backtest: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    text = markdown(table, comparisons, args.metric, args.fold, args.slice_)
+    if args.out:
+        args.out.write_text(text)
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""Rolling-origin backtests (issue 26): the windows' folds on a hand-made log, the pooled value,
+the user-cluster bootstrap, the paired comparison, the windows won and the detectable difference,
+each checked against a hand computation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from graphrecall.data.splits import DAY, make_folds, rolling_folds, rolling_origins
+from tests.test_splits import at, make_dataset
+
+# one click a day on days 0..19 (users alternate), so cuts and periods are easy to count by hand
+DAILY = [(f"u{d % 3 + 1}", f"c{d % 5}", d) for d in range(20)]
+
+
+def test_rolling_origins_by_days_and_by_quantile():
+    ts = np.array([at(d) for d in range(20)])
+    end = at(19) + 1
+    # the last 3 x 2 days, 2 days each
+    assert rolling_origins(ts, 3, spacing_days=2) == [(end - 6 * DAY, end - 4 * DAY), (end - 4 * DAY, end - 2 * DAY),
+                                                       (end - 2 * DAY, end)]
+    # by quantile: 20 evenly spread clicks, q(0.6) = day 11.4, q(0.8) = day 15.2; the last period runs to the end
+    got = rolling_origins(ts, 2, first_cut_quantile=0.6, spacing_quantile=0.2)
+    assert got == [(int(np.quantile(ts, 0.6)), int(np.quantile(ts, 0.8))), (int(np.quantile(ts, 0.8)), end)]
+    assert got[0][0] == at(11.4)
+    with pytest.raises(ValueError, match=r"first_cut_quantile \+ windows x spacing_quantile = 1.2 > 1"):
+        rolling_origins(ts, 3, first_cut_quantile=0.6, spacing_quantile=0.2)
+    with pytest.raises(ValueError, match=r"split.rolling.windows=0: expected a whole number >= 1"):
+        rolling_origins(ts, 0, spacing_days=2)
+    with pytest.raises(ValueError, match="do not fit the log"):
+        rolling_origins(np.array([at(0), at(0)]), 2, first_cut_quantile=0.2, spacing_quantile=0.3)
+
+
+def test_each_window_is_cut_where_configured_and_never_overlaps_its_test():
+    ds = make_dataset(DAILY)
+    end = at(19) + 1
+    tests = []
+    for k in range(3):
+        folds = make_folds(ds, {"kind": "rolling", "rolling": {"windows": 3, "index": k, "spacing_days": 2,
+                                                                "window_days": 5, "val_days": 2}})
+        val, test = folds["val"], folds["test"]
+        cut = end - (3 - k) * 2 * DAY
+        assert test.cut == cut and val.cut == cut - 2 * DAY
+        assert test.info["window"] == k and test.info["window_end"] == cut + 2 * DAY
+        # training windows end at their cut; nothing of a fold's own targets is in its train or history
+        for fold, fold_end in ((val, cut), (test, cut + 2 * DAY)):
+            assert fold.train["timestamp"].max() < fold.cut and fold.history["timestamp"].max() < fold.cut
+            assert fold.train["timestamp"].min() >= fold.cut - 5 * DAY
+        test_clicks = ds.clicks[(ds.clicks["timestamp"] >= cut) & (ds.clicks["timestamp"] < cut + 2 * DAY)]
+        assert len(test.targets) <= len(test_clicks) == 2
+        tests.append((cut, cut + 2 * DAY))
+    assert all(a[1] <= b[0] for a, b in zip(tests, tests[1:]))  # the windows' test periods are disjoint
+    with pytest.raises(ValueError, match=r"split.rolling.index=3: expected a whole number in \[0, 2\]"):
+        rolling_folds(make_folds.__globals__["encode_clicks"](ds), 3, 3, spacing_days=2)
+
+
+# ------------------------------------------------------------------------------------- pooling
+
+
+def test_cluster_bootstrap_moves_a_users_windows_together():
+    # user a: two windows at 1.0; user b: one window at 0.0. Drawing users, a resample holds {a, a}
+    # (mean 1), {a, b} (2 / 3) or {b, b} (0); drawing rows independently could also give 1 / 3.
+    from graphrecall.backtest import cluster_bootstrap
+
+    values, users = np.array([1.0, 1.0, 0.0]), np.array(["a", "a", "b"])
+    ci = cluster_bootstrap(values, users, num_resamples=400, seed=1)
+    assert ci.mean == pytest.approx(2 / 3)  # the pooled value: the mean over user-windows
+    rng = np.random.default_rng(1)
+    draws = rng.multinomial(2, [0.5, 0.5], size=400)  # the same draws, by hand: [times a, times b]
+    stats = (draws[:, 0] * 2.0) / (draws[:, 0] * 2 + draws[:, 1])
+    assert set(np.round(stats, 6)) <= {1.0, round(2 / 3, 6), 0.0}
+    assert (ci.low, ci.high) == (pytest.approx(np.quantile(stats, 0.025)), pytest.approx(np.quantile(stats, 0.975)))
+
+
+def test_detectable_difference_by_hand():
+    from graphrecall.backtest import cluster_standard_error, detectable_difference
+
+    d, users = np.array([0.1, 0.3, -0.2, 0.0]), np.array(["a", "a", "b", "c"])
+    # mean 0.05; per-user residual sums a: 0.05 + 0.25 = 0.3, b: -0.25, c: -0.05; sum of squares 0.155
+    se = np.sqrt(3 / 2 * 0.155) / 4
+    assert cluster_standard_error(d, users) == pytest.approx(se)
+    assert detectable_difference(d, users) == pytest.approx((1.959964 + 0.841621) * se, rel=1e-5)
+    # one row per cluster: the textbook s / sqrt(n) up to sqrt(n / (n - 1)) ... n / (n - 1) inside
+    x = np.array([1.0, 2.0, 4.0])
+    assert cluster_standard_error(x, np.arange(3)) == pytest.approx(np.std(x, ddof=1) / np.sqrt(3))
+
+
+def test_paired_comparison_pairs_user_windows_and_counts_windows_won():
+    from graphrecall.backtest import paired, pooled_table
+
+    frame = pd.DataFrame({
+        "label": ["A"] * 4 + ["B"] * 4,
+        "window": [0, 0, 1, 1] * 2,
+        "u": [1, 2, 1, 3] * 2,
+        "value": [0.5, 0.2, 0.4, 0.0, 0.3, 0.2, 0.5, 0.1],
+        "seeds": 1,
+    })
+    table = pooled_table(frame, num_resamples=200)
+    a = table.set_index("label").loc["A"]
+    assert a["pooled"] == pytest.approx(np.mean([0.5, 0.2, 0.4, 0.0])) and a["users"] == 3 and a["user_windows"] == 4
+    assert (a["w0"], a["w1"]) == (pytest.approx(0.35), pytest.approx(0.2))
+    c = paired(frame, "A", "B", num_resamples=200)
+    assert c["mean"] == pytest.approx(np.mean([0.2, 0.0, -0.1, -0.1]))
+    # window 0: A 0.35 vs B 0.25 (won); window 1: 0.2 vs 0.3 (lost)
+    assert (c["won"], c["lost"], c["tied"]) == (1, 1, 0) and c["users"] == 3
+
+
+@pytest.mark.slow
+def test_backtest_runs_from_one_command_and_pools(tmp_path):
+    """experiment=backtest_synthetic on the tiny world: 4 windows x 2 models in one sweep folder, then
+    graphrecall.backtest; the pooled value equals the mean of the per-user-window values read here."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, TINY
+
+    sweep = tmp_path / "sweep"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "train.py", "experiment=backtest_synthetic", "model=popular,coclick", *TINY,
+           f"data_dir={tmp_path / 'data'}", f"hydra.sweep.dir={sweep}"]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = [p.parent for p in sweep.rglob("metrics.json")]
+    assert len(runs) == 8
+    out = subprocess.run([sys.executable, "-m", "graphrecall.backtest", str(sweep), "--baseline", "model=popular",
+                          "--out", str(tmp_path / "backtest.md"), "--resamples", "200"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    values = {"popular": [], "coclick": []}
+    cuts = set()
+    for run in runs:
+        cfg = json.loads((run / "config_resolved.json").read_text())
+        table = pd.read_parquet(run / "per_user_test.parquet")
+        values[cfg["choices"]["model"]].extend(table.loc[table["warm"], "recall@50"].dropna().tolist())
+        cuts.add(json.loads((run / "metrics.json").read_text())["details"]["folds"]["test"]["cut"])
+    assert len(cuts) == 4  # four distinct windows
+    text = (tmp_path / "backtest.md").read_text()
+    row = [line for line in text.splitlines() if line.startswith("| model=coclick")][0]
+    assert f"{np.mean(values['coclick']):.4f} [" in row
+    assert "| model=coclick dataset=synthetic | model=popular dataset=synthetic |" in text
+    bad = subprocess.run([sys.executable, "-m", "graphrecall.backtest", str(tmp_path / "nowhere")], cwd=ROOT, env=env,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "nowhere" in bad.stderr and "Traceback" not in bad.stderr
