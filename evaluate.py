@@ -150,7 +150,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             model.refit = False
         serving = run_dir / "serving.json"  # serving grids: the values validation chose for the run
         chosen = json.loads(serving.read_text()) if serving.exists() else {}
-        if hasattr(model, "restore_serving_choices"):  # i2i: beta, min_score, the channels' slots and scores
+        if hasattr(model, "restore_serving_choices"):  # i2i: beta, min_score, prior_weight, the channels' slots and scores
             model.restore_serving_choices(chosen)
         elif getattr(model, "popularity_beta", 0.0) is None and chosen:
             model.popularity_beta = chosen["popularity_beta"]

@@ -135,9 +135,9 @@ def spy_inputs(module: SageI2IModule) -> list[tuple[torch.Tensor, torch.Tensor |
     seen: list[tuple[torch.Tensor, torch.Tensor | None]] = []
     forward = module.net.forward
 
-    def record(nodes, edge_index, alpha, features, id_mask=None):
+    def record(nodes, edge_index, alpha, features, id_mask=None, **switches):
         seen.append((edge_index.clone(), None if id_mask is None else id_mask.clone()))
-        return forward(nodes, edge_index, alpha, features, id_mask=id_mask)
+        return forward(nodes, edge_index, alpha, features, id_mask=id_mask, **switches)
 
     module.net.forward = record
     return seen

@@ -31,6 +31,10 @@ README_COMMANDS: dict[str, str] = {
     "make train": "tests/test_train_e2e.py::test_make_train_flagship_sweep_and_report",
     "make test": ".ci/run",  # the suite itself; CI runs `make test` (checked below), which runs `make install`
     "make install": ".ci/run",
+    ".venv/bin/python train.py model=coclick dataset=synthetic dataset.loader.preset=tiny":
+        "tests/test_train_e2e.py::test_every_model_config_trains_and_evaluates",
+    ".venv/bin/python train.py -m model=popular,coclick,sage_next_click_confident dataset=synthetic seed=0,1 "
+    "trainer.max_epochs=5": "tests/test_train_e2e.py::test_make_train_flagship_sweep_and_report",
     ".venv/bin/python train.py model=coclick dataset=synthetic":
         "tests/test_train_e2e.py::test_every_model_config_trains_and_evaluates",
     ".venv/bin/python train.py -m model=popular,coclick seed=0,1,2": f"{HERE}::test_readme_sweep_of_models_and_seeds",
@@ -42,6 +46,10 @@ README_COMMANDS: dict[str, str] = {
     ".venv/bin/python -m graphrecall.report multirun/train/<date_time> --wandb":
         "tests/test_report.py::test_wandb_report_run_offline_holds_the_tables_and_the_plot",
     "python -m graphrecall.report <sweep> --wandb": "tests/test_report.py::test_wandb_report_run_offline_holds_the_tables_and_the_plot",
+    "python -m graphrecall.search hparams_search=<study>":
+        "tests/test_search.py::test_study_writes_plots_and_a_rerun_command_that_runs_as_printed",
+    "python -m graphrecall.best_setting <study folder> [--seeds ...]":
+        "tests/test_best_setting.py::test_cli_needs_no_second_argument_and_prints_a_quoted_command",
     ".venv/bin/python -m graphrecall.best_setting outputs/optuna/sage":
         "tests/test_search.py::test_study_writes_plots_and_a_rerun_command_that_runs_as_printed",
     ".venv/bin/python train.py experiment=backtest_synthetic model=popular,coclick":
@@ -72,6 +80,8 @@ README_COMMANDS: dict[str, str] = {
     "trainer.accelerator=gpu trainer.devices=4 +trainer.num_nodes=2":
         "tests/test_sage_e2e.py::test_ddp_on_two_cpu_processes_matches_single_process",
     ".venv/bin/python benchmarks/graph_build.py": f"{HERE}::test_readme_benchmarks_run_on_tiny_data",
+    "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/layer_trimming.py --preset medium --steps 20":
+        "tests/test_layer_trimming.py::test_benchmark_script_runs_on_tiny_data",
     ".venv/bin/python benchmarks/lightning_overhead.py --threads 1 --limit-batches 30":
         f"{HERE}::test_readme_benchmarks_run_on_tiny_data",
     "python benchmarks/gpu_stage1.py --out $OUT/gpu_stage1.json": f"{HERE}::test_readme_benchmarks_run_on_tiny_data",

@@ -136,6 +136,7 @@ def check_train_config(cfg: Any, overrides: Sequence[str] | None = None) -> None
     check_fanouts(model)
     check_channels(cfg, model)
     check_min_score(cfg, model)
+    check_prior_weight(cfg, model)
     if _get(cfg, "eval.content_bins") is not None:
         try:
             check_click_bins(_get(cfg, "eval.content_bins"), "eval.content_bins")
@@ -280,11 +281,50 @@ def check_min_score(cfg: Any, model: Any) -> None:
         raise ConfigError(f"recall.min_score={raw} cuts the i2i pool rows (coclick, sage, sage_next_click, m2grl); "
                           f"model '{_get(model, '_target_')}' has no pool and would ignore it")
     # a model config that sets its own serving grid (the recipes) would silently ignore recall.<key>
-    for key, default in (("min_score", None), ("popularity_beta", 0.0)):
+    for key, default in (("min_score", None), ("popularity_beta", 0.0), ("prior_weight", None)):
         given, own = _plain(_get(cfg, f"recall.{key}")), _plain(_get(model, f"triggers.{key}"))
         if has_pool and given != default and own != given:
             raise ConfigError(f"recall.{key}={given}: model '{_get(model, '_target_')}' sets its own "
                               f"triggers.{key}={own}; override model.triggers.{key} instead")
+
+
+def check_prior_weight(cfg: Any, model: Any) -> None:
+    """``recall.prior_weight`` (the merged score's lambda): null, a number in [0, 1], or a list of them
+    / nulls, set (not null) only for the i2i models that serve from a pool (their ``triggers``
+    block), in aggregate mode (quota serving ranks by neighbour rank, not by score), and on a pool
+    of probabilities (``model.pool_score=logit`` inner products are on no scale to mix with the
+    popularity distribution). The model's own ``triggers.prior_weight`` (the presets' grids) is
+    checked the same way; :func:`check_min_score` refuses ``recall.prior_weight`` beside it."""
+    from graphrecall.models.i2i import prior_weight_grid
+
+    def grid_of(key: str, raw: Any) -> list[float | None]:
+        values = raw if isinstance(raw, (list, tuple)) else [raw]
+        if any(v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))) for v in values):
+            raise ConfigError(f"{key}={raw}: expected null, a number in [0, 1] or a list of them / nulls")
+        try:
+            return prior_weight_grid(raw)
+        except ValueError as e:
+            raise ConfigError(f"{key}: {e}") from None
+
+    has_pool = _get(model, "triggers") is not None
+    raw = _plain(_get(cfg, "recall.prior_weight"))
+    grid = grid_of("recall.prior_weight", raw)
+    if any(w is not None for w in grid) and not has_pool:
+        raise ConfigError(f"recall.prior_weight={raw} merges the i2i candidates with the back-fill (coclick, sage, "
+                          f"sage_next_click, m2grl); model '{_get(model, '_target_')}' has no pool and would ignore it")
+    if not has_pool:
+        return
+    key = "model.triggers.prior_weight"
+    own = _plain(_get(model, "triggers.prior_weight"))
+    if not any(w is not None for w in grid_of(key, own)):
+        return
+    mode = _get(model, "triggers.mode")
+    if mode != "aggregate":
+        raise ConfigError(f"{key}={own} (the merged score) needs recall.mode=aggregate, got {mode!r}: quota serving "
+                          "ranks by neighbour rank, not by score")
+    if _get(model, "pool_score") == "logit":
+        raise ConfigError(f"{key}={own} mixes the pool's scores with the recent-popularity distribution: it needs "
+                          "model.pool_score=probability (next-click probabilities), not logit")
 
 
 def _plain(value: Any) -> Any:

@@ -195,6 +195,7 @@ TRAIN_KEYS: dict[str, Spec] = {
     "recall.share": SHARE,
     "recall.popularity_beta": Float(grid=True),
     "recall.min_score": Float(null=True, grid=True),
+    "recall.prior_weight": Float(0, 1, null=True, grid=True),  # lambda of the merged score; null: off
     "recall.channels.*.slots": Int(0, CHANNEL_LIST_LENGTH, words=("auto",), grid=True),
     "recall.channels.*.min_clicks": Int(0),
     "recall.channels.*.max_clicks": Int(0),

@@ -11,6 +11,7 @@ convention the edge is ``(j, i)``: ``edge_index[0] = j`` (source), ``edge_index[
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -118,7 +119,12 @@ def gather_rows(rowptr: Tensor, rows: Tensor, limit: int | None = None) -> tuple
 
 @dataclass
 class Subgraph:
-    """The ``hops``-hop top-k neighbourhood of a batch of seed nodes, relabelled 0..n-1.
+    """The ``hops``-hop top-k neighbourhood of a batch of seed nodes, relabelled 0..n-1, ordered by hop.
+
+    Order (what layer trimming relies on): ``nodes`` holds the seeds (hop 0), then the nodes first
+    reached at hop 1, then at hop 2, ...; ``edge_index`` holds the edges into the seeds, then the
+    edges into the hop-1 nodes, ... (grouped by the hop of their target row). An edge into a hop-h
+    node comes from a node of hop h + 1 at most, and the last hop's nodes have no edge of their own.
 
     Attributes:
         nodes: [n] global ids; the seeds come first, in the order given.
@@ -126,6 +132,9 @@ class Subgraph:
         alpha: [e] aggregation weights of those edges.
         weight: [e] raw edge weights.
         num_seeds: how many leading entries of ``nodes`` are the seeds.
+        num_nodes_per_hop: ``hops + 1`` counts, seeds first (they sum to n).
+        num_edges_per_hop: ``hops`` counts: the edges into the seeds, into the hop-1 nodes, ...
+            (they sum to e).
     """
 
     nodes: Tensor
@@ -133,10 +142,12 @@ class Subgraph:
     alpha: Tensor
     weight: Tensor
     num_seeds: int
+    num_nodes_per_hop: list[int] = field(default_factory=list)
+    num_edges_per_hop: list[int] = field(default_factory=list)
 
 
 def k_hop_subgraph(graph: TopKGraph, seeds: Tensor, hops: int, fanouts: Sequence[int] | None = None) -> Subgraph:
-    """Seeds, their top-k neighbours, the neighbours' neighbours... (``hops`` levels).
+    """Seeds, their top-k neighbours, the neighbours' neighbours... (``hops`` levels), ordered by hop.
 
     Without ``fanouts`` every node of the first ``hops - 1`` levels keeps all its edges, so the
     seeds' ``hops``-layer outputs equal those of a full-graph pass (the test checks this). With
@@ -144,6 +155,8 @@ def k_hop_subgraph(graph: TopKGraph, seeds: Tensor, hops: int, fanouts: Sequence
     only their ``f_h`` strongest neighbours, with ``alpha`` renormalised over the kept ones
     (GraphSAGE's per-hop fan-out, deterministic: by weight). The outer levels dominate the size
     (level 2 holds up to ``|seeds| x f_1`` nodes), so a small ``f_2`` bounds a batch's memory.
+    The per-hop node and edge counts (:class:`Subgraph`) let an encoder trim every layer to the
+    rows the next one reads (:func:`trimmed_layer_sizes`).
     """
     if fanouts is not None and len(fanouts) != hops:
         raise ValueError(f"model.sampling.fanouts needs one value per layer ({hops}), got {list(fanouts)}")
@@ -155,6 +168,7 @@ def k_hop_subgraph(graph: TopKGraph, seeds: Tensor, hops: int, fanouts: Sequence
     nodes = seeds
     frontier = seeds
     src, dst, alpha, weight = [], [], [], []
+    node_counts, edge_counts = [int(seeds.numel())], []
     mapping = torch.full((graph.num_nodes,), -1, dtype=torch.long, device=seeds.device)
     mapping[seeds] = torch.arange(seeds.numel(), device=seeds.device)
     for hop in range(hops):
@@ -168,13 +182,133 @@ def k_hop_subgraph(graph: TopKGraph, seeds: Tensor, hops: int, fanouts: Sequence
         dst.append(mapping[frontier[owner]])
         alpha.append(graph.alpha[pos])
         weight.append(graph.weight[pos])
+        node_counts.append(int(new.numel()))
+        edge_counts.append(int(pos.numel()))
         frontier = new
     edge_index = torch.stack([torch.cat(src), torch.cat(dst)])
     alpha = torch.cat(alpha)
     if fanouts is not None:  # truncated rows: their kept weights sum to 1 again
         alpha = renormalise_kept(edge_index, alpha, torch.ones_like(alpha, dtype=torch.bool), int(nodes.numel()))
     return Subgraph(nodes=nodes, edge_index=edge_index, alpha=alpha, weight=torch.cat(weight),
-                    num_seeds=int(seeds.numel()))
+                    num_seeds=int(seeds.numel()), num_nodes_per_hop=node_counts, num_edges_per_hop=edge_counts)
+
+
+def kept_per_hop(keep: Tensor, num_edges_per_hop: Sequence[int]) -> list[int]:
+    """Per-hop edge counts after ``edge_index[:, keep]`` (a mask keeps the order, so still grouped by hop).
+
+    Args:
+        keep: [e] bool over the edges of a hop-ordered subgraph.
+        num_edges_per_hop: the counts before (they sum to e).
+    """
+    if keep.numel() != sum(num_edges_per_hop):
+        raise ValueError(f"keep has {keep.numel()} entries, the per-hop edge counts sum to {sum(num_edges_per_hop)}")
+    ends = torch.tensor(np.cumsum(num_edges_per_hop, dtype=np.int64), device=keep.device)
+    kept_before = torch.cat([torch.zeros(1, dtype=torch.long, device=keep.device), torch.cumsum(keep.long(), 0)])
+    at_ends = kept_before[ends].tolist()  # one device sync for all hops
+    return [b - a for a, b in zip([0, *at_ends[:-1]], at_ends)]
+
+
+@dataclass(frozen=True)
+class LayerSize:
+    """What one trimmed message-passing layer reads and writes (leading rows / edges of a hop-ordered subgraph).
+
+    Attributes:
+        num_sources: rows of the layer's input (the nodes its edges come from).
+        num_targets: rows of its output (a prefix of the sources).
+        num_edges: its edges (a prefix of the subgraph's, all into the targets).
+    """
+
+    num_sources: int
+    num_targets: int
+    num_edges: int
+
+
+def trimmed_layer_sizes(num_nodes_per_hop: Sequence[int], num_edges_per_hop: Sequence[int],
+                        num_layers: int) -> list[LayerSize]:
+    """Rows and edges each of ``num_layers`` layers needs so that the seeds' last-layer outputs are exact.
+
+    The last layer writes the seeds only; layer ``l`` (0-based) of ``L`` writes the rows that
+    layer ``l + 1`` reads: the nodes within ``L - 1 - l`` hops of the seeds, from the nodes within
+    ``L - l`` hops, over the edges into its rows. (PyG's hierarchical neighbour sampling,
+    ``torch_geometric.utils.trim_to_layer``, trims the same way; here the target rows are also cut
+    from each layer's input, so no layer computes rows nobody reads.)
+
+    Args:
+        num_nodes_per_hop: ``L + 1`` counts of a subgraph ordered by hop (seeds first).
+        num_edges_per_hop: ``L`` counts of its edges, grouped by the hop of their target.
+        num_layers: L.
+    """
+    if len(num_nodes_per_hop) != num_layers + 1 or len(num_edges_per_hop) != num_layers:
+        raise ValueError(f"trimming {num_layers} layers needs {num_layers + 1} per-hop node counts and {num_layers} "
+                         f"edge counts (a {num_layers}-hop subgraph), got {list(num_nodes_per_hop)} and "
+                         f"{list(num_edges_per_hop)}")
+    nodes_within = np.cumsum(num_nodes_per_hop).tolist()  # nodes_within[h]: nodes of hop <= h
+    edges_into = np.cumsum(num_edges_per_hop).tolist()  # edges_into[h]: edges into the nodes of hop <= h
+    return [LayerSize(num_sources=int(nodes_within[num_layers - layer]),
+                      num_targets=int(nodes_within[num_layers - 1 - layer]),
+                      num_edges=int(edges_into[num_layers - 1 - layer])) for layer in range(num_layers)]
+
+
+def sort_by_target(edge_index: Tensor, weight: Tensor, num_sources: int) -> tuple[Tensor, Tensor]:
+    """Edges ordered by (target, source), the order of a CSR adjacency (:func:`target_adjacency`).
+
+    Sorting by target keeps every prefix "the edges into the first t targets" the same set of
+    edges, so the per-hop edge counts of a hop-ordered subgraph (:func:`trimmed_layer_sizes`)
+    still cut the sorted edges into the same layers. Equal pairs stay next to each other.
+
+    Args:
+        edge_index: [2, E] (source, target) pairs, sources ``< num_sources``.
+        weight: [E] their weights (gradients flow through the reordering).
+        num_sources: rows a source index may point to (the sort key is ``target * num_sources + source``).
+
+    Returns:
+        (edge_index [2, E], weight [E]) sorted; the inputs themselves when they already are.
+    """
+    key = edge_index[1] * num_sources + edge_index[0]
+    if key.numel() < 2 or not bool((key[1:] < key[:-1]).any()):
+        return edge_index, weight
+    order = torch.sort(key, stable=True).indices
+    return edge_index[:, order], weight[order]
+
+
+def target_adjacency(edge_index: Tensor, weight: Tensor, num_sources: int, num_targets: int) -> Tensor:
+    """The weighted adjacency of edges sorted by (target, source), as a sparse CSR matrix.
+
+    ``A[i, j]`` is the summed weight of the edges ``j -> i`` (repeated pairs are merged: the CSR
+    format wants distinct columns per row), so ``A @ x_src`` is the weighted sum of each target's
+    neighbours, ``0`` for a target without any: what summing one message per edge gives.
+
+    Args:
+        edge_index: [2, E] (source, target) pairs sorted by (target, source) (:func:`sort_by_target`).
+        weight: [E] the edge weights (gradients flow into them through the CSR values).
+        num_sources: columns (rows of the input ``x_src``).
+        num_targets: rows (rows written).
+
+    Returns:
+        [num_targets, num_sources] ``torch.sparse_csr`` tensor with ``weight``'s dtype.
+    """
+    if weight.shape != edge_index.shape[1:]:
+        raise ValueError(f"target_adjacency needs one weight per edge: {edge_index.shape[1]} edges, "
+                         f"weights of shape {list(weight.shape)}")
+    src, dst = edge_index[0], edge_index[1].contiguous()
+    key = dst * num_sources + src
+    if src.numel():  # one device sync for all checks: out-of-range indices would read outside x
+        step = key[1:] - key[:-1]
+        lo_src, hi_src, lo_dst, hi_dst, unsorted, repeated = torch.stack([
+            src.min(), src.max(), dst.min(), dst.max(), (step < 0).sum(), (step == 0).sum()]).tolist()
+        if lo_src < 0 or hi_src >= num_sources or lo_dst < 0 or hi_dst >= num_targets:
+            raise ValueError(f"edge sources must lie in [0, {num_sources}) and targets in [0, {num_targets}), got "
+                             f"sources in [{lo_src}, {hi_src}] and targets in [{lo_dst}, {hi_dst}]")
+        if unsorted:
+            raise ValueError("target_adjacency needs the edges sorted by (target, source): sort_by_target")
+        if repeated:
+            key, inverse = torch.unique_consecutive(key, return_inverse=True)
+            weight = torch.zeros(key.numel(), dtype=weight.dtype, device=weight.device).index_add(0, inverse, weight)
+            src, dst = key % num_sources, key // num_sources
+    crow = torch.searchsorted(dst, torch.arange(num_targets + 1, device=dst.device))
+    with warnings.catch_warnings():  # torch warns once per process that CSR support is "beta"
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(crow, src, weight, (num_targets, num_sources), check_invariants=False)
 
 
 def sample_negatives(

@@ -66,7 +66,8 @@ class Recommendations:
         items: [U, K] int64 content rows in rank order, -1 padded; training items already removed.
         counters: per-user int arrays that explain how lists were filled (e.g. ``backfilled``).
         scores: [U, K] float64 model score of each entry (what the model ranked it by), NaN where an
-            entry has none (back-fill, padding); None: the model reported no scores.
+            entry has none (back-fill, padding; with ``recall.prior_weight`` every entry, back-fill
+            included, carries its merged score); None: the model reported no scores.
         sources: [U, K] int8 source code of each entry (:data:`MODEL`, :data:`BACKFILL`, a channel...;
             :data:`NO_SOURCE` where padded), named by ``source_names``; None: not reported.
         source_names: the name of every code, ``source_names[code]`` (:meth:`source_labels`).

@@ -12,7 +12,15 @@ import scipy.sparse as sp
 
 from graphrecall.data.schema import CONTENT_ID, FeedDataset
 from graphrecall.data.splits import Fold
-from graphrecall.models.base import BACKFILL, BASE_SOURCES, MODEL, Recommendations, block_sources, channel_source
+from graphrecall.models.base import (
+    BACKFILL,
+    BASE_SOURCES,
+    MODEL,
+    NO_SOURCE,
+    Recommendations,
+    block_sources,
+    channel_source,
+)
 from graphrecall.models.popular import popularity_ranking, recency_window
 from graphrecall.recall.channels import Channel, auto_slots, channel_contents, merge_channels, parse_channels
 from graphrecall.recall.pool import CandidatePool
@@ -20,6 +28,7 @@ from graphrecall.recall.triggers import (
     TriggerRecallResult,
     aggregate_recall,
     recall_with_triggers,
+    recent_prior,
     seen_matrix,
     trigger_lists,
 )
@@ -60,11 +69,45 @@ def min_score_grid(value: float | None | list[float | None]) -> list[float]:
     return grid
 
 
+def prior_weight_grid(value: float | None | list[float | None]) -> list[float | None]:
+    """``recall.prior_weight`` as a list of weights: one value (fixed) or a grid (chosen on
+    validation); ``null`` (off: trigger candidates first, then the back-fill) stays None."""
+    raw = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not raw:
+        raise ValueError("recall.prior_weight must be null, a number in [0, 1] or a non-empty list of them")
+    grid = [None if w is None else float(w) for w in raw]
+    if any(w is not None and not 0.0 <= w <= 1.0 for w in grid):  # NaN fails too
+        raise ValueError(f"recall.prior_weight={raw}: expected null (off) or weights in [0, 1]")
+    return grid
+
+
+class _Chosen:
+    """The default of :meth:`PoolRecall.serve`'s ``prior_weight``: the chosen value (None means off there)."""
+
+    def __repr__(self) -> str:
+        return "CHOSEN"
+
+
+CHOSEN = _Chosen()
+
+
+def setting_tag(setting: tuple[float, float, float | None], min_score_grid: bool, prior_grid: bool) -> str:
+    """The name of a serving setting ``(beta, min_score, prior_weight)`` in the per-setting logs
+    (``serving/val_recall@50_<tag>``): beta, then each grid's value (off for null / -inf)."""
+    beta, min_score, weight = setting
+    tag = f"beta={beta:g}"
+    if min_score_grid:
+        tag += f"_min_score={min_score:g}".replace("-inf", "off")
+    if prior_grid:
+        tag += "_prior_weight=" + ("off" if weight is None else f"{weight:g}")
+    return tag
+
+
 def best_over_settings(settings: list, recommend, targets) -> dict[str, float]:
     """Validation ``recall@50`` and ``ndcg@50`` of the current model at the best of its serving
     ``settings`` (``recommend(setting) -> [U, 50]`` content rows; ``targets`` [U, C]); ties: the
-    first in order. With a serving grid (``popularity_beta``, ``min_score``) each epoch is judged at
-    its best setting, chosen for good after training."""
+    first in order. With a serving grid (``popularity_beta``, ``min_score``, ``prior_weight``) each
+    epoch is judged at its best setting, chosen for good after training."""
     from graphrecall.metrics import ndcg_at_k, recall_at_k
 
     best: dict[str, float] = {}
@@ -91,7 +134,12 @@ class PoolRecall:
             (both modes: a trigger's pool entries scoring below it are not served, so a trigger
             contributes only its confident neighbours and the back-fill takes the freed slots;
             ``null``: off; a list is a grid chosen on the validation fold jointly with
-            ``popularity_beta``); ``channels``
+            ``popularity_beta``); ``prior_weight`` (aggregate: the trigger candidates and the
+            back-fill ranked in one list by ``(1 - lambda) m_u(c) + lambda p(c)``, the triggers'
+            decayed mixture of their pool rows against the recent-popularity distribution, see
+            :func:`graphrecall.recall.triggers.aggregate_recall`; ``null``: off, the back-fill is
+            appended; a list, ``null`` allowed, is a grid chosen jointly with the two above);
+            ``channels``
             (``{name: {slots, min_clicks, max_clicks, score, pool_size}}``): channels of slots
             reserved for contents with few training-window clicks (:mod:`graphrecall.recall.channels`),
             their slot grids chosen on the validation fold after ``popularity_beta``.
@@ -104,7 +152,7 @@ class PoolRecall:
                  backfill_recent_days: float | None = 7) -> None:
         self.pool_size = pool_size
         self.trigger_cfg = {"max_triggers": 10, "decay": 0.8, "mode": "quota", "popularity_beta": 0.0,
-                            "min_score": None, **dict(triggers or {})}
+                            "min_score": None, "prior_weight": None, **dict(triggers or {})}
         if self.trigger_cfg["mode"] not in SERVING_MODES:
             raise ValueError(f"recall.mode must be one of {SERVING_MODES}, got '{self.trigger_cfg['mode']}'")
         self.beta_grid = popularity_beta_grid(self.trigger_cfg["popularity_beta"])
@@ -116,12 +164,20 @@ class PoolRecall:
         self.min_score_grid = min_score_grid(self.trigger_cfg["min_score"])
         # -inf: off; None: a grid not chosen yet
         self.min_score: float | None = self.min_score_grid[0] if len(self.min_score_grid) == 1 else None
+        self.prior_weight_grid = prior_weight_grid(self.trigger_cfg["prior_weight"])
+        if self.trigger_cfg["mode"] == "quota" and any(w is not None for w in self.prior_weight_grid):
+            raise ValueError("recall.prior_weight needs recall.mode=aggregate (quota serving ranks by neighbour "
+                             "rank, not by score)")
+        # None: off; chosen when fixed, else by the validation fold (choose_serving)
+        self.prior_weight: float | None = self.prior_weight_grid[0]
+        self.prior_weight_chosen = len(self.prior_weight_grid) == 1
         # (the pool they were cut from, {min_score: cut pool})
         self._confident_pools: tuple[CandidatePool | None, dict[float, CandidatePool]] = (None, {})
         self.channels: dict[str, Channel] = parse_channels(self.trigger_cfg.get("channels"))
         self.backfill_recent_days = backfill_recent_days
         self.pool: CandidatePool | None = None
         self.recent_log_popularity: np.ndarray | None = None
+        self.recent_popularity: np.ndarray | None = None  # [C] the back-fill window's counts (its prior)
         # [C] bool, set by models that restrict their pool to the candidates at the cut
         # (graphrecall.recall.candidates); None (co-click): the back-fill ranks every content
         self.candidate_rows: np.ndarray | None = None
@@ -132,18 +188,29 @@ class PoolRecall:
         if self.candidate_rows is not None:  # its zero-click tail would otherwise reach non-candidates
             self.fallback = self.fallback[self.candidate_rows[self.fallback]]
         self.recent_log_popularity = np.log1p(recent)
+        self.recent_popularity = recent
 
     @property
     def serving_chosen(self) -> bool:
-        """Whether every serving grid (``popularity_beta``, ``min_score``) holds its chosen value."""
-        return self.popularity_beta is not None and self.min_score is not None
+        """Whether every serving grid (``popularity_beta``, ``min_score``, ``prior_weight``) holds its
+        chosen value."""
+        return self.popularity_beta is not None and self.min_score is not None and self.prior_weight_chosen
 
-    def serving_settings(self) -> list[tuple[float, float]]:
-        """The (beta, min_score) pairs still to choose from: each grid, or its chosen value. Order:
-        min_score outer, beta inner (grid order), which breaks ties towards the first values."""
+    def serving_settings(self) -> list[tuple[float, float, float | None]]:
+        """The (beta, min_score, prior_weight) triples still to choose from: each grid, or its chosen
+        value. Order: prior_weight outermost, then min_score, beta innermost (each in grid order),
+        which breaks ties towards the first values (the presets put null, off, first)."""
         betas = self.beta_grid if self.popularity_beta is None else [self.popularity_beta]
         mins = self.min_score_grid if self.min_score is None else [self.min_score]
-        return [(b, m) for m in mins for b in betas]
+        weights = [self.prior_weight] if self.prior_weight_chosen else self.prior_weight_grid
+        return [(b, m, w) for w in weights for m in mins for b in betas]
+
+    def popularity_prior(self) -> np.ndarray:
+        """[C] the recent-popularity distribution ``p(c)`` of the merged score (the back-fill window)."""
+        if self.recent_popularity is None:
+            raise ValueError(f"recall.prior_weight: model '{self.name}' has no recent popularity counts (fit it, or "
+                             "load a run folder saved with recent_popularity.npy)")
+        return recent_prior(self.recent_popularity)
 
     def confident_pool(self, min_score: float) -> CandidatePool:
         """:attr:`pool` without the entries scoring below ``min_score`` (``-inf``: the pool itself);
@@ -225,13 +292,15 @@ class PoolRecall:
 
     def serve(self, users: np.ndarray, context: tuple[list[np.ndarray], sp.csr_matrix], k: int,
               beta: float | None = None, slots: dict[str, int] | None = None,
-              min_score: float | None = None, with_scores: bool = False) -> Recommendations:
+              min_score: float | None = None, with_scores: bool = False,
+              prior_weight: float | None | _Chosen = CHOSEN) -> Recommendations:
         """Trigger selection over the current pool (``context`` from :meth:`user_context`), with
         the channels' reserved slots; ``beta`` overrides the chosen ``popularity_beta`` (aggregate
-        mode), ``min_score`` the chosen cut-off (``-inf``: off) and ``slots`` the channels' chosen
-        slot counts (``{name: n}``; missing: chosen). ``with_scores``: also fill the lists' scores
-        and sources (:meth:`serve_main`; a channel's entries keep their channel's aggregate score,
-        source ``channel:<name>``); off for the many serves of validation choices."""
+        mode), ``min_score`` the chosen cut-off (``-inf``: off), ``prior_weight`` the chosen weight
+        of the merged score (None: off) and ``slots`` the channels' chosen slot counts
+        (``{name: n}``; missing: chosen). ``with_scores``: also fill the lists' scores and sources
+        (:meth:`serve_main`; a channel's entries keep their channel's aggregate score, source
+        ``channel:<name>``); off for the many serves of validation choices."""
         triggers, seen = context
         decay = float(self.trigger_cfg["decay"])
         extras, extra_scores, names = [], [], []
@@ -253,27 +322,38 @@ class PoolRecall:
             extras.append(got)
             extra_scores.append(channel.scores)
             names.append(ch.name)
-        main = self.serve_main(users, triggers, seen, k, beta, min_score, with_scores)
+        main = self.serve_main(users, triggers, seen, k, beta, min_score, with_scores, prior_weight)
         if not extras:
             return main
         res, used = merge_channels(_as_result(main), extras, k, extra_scores if with_scores else None)
         counters = {"from_triggers": res.from_triggers, "backfilled": res.backfilled}
         sources = source_names = None
+        if main.sources is not None:  # the main channel's kept entries are its first ones, in its order
+            kept = (res.recs >= 0).sum(1) - np.sum(used, axis=0)
+            channel_blocks = [(len(BASE_SOURCES) + c, u) for c, u in enumerate(used)]
+            sources = block_sources([(MODEL, kept), *channel_blocks], k)
+            sources = np.where(sources == MODEL, main.sources, sources).astype(np.int8)
+            # the merged score interleaves model and back-fill entries: count them from the sources
+            from_model = (sources == MODEL).sum(1)
+            counters = {"from_triggers": from_model, "backfilled": kept - from_model}
         if with_scores:
             source_names = BASE_SOURCES + tuple(channel_source(n) for n in names)
-            sources = block_sources([(MODEL, res.from_triggers), (BACKFILL, res.backfilled),
-                                     *((len(BASE_SOURCES) + c, u) for c, u in enumerate(used))], k)
+        else:
+            sources = None
         return Recommendations(users, res.recs, counters | {f"channel_{n}": u for n, u in zip(names, used)},
                                res.scores, sources, source_names or BASE_SOURCES)
 
     def serve_main(self, users: np.ndarray, triggers: list[np.ndarray], seen: sp.csr_matrix, k: int,
                    beta: float | None = None, min_score: float | None = None,
-                   with_scores: bool = False) -> Recommendations:
+                   with_scores: bool = False, prior_weight: float | None | _Chosen = CHOSEN) -> Recommendations:
         """The main channel: trigger selection over :attr:`pool` (its entries at or above the
         ``min_score`` cut-off), then the back-fill. ``with_scores``: each trigger entry's score
         (``quota``: the pool score from the trigger that brought it; ``aggregate``: the decayed sum
         over the triggers plus the popularity bonus, see :func:`aggregate_recall`), source ``model``;
-        back-fill entries score NaN, source ``backfill``."""
+        back-fill entries score NaN, source ``backfill``. With a ``prior_weight`` (aggregate) the
+        trigger candidates and the back-fill are ranked together by the merged score, which every
+        entry reports; source ``model`` where the triggers' mixture is positive, else ``backfill``
+        (the sources are then always set, ``with_scores`` or not: they say which entry is which)."""
         share = float(self.trigger_cfg.get("share", 1.0))
         decay = float(self.trigger_cfg["decay"])
         min_score = self.min_score if min_score is None else min_score
@@ -281,7 +361,10 @@ class PoolRecall:
             raise ValueError("recall.min_score is a grid and has not been chosen: the validation fold "
                              "(eval.folds must start with val) chooses it")
         pool = self.confident_pool(min_score)
+        weight = self.chosen_prior_weight() if isinstance(prior_weight, _Chosen) else prior_weight
         if self.trigger_cfg["mode"] == "quota":
+            if weight is not None:
+                raise ValueError(f"recall.prior_weight={weight} needs recall.mode=aggregate")
             res = recall_with_triggers(pool, triggers, seen, k, decay, self.fallback, trigger_slots=round(share * k),
                                        with_scores=with_scores)
         else:
@@ -290,11 +373,22 @@ class PoolRecall:
                 raise ValueError("recall.popularity_beta is a grid and has not been chosen: the validation "
                                  "fold (eval.folds must start with val) chooses it")
             bonus = beta * self.recent_log_popularity if beta else None
+            prior = self.popularity_prior() if weight is not None else None
             res = aggregate_recall(pool, triggers, seen, k, decay, self.fallback, bonus, round(share * k),
-                                   with_scores=with_scores)
-        sources = block_sources([(MODEL, res.from_triggers), (BACKFILL, res.backfilled)], k) if with_scores else None
+                                   with_scores=with_scores, prior=prior, prior_weight=weight)
+        if res.model_entries is not None:
+            sources = np.where(res.recs < 0, NO_SOURCE, np.where(res.model_entries, MODEL, BACKFILL)).astype(np.int8)
+        else:
+            sources = block_sources([(MODEL, res.from_triggers), (BACKFILL, res.backfilled)], k) if with_scores else None
         return Recommendations(users, res.recs, {"from_triggers": res.from_triggers, "backfilled": res.backfilled},
                                res.scores, sources)
+
+    def chosen_prior_weight(self) -> float | None:
+        """The chosen ``prior_weight`` (None: off); refuses a grid not chosen yet."""
+        if not self.prior_weight_chosen:
+            raise ValueError("recall.prior_weight is a grid and has not been chosen: the validation fold "
+                             "(eval.folds must start with val) chooses it")
+        return self.prior_weight
 
     def fold_context(self, fold: Fold, dataset: FeedDataset) -> tuple[np.ndarray, sp.csr_matrix, tuple]:
         """(the fold's target users [U], their targets [U, C], their serving context): what every
@@ -306,31 +400,38 @@ class PoolRecall:
         return users, targets, self.user_context(users, fold, dataset.num_contents)
 
     def choose_serving(self, fold: Fold, dataset: FeedDataset) -> dict[str, float]:
-        """Choose ``popularity_beta`` and ``min_score`` jointly (main channel alone; the pairs of
-        :meth:`serving_settings`), then the channels' slots at that setting
+        """Choose ``popularity_beta``, ``min_score`` and ``prior_weight`` jointly (main channel
+        alone; the triples of :meth:`serving_settings`), then the channels' slots at that setting
         (:meth:`choose_channel_slots`) on this fold; the fold must be the validation fold (the test
-        fold is never read for a choice). Ties: the first pair in :meth:`serving_settings` order."""
+        fold is never read for a choice). Ties: the first triple in :meth:`serving_settings` order."""
         from graphrecall.metrics import recall_at_k
 
         settings = self.serving_settings()
         info: dict[str, float] = {}
         if len(settings) > 1:
             if fold.name != "val":
-                raise ValueError("recall.popularity_beta / recall.min_score is a grid: it is chosen on the val "
-                                 f"fold, not on '{fold.name}'")
+                raise ValueError("recall.popularity_beta / recall.min_score / recall.prior_weight is a grid: it is "
+                                 f"chosen on the val fold, not on '{fold.name}'")
             users, targets, context = self.fold_context(fold, dataset)
             by = {s: float(np.nanmean(recall_at_k(self.serve(users, context, 50, beta=s[0], min_score=s[1],
-                                                              slots=self.channels_off()).items, targets, 50)))
+                                                              prior_weight=s[2], slots=self.channels_off()).items,
+                                                   targets, 50)))
                   for s in settings}
-            self.popularity_beta, self.min_score = max(settings, key=lambda s: (by[s], -settings.index(s)))
+            self.popularity_beta, self.min_score, self.prior_weight = max(
+                settings, key=lambda s: (by[s], -settings.index(s)))
+            self.prior_weight_chosen = True
             info["serving/popularity_beta"] = self.popularity_beta
             if len(self.min_score_grid) > 1:
                 info["serving/min_score_index"] = self.min_score_grid.index(self.min_score)
             if np.isfinite(self.min_score):
                 info["serving/min_score"] = self.min_score
-            for (b, m), r in by.items():
-                tag = f"beta={b:g}" if len(self.min_score_grid) == 1 else f"beta={b:g}_min_score={m:g}"
-                info[f"serving/val_recall@50_{tag.replace('-inf', 'off')}"] = r
+            prior_grid = len(self.prior_weight_grid) > 1
+            if prior_grid:
+                info["serving/prior_weight_index"] = self.prior_weight_grid.index(self.prior_weight)
+            if self.prior_weight is not None:
+                info["serving/prior_weight"] = self.prior_weight
+            for s, r in by.items():
+                info[f"serving/val_recall@50_{setting_tag(s, len(self.min_score_grid) > 1, prior_grid)}"] = r
         if any(ch.slots is None or (ch.active and ch.score is None) for ch in self.channels.values()):
             if fold.name != "val":
                 raise ValueError(f"recall.channels: a slot or score grid (or auto) is chosen on the val fold, "
@@ -389,24 +490,30 @@ class PoolRecall:
         self.pool.save(Path(directory) / "pool.parquet", dataset.contents[CONTENT_ID].to_numpy())
         np.save(Path(directory) / "fallback.npy", self.fallback)
         np.save(Path(directory) / "recent_log_popularity.npy", self.recent_log_popularity)
+        if self.recent_popularity is not None:
+            np.save(Path(directory) / "recent_popularity.npy", self.recent_popularity)
         slots = {ch.name: ch.slots for ch in self.channels.values()}
         scores = {ch.name: ch.score for ch in self.channels.values()}
         min_score = None if self.min_score is None or self.min_score == -np.inf else self.min_score
+        prior = {"prior_weight": self.prior_weight} if self.prior_weight_chosen else {}  # null: off
         (Path(directory) / "serving.json").write_text(json.dumps({
             "popularity_beta": self.popularity_beta, "min_score": min_score,  # min_score null: off
-            "channel_slots": slots, "channel_scores": scores}))
+            **prior, "channel_slots": slots, "channel_scores": scores}))
         for ch in self.channels.values():
             if ch.pool is not None:
                 ch.pool.save(Path(directory) / f"channel_{ch.name}_pool.parquet", dataset.contents[CONTENT_ID].to_numpy())
 
     def restore_serving_choices(self, serving: dict[str, Any]) -> None:
         """What validation chose for a run (its ``serving.json``), where the config left a grid to
-        choose from: ``popularity_beta``, ``min_score`` (``null``: off), the channels' slots and
-        scores (a fixed value is the config's own)."""
+        choose from: ``popularity_beta``, ``min_score`` (``null``: off), ``prior_weight`` (``null``:
+        off), the channels' slots and scores (a fixed value is the config's own)."""
         if self.popularity_beta is None and serving.get("popularity_beta") is not None:
             self.popularity_beta = float(serving["popularity_beta"])
         if self.min_score is None and "min_score" in serving:
             self.min_score = -np.inf if serving["min_score"] is None else float(serving["min_score"])
+        if not self.prior_weight_chosen and "prior_weight" in serving:
+            self.prior_weight = prior_weight_grid(serving["prior_weight"])[0]
+            self.prior_weight_chosen = True
         for name, n in serving.get("channel_slots", {}).items():
             if name in self.channels and self.channels[name].slots is None:
                 self.channels[name].slots = n
@@ -421,6 +528,8 @@ class PoolRecall:
         if (directory / "serving.json").exists():  # runs saved before aggregate serving have neither file
             self.recent_log_popularity = np.load(directory / "recent_log_popularity.npy")
             self.restore_serving_choices(json.loads((directory / "serving.json").read_text()))
+        if (directory / "recent_popularity.npy").exists():  # the merged score's prior (runs before it: none)
+            self.recent_popularity = np.load(directory / "recent_popularity.npy")
         for ch in self.channels.values():
             path = directory / f"channel_{ch.name}_pool.parquet"
             if path.exists():

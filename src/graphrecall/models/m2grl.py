@@ -103,10 +103,11 @@ class M2GRLModule(SageI2IModule):
                  objective: str = "reconstruction", next_click: dict[str, Any] | None = None,
                  alignment: dict[str, Any] | None = None, intra: dict[str, Any] | None = None,
                  weighting_lr: float | None = None, popularity: dict[str, Any] | None = None,
-                 cold_start: dict[str, Any] | None = None, fanouts: list[int] | None = None) -> None:
+                 cold_start: dict[str, Any] | None = None, fanouts: list[int] | None = None,
+                 trim_layers: bool = True, sparse_aggregation: bool = True) -> None:
         super().__init__(encoder, loss, num_negatives, lr, weight_decay, batching, full_graph_max_nodes, seed,
                          temperature, run_config, hard_negatives, objective, next_click, popularity, cold_start,
-                         fanouts)
+                         fanouts, trim_layers, sparse_aggregation)
         self.save_hyperparameters()
         if view_encoder not in VIEW_ENCODERS:
             raise ValueError(f"model.view_encoder must be one of {VIEW_ENCODERS}, got '{view_encoder}'")
@@ -158,7 +159,8 @@ class M2GRLModule(SageI2IModule):
             self._view_graphs_on = (dev, {v: g.to(dev) for v, g in self.view_graphs.items()})
         g = self._view_graphs_on[1][view]
         nodes = torch.arange(g.num_nodes, device=dev)
-        return self.view_encoders[view](nodes, g.edge_index(), g.alpha, {})
+        # a view graph is small and passed whole: per-edge messages, as stage 1's full-graph passes
+        return self.view_encoders[view](nodes, g.edge_index(), g.alpha, {}, sparse_aggregation=False)
 
     def alignment_scale(self, epoch: int | None = None) -> float:
         """The multiplier of the alignment terms (ramped, capped) at ``epoch`` (default: the current one)."""

@@ -41,6 +41,7 @@ from graphrecall.graphs.sampling import (
     drop_pair_edges,
     isolate_nodes,
     k_hop_subgraph,
+    kept_per_hop,
     sample_negatives,
     top_k_graph,
 )
@@ -93,7 +94,8 @@ class SageI2IModule(RankingValidationModule):
                  seed: int = 0, temperature: float = 1.0, run_config: dict[str, Any] | None = None,
                  hard_negatives: dict[str, Any] | None = None, objective: str = "reconstruction",
                  next_click: dict[str, Any] | None = None, popularity: dict[str, Any] | None = None,
-                 cold_start: dict[str, Any] | None = None, fanouts: list[int] | None = None) -> None:
+                 cold_start: dict[str, Any] | None = None, fanouts: list[int] | None = None,
+                 trim_layers: bool = True, sparse_aggregation: bool = True) -> None:
         super().__init__()
         if objective not in OBJECTIVES:
             raise ValueError(f"model.objective must be one of {OBJECTIVES}, got '{objective}'")
@@ -186,11 +188,20 @@ class SageI2IModule(RankingValidationModule):
         weights renormalised) for this pass: the next-click examples' own edges.
         ``cold`` [N] bool: contents treated as new for this pass, cut off from the graph (no edge in
         either direction, weights renormalised) and with a zeroed node-id embedding.
+        Subgraph passes with ``trim_layers`` (hyperparameter, default on) compute at every layer only
+        the rows the next layer reads (the same vectors, less message passing); ``sparse_aggregation``
+        (default on) aggregates their mean / sum layers by a sparse adjacency product (the same vectors
+        up to float rounding, 3x faster at 20k contents). Full-graph passes always use messages.
         """
         g, features = self._graph_on(nodes.device)
         if cold is not None:
             cold = cold.to(nodes.device)
+        # sparse aggregation is the encoder's default: the switch is passed only to turn it off. Full-graph
+        # passes (catalogues below the subgraph threshold) keep per-edge messages: their float sums, and so
+        # every result measured on them, stay as they were; the speed matters on subgraph batches
+        switch = {} if self.hparams.get("sparse_aggregation", True) else {"sparse_aggregation": False}
         if self._full_graph():
+            switch = {"sparse_aggregation": False}
             all_nodes = torch.arange(g.num_nodes, device=nodes.device)
             edge_index, alpha = g.edge_index(), g.alpha
             if drop_pairs is not None:
@@ -199,18 +210,24 @@ class SageI2IModule(RankingValidationModule):
             if cold is not None:
                 keep, alpha = isolate_nodes(edge_index, alpha, cold)
                 edge_index, alpha = edge_index[:, keep], alpha[keep]
-            return self.net(all_nodes, edge_index, alpha, features, id_mask=cold)[nodes]
+            return self.net(all_nodes, edge_index, alpha, features, id_mask=cold, **switch)[nodes]
         fanouts = self.hparams.get("fanouts")
         sub = k_hop_subgraph(g, nodes, len(self.net.convs), list(fanouts) if fanouts is not None else None)
         edge_index, alpha = sub.edge_index, sub.alpha
+        trim = bool(self.hparams.get("trim_layers", True))
+        hop_edges = sub.num_edges_per_hop  # removing edges keeps the hop order: recounted per hop
         if drop_pairs is not None:
             keep, alpha = drop_pair_edges(sub.nodes[edge_index], alpha, *drop_pairs, g.num_nodes)
             edge_index, alpha = edge_index[:, keep], alpha[keep]
+            hop_edges = kept_per_hop(keep, hop_edges) if trim else hop_edges
         local_cold = None if cold is None else cold[sub.nodes]
         if local_cold is not None:
             keep, alpha = isolate_nodes(edge_index, alpha, local_cold)
             edge_index, alpha = edge_index[:, keep], alpha[keep]
-        h = self.net(sub.nodes, edge_index, alpha, features, id_mask=local_cold)
+            hop_edges = kept_per_hop(keep, hop_edges) if trim else hop_edges
+        hops = {"num_nodes_per_hop": sub.num_nodes_per_hop, "num_edges_per_hop": hop_edges} if trim else {}
+        # trimmed: the seed rows only
+        h = self.net(sub.nodes, edge_index, alpha, features, id_mask=local_cold, **hops, **switch)
         pos = torch.full((g.num_nodes,), -1, dtype=torch.long, device=nodes.device)
         pos[sub.nodes[: sub.num_seeds]] = torch.arange(sub.num_seeds, device=nodes.device)
         return h[pos[nodes]]
@@ -386,7 +403,9 @@ class SageRecall(PoolRecall):
         encoder: ``field_dim, hidden_dim, num_layers, node_ids, dropout, fields`` (fields: null = all).
         aggregator: ``name`` (mean | sum | gat) and ``heads``.
         loss: ``name`` (bce | bpr).
-        sampling: ``neighbors`` (top-k), ``num_negatives``, ``batching`` (auto | full | subgraph).
+        sampling: ``neighbors`` (top-k), ``num_negatives``, ``batching`` (auto | full | subgraph),
+            ``fanouts``, ``trim_layers`` (subgraph batches: each layer computes only the rows the next reads) and
+            ``sparse_aggregation`` (mean / sum layers aggregate by a sparse adjacency product; same vectors).
         optim: ``lr, weight_decay, batch_size``.
         trainer: Lightning ``Trainer`` arguments plus ``early_stopping_patience``.
         logger: ``name`` (csv | wandb) and W&B settings.
@@ -497,6 +516,16 @@ class SageRecall(PoolRecall):
             kwargs["cold_start"] = dict(self.cold_start)
         if self.sampling.get("fanouts") is not None:  # likewise
             kwargs["fanouts"] = [int(f) for f in self.sampling["fanouts"]]
+        trim = self.sampling.get("trim_layers", True)
+        if not isinstance(trim, bool):
+            raise ValueError(f"model.sampling.trim_layers must be true or false, got {trim!r}")
+        if not trim:  # likewise (on is the module's default)
+            kwargs["trim_layers"] = False
+        sparse = self.sampling.get("sparse_aggregation", True)
+        if not isinstance(sparse, bool):
+            raise ValueError(f"model.sampling.sparse_aggregation must be true or false, got {sparse!r}")
+        if not sparse:  # likewise
+            kwargs["sparse_aggregation"] = False
         return kwargs
 
     def publication_days(self, fold: Fold, dataset: FeedDataset) -> Tensor | None:
@@ -551,7 +580,8 @@ class SageRecall(PoolRecall):
             self.pool = restrict_pool(wide, cand, self.pool_size)
             off = self.channels_off()  # epochs are selected on the main channel alone
             return best_over_settings(self.serving_settings(),
-                                   lambda s: self.serve(users, context, 50, beta=s[0], min_score=s[1], slots=off).items,
+                                   lambda s: self.serve(users, context, 50, beta=s[0], min_score=s[1],
+                                                        prior_weight=s[2], slots=off).items,
                                    targets)
 
         return evaluate

@@ -178,7 +178,8 @@ def merge_channels(main: TriggerRecallResult, extras: list[np.ndarray], k: int,
 
     Returns:
         (merged result, per channel ``[U]`` slots used). ``from_triggers`` and ``backfilled`` count
-        the main channel's kept entries (triggers first, so the cut drops back-fill first); each
+        the main channel's kept entries (appended back-fill comes last, so the cut drops it first; with
+        ``recall.prior_weight`` the two interleave and ``PoolRecall.serve`` recounts from the sources); each
         entry keeps the score its own channel gave it (NaN on the main channel's back-fill).
     """
     with_scores = main.scores is not None and extra_scores is not None

@@ -7,6 +7,9 @@ to the triggers' further neighbours (newest trigger first); contents the user al
 duplicates are skipped; what is still missing is back-filled from a fallback ranking (popularity)
 and counted. Results are ordered by neighbour rank, then by trigger recency, so that every
 trigger's best neighbour precedes any trigger's second best.
+
+Aggregate serving (:func:`aggregate_recall`) scores every candidate once instead; with a prior
+weight it ranks the trigger candidates and the back-fill in one list by one score (see there).
 """
 
 from __future__ import annotations
@@ -96,20 +99,27 @@ def backfill(items: list[int], excluded: set[int], fallback: np.ndarray, k: int)
 class TriggerRecallResult:
     """Recommendations and how they were filled.
 
-    Every list holds its ``from_triggers`` entries first, then its ``backfilled`` ones.
+    Every list holds its ``from_triggers`` entries first, then its ``backfilled`` ones, except for
+    the merged score (:func:`aggregate_recall` with ``prior_weight``), where they interleave and
+    ``model_entries`` says which is which.
 
     Attributes:
         recs: [U, K] int64 content rows, -1 where even the back-fill ran out.
         from_triggers: [U] slots filled from trigger neighbours.
         backfilled: [U] slots filled from the fallback ranking.
         scores: [U, K] float64 score of each trigger entry (see the serving function), NaN on
-            back-fill and padding; None when not asked for (``with_scores=False``).
+            back-fill and padding (merged score: every entry's score, NaN on padding); None when not
+            asked for (``with_scores=False``).
+        model_entries: [U, K] bool, True at the entries the triggers brought (merged score: the
+            mixture ``m_u(c) > 0``), False at back-fill and padding; None where each list holds its
+            ``from_triggers`` entries first (the counters say where).
     """
 
     recs: np.ndarray
     from_triggers: np.ndarray
     backfilled: np.ndarray
     scores: np.ndarray | None = None
+    model_entries: np.ndarray | None = None
 
 
 def recall_with_triggers(
@@ -195,6 +205,20 @@ def trigger_weights(triggers: list[np.ndarray], num_contents: int, decay: float)
     return sp.csr_matrix((decay ** ranks.astype(np.float64), (rows, cols)), shape=(len(triggers), num_contents))
 
 
+def recent_prior(recent: np.ndarray) -> np.ndarray:
+    """The recent-popularity distribution ``p(c)``: each content's recent clicks over all of them.
+
+    Args:
+        recent: [C] non-negative recent click counts (the back-fill window's).
+
+    Returns:
+        [C] float64 summing to 1 (all zeros when the window holds no click).
+    """
+    recent = np.asarray(recent, dtype=np.float64)
+    total = recent.sum()
+    return recent / total if total > 0 else np.zeros_like(recent)
+
+
 def aggregate_recall(
     pool: CandidatePool,
     triggers: list[np.ndarray],
@@ -206,6 +230,8 @@ def aggregate_recall(
     trigger_slots: int | None = None,
     tie_order: np.ndarray | None = None,
     with_scores: bool = False,
+    prior: np.ndarray | None = None,
+    prior_weight: float | None = None,
 ) -> TriggerRecallResult:
     r"""Score every candidate once: the decayed sum of its pool similarity to the user's triggers.
 
@@ -222,6 +248,21 @@ def aggregate_recall(
     recent popularity, then popularity, then a fixed pseudo-random order). Missing slots are
     back-filled from ``fallback`` and counted, as in :func:`recall_with_triggers`.
 
+    With ``prior_weight`` (:math:`\lambda`) the trigger candidates and the back-fill compete in one
+    list by one score on the probability scale:
+
+    .. math::
+        s_u(c) = (1 - \lambda)\, m_u(c) + \lambda\, p(c) + \mathrm{bonus}(c), \qquad
+        m_u(c) = \frac{\sum_r \mathrm{decay}^r \, \mathrm{sim}(t_r, c)}{\sum_r \mathrm{decay}^r}
+
+    (``m_u``: the triggers' decayed mixture of their rows, e.g. next-click distributions; ``p``: the
+    recent-popularity distribution ``prior``) over the trigger candidates and the first ``k + |seen|``
+    contents of ``fallback`` (every back-fill content that could enter the list), seen contents
+    excluded, ties by ``fallback`` order. Entries with :math:`m_u(c) > 0` count as ``from_triggers``
+    (at most ``trigger_slots`` of them), the rest as ``backfilled``; a user without triggers gets the
+    back-fill order. Only the first ``k + |seen|`` of ``fallback`` compete: if fewer than ``k``
+    remain, the rest of ``fallback`` is appended, as without the prior.
+
     Args:
         pool: the offline candidate pool.
         triggers: U arrays of trigger content rows, newest first.
@@ -237,9 +278,15 @@ def aggregate_recall(
             decayed sum above, where a trigger whose row lacks ``c`` adds ``decay^r min(0, m_r)``,
             plus the bonus (ranking shifts signed rows by their floor; the shift is undone, up to
             float32 rounding of the pool scores). Non-increasing along each user's candidate entries.
+            With ``prior_weight``: every entry's merged score, back-fill entries included.
+        prior: [C] the recent-popularity distribution :math:`p` (:func:`recent_prior`); needed with
+            ``prior_weight``.
+        prior_weight: :math:`\lambda` in [0, 1], or None (off: the candidates first, then the
+            back-fill, as above). Needs non-negative pool scores (next-click probabilities, co-click
+            shares), whose mixture is on the scale of :math:`p`.
 
     Returns:
-        A :class:`TriggerRecallResult`.
+        A :class:`TriggerRecallResult` (with ``model_entries`` when ``prior_weight`` is set).
     """
     if not 0.0 < decay <= 1.0:
         raise ValueError(f"recall.decay must be in (0, 1], got {decay}")
@@ -247,6 +294,8 @@ def aggregate_recall(
     c = pool.num_contents
     k_trig = k if trigger_slots is None else max(0, min(int(trigger_slots), k))
     valid = (pool.neighbors >= 0) & np.isfinite(pool.scores)
+    if prior_weight is not None:
+        check_prior_inputs(pool.scores[valid], prior, prior_weight, c)
     rows = np.repeat(np.arange(c), valid.sum(1))
     # signed rows are shifted by their minimum (a cut-off entry scores it); the shift adds the same
     # constant, sum_r decay^r min_r, to every candidate of a user, so the ranking is unchanged
@@ -264,6 +313,10 @@ def aggregate_recall(
     if order is not None:
         tie_rank[np.asarray(order, dtype=np.int64)] = np.arange(len(order))
     tie_rank = tie_rank * (c + 1) + np.arange(c)  # contents absent from the fallback: by row
+    if prior_weight is not None:
+        mass = np.asarray(tw.sum(axis=1), dtype=np.float64).ravel()  # [U] sum_r decay^r
+        return _merged_lists(scores, found, mass, seen, k, k_trig, fallback, bonus, tie_rank,
+                             np.asarray(prior, dtype=np.float64), float(prior_weight), with_scores)
     num_users = len(triggers)
     recs = np.full((num_users, k), -1, dtype=np.int64)
     from_triggers = np.zeros(num_users, dtype=np.int64)
@@ -290,3 +343,75 @@ def aggregate_recall(
         backfilled[u] = len(items) - from_triggers[u]
         recs[u, : len(items)] = items
     return TriggerRecallResult(recs, from_triggers, backfilled, entry_scores)
+
+
+def check_prior_inputs(pool_scores: np.ndarray, prior: np.ndarray | None, prior_weight: float,
+                       num_contents: int) -> None:
+    """The merged score's inputs: ``prior_weight`` in [0, 1], a ``prior`` of one value per content,
+    and non-negative pool scores (a signed row, e.g. inner products, is on no probability scale)."""
+    if not 0.0 <= prior_weight <= 1.0:
+        raise ValueError(f"recall.prior_weight={prior_weight}: expected a value in [0, 1] (or null: off)")
+    if prior is None or len(prior) != num_contents:
+        raise ValueError(f"recall.prior_weight={prior_weight} needs the recent-popularity distribution of the "
+                         f"{num_contents} contents, got {None if prior is None else len(prior)} values")
+    if pool_scores.size and pool_scores.min() < 0:
+        raise ValueError(f"recall.prior_weight={prior_weight} mixes the pool's scores with the recent-popularity "
+                         f"distribution and needs non-negative pool scores (next-click probabilities: "
+                         f"model.pool_score=probability; co-click shares); this pool has scores down to "
+                         f"{float(pool_scores.min()):g}")
+
+
+def _merged_lists(scores: sp.csr_matrix, found: sp.csr_matrix, mass: np.ndarray, seen: sp.csr_matrix, k: int,
+                  k_trig: int, fallback: np.ndarray | None, bonus: np.ndarray | None, tie_rank: np.ndarray,
+                  prior: np.ndarray, weight: float, with_scores: bool) -> TriggerRecallResult:
+    """The lists of :func:`aggregate_recall` with ``prior_weight``: trigger candidates and the head
+    of the back-fill ranked together by ``(1 - weight) m_u(c) + weight p(c) + bonus(c)``.
+
+    Args:
+        scores: [U, C] decayed sums of the triggers' pool scores (non-negative pools: no shift).
+        found: [U, C] nonzero where ``c`` is in some trigger's row.
+        mass: [U] ``sum_r decay^r`` over each user's triggers (0 without triggers).
+        seen, k, fallback, bonus, with_scores: as :func:`aggregate_recall`.
+        k_trig: at most this many entries with ``m_u(c) > 0``.
+        tie_rank: [C] score ties go to the smaller value.
+        prior: [C] ``p(c)``.
+        weight: lambda.
+    """
+    num_users = seen.shape[0]
+    recs = np.full((num_users, k), -1, dtype=np.int64)
+    model_entries = np.zeros((num_users, k), dtype=bool)
+    from_triggers = np.zeros(num_users, dtype=np.int64)
+    backfilled = np.zeros(num_users, dtype=np.int64)
+    entry_scores = np.full((num_users, k), np.nan) if with_scores else None
+    head = np.zeros(0, dtype=np.int64) if fallback is None else np.asarray(fallback, dtype=np.int64)
+    for u in range(num_users):
+        excluded = seen.indices[seen.indptr[u] : seen.indptr[u + 1]]
+        cand = found.indices[found.indptr[u] : found.indptr[u + 1]]
+        pool_c = np.union1d(cand, head[: k + len(excluded)])  # sorted: trigger candidates + back-fill head
+        mix = np.zeros(len(pool_c))  # m_u(c); 0 off every trigger row
+        su_idx = scores.indices[scores.indptr[u] : scores.indptr[u + 1]]
+        if mass[u] > 0:
+            mix[np.searchsorted(pool_c, su_idx)] = scores.data[scores.indptr[u] : scores.indptr[u + 1]] / mass[u]
+        s = (1.0 - weight) * mix + weight * prior[pool_c]
+        if bonus is not None:
+            s = s + bonus[pool_c]
+        keep = ~np.isin(pool_c, excluded)
+        pool_c, s, mix = pool_c[keep], s[keep], mix[keep]
+        ranked = np.lexsort((tie_rank[pool_c], -s))
+        is_model = mix[ranked] > 0
+        over = is_model & (np.cumsum(is_model) > k_trig)  # model entries beyond trigger_slots
+        best = ranked[~over][:k]
+        items = pool_c[best].tolist()
+        model_entries[u, : len(best)] = mix[best] > 0
+        from_triggers[u] = int(model_entries[u].sum())
+        if with_scores:
+            entry_scores[u, : len(best)] = s[best]
+        if len(items) < k and fallback is not None:  # the back-fill's head ran out: append as unmerged
+            before = len(items)
+            backfill(items, set(excluded.tolist()) | set(pool_c[ranked[over]].tolist()), fallback, k)
+            if with_scores and len(items) > before:
+                extra = np.asarray(items[before:], dtype=np.int64)
+                entry_scores[u, before : len(items)] = weight * prior[extra] + (0.0 if bonus is None else bonus[extra])
+        backfilled[u] = len(items) - from_triggers[u]
+        recs[u, : len(items)] = items
+    return TriggerRecallResult(recs, from_triggers, backfilled, entry_scores, model_entries)
