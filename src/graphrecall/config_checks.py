@@ -257,6 +257,18 @@ def check_side_info_fields(cfg: Any, model: Any, channel: str) -> None:
                       "(model.encoder.fields) or use score=pool or similarity")
 
 
+def _serving_grid(key: str, raw: Any, parse, expected: str) -> list:
+    """A serving grid's values (``parse(raw)``: one value or a list, nulls allowed), each a number;
+    else a :class:`ConfigError` naming ``key`` and what was ``expected``."""
+    values = raw if isinstance(raw, (list, tuple)) else [raw]
+    if any(v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))) for v in values):
+        raise ConfigError(f"{key}={raw}: expected {expected}")
+    try:
+        return parse(raw)
+    except ValueError as e:
+        raise ConfigError(f"{key}: {e}") from None
+
+
 def check_min_score(cfg: Any, model: Any) -> None:
     """``recall.min_score``: null, a number, or a list of numbers / nulls, and set (not null) only for
     the i2i models that serve from a pool (their ``triggers`` block); elsewhere it would be ignored.
@@ -264,13 +276,7 @@ def check_min_score(cfg: Any, model: Any) -> None:
     from graphrecall.models.i2i import min_score_grid
 
     def grid_of(key: str, raw: Any) -> list[float]:
-        values = raw if isinstance(raw, (list, tuple)) else [raw]
-        if any(v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))) for v in values):
-            raise ConfigError(f"{key}={raw}: expected null, a number or a list of numbers / nulls")
-        try:
-            return min_score_grid(raw)
-        except ValueError as e:
-            raise ConfigError(f"{key}: {e}") from None
+        return _serving_grid(key, raw, min_score_grid, "null, a number or a list of numbers / nulls")
 
     has_pool = _get(model, "triggers") is not None
     raw = _plain(_get(cfg, "recall.min_score"))
@@ -298,13 +304,7 @@ def check_prior_weight(cfg: Any, model: Any) -> None:
     from graphrecall.models.i2i import prior_weight_grid
 
     def grid_of(key: str, raw: Any) -> list[float | None]:
-        values = raw if isinstance(raw, (list, tuple)) else [raw]
-        if any(v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))) for v in values):
-            raise ConfigError(f"{key}={raw}: expected null, a number in [0, 1] or a list of them / nulls")
-        try:
-            return prior_weight_grid(raw)
-        except ValueError as e:
-            raise ConfigError(f"{key}: {e}") from None
+        return _serving_grid(key, raw, prior_weight_grid, "null, a number in [0, 1] or a list of them / nulls")
 
     has_pool = _get(model, "triggers") is not None
     raw = _plain(_get(cfg, "recall.prior_weight"))
