@@ -184,6 +184,12 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> tuple[dict[st
         for ev in evs:
             metrics.update(ev.flat())
             ev.per_user.to_parquet(out / f"per_user_{ev.name}.parquet", index=False)
+        # per-user metrics at every serving setting of the grid: validation's for a choice pooled over a
+        # backtest's windows (graphrecall.backtest), the test fold's (opt-in) for what that choice scores
+        if hasattr(model, "serving_grid_per_user") and (name == "val" or cfg.eval.get("serving_grid_test", False)):
+            grid = model.serving_grid_per_user(fold, dataset)
+            if grid is not None:
+                grid.to_parquet(out / f"serving_grid_{name}.parquet", index=False)
         evaluations.extend(evs)
         if name == "test":
             model.save(out, dataset)

@@ -145,3 +145,39 @@ def test_backtest_runs_from_one_command_and_pools(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "graphrecall.backtest", str(tmp_path / "nowhere")], cwd=ROOT, env=env,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "nowhere" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow
+def test_serving_choice_pooled_over_the_validation_windows(tmp_path):
+    """--pooled-serving: the beta chosen on all windows' validation users together (recomputed here
+    from the runs' serving_grid_val.parquet), then each window's test values at that beta."""
+    import os
+    import subprocess
+    import sys
+
+    from graphrecall.backtest import pooled_serving
+    from tests.conftest import ROOT, TINY
+
+    sweep = tmp_path / "sweep"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "train.py", "experiment=backtest_synthetic", "model=coclick", "recall.mode=aggregate",
+           "recall.popularity_beta=[0,1]", *TINY, f"data_dir={tmp_path / 'data'}", f"hydra.sweep.dir={sweep}"]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = sorted(p.parent for p in sweep.rglob("serving_grid_val.parquet"))
+    assert len(runs) == 4 and all((r / "serving_grid_test.parquet").exists() for r in runs)
+    val = pd.concat([pd.read_parquet(r / "serving_grid_val.parquet") for r in runs])
+    pooled = val[["recall@50|beta=0", "recall@50|beta=1"]].mean()
+    chosen = "beta=0" if pooled.iloc[0] >= pooled.iloc[1] else "beta=1"
+    rows = pooled_serving([sweep])
+    assert rows["label"].unique().tolist() == [f"model=coclick dataset=synthetic serving=pooled-val({chosen})"]
+    expected = pd.concat([t[t["warm"]] for t in (pd.read_parquet(r / "serving_grid_test.parquet") for r in runs)])
+    assert rows["value"].mean() == pytest.approx(expected[f"recall@50|{chosen}"].dropna().mean())
+    # each window's own choice is what the run served: its test recall equals the grid at its chosen beta
+    import json
+
+    for r in runs:
+        m = json.loads((r / "metrics.json").read_text())["metrics"]
+        own = f"beta={m['val/fit/serving/popularity_beta']:g}"
+        grid = pd.read_parquet(r / "serving_grid_test.parquet")
+        assert grid[f"recall@50|{own}"].mean() == pytest.approx(m["test/recall@50"])

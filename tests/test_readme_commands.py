@@ -93,7 +93,6 @@ README_COMMANDS: dict[str, str] = {
         f"{HERE}::test_readme_benchmarks_run_on_tiny_data",
     "python train.py experiment=<name>": "tests/test_train_e2e.py::test_cli_multirun_and_report",
     "bash experiments/stage2/fixes.sh <dataset> [seed] [variant ...]": f"{HERE}::test_readme_stage2_study_script",
-    "python -m graphrecall.report <sweep dir> --out <table>.md": "tests/test_train_e2e.py::test_cli_multirun_and_report",
     "bash experiments/learned_recall/family_study.sh": f"{HERE}::test_readme_family_study_script",
 }
 

@@ -31,7 +31,7 @@ from graphrecall.data.splits import make_folds
 from graphrecall.metrics import recall_at_k
 
 
-def per_setting_val_recall(run: Path) -> tuple[list[tuple[float, float]], np.ndarray, np.ndarray, np.ndarray]:
+def per_setting_val_recall(run: Path) -> tuple[list[tuple], np.ndarray, np.ndarray, np.ndarray]:
     """(serving settings [S], val users [U], warm [U] bool, recall@50 [S, U]) of a run's best
     checkpoint on its val fold (warm: a click before the val cut)."""
     record = json.loads((run / "config_resolved.json").read_text())
@@ -47,12 +47,12 @@ def per_setting_val_recall(run: Path) -> tuple[list[tuple[float, float]], np.nda
     model.load_checkpoint(str(best[-1]), dataset)
     model.refit = False
     model.fit(fold, dataset, cache_dir=cfg.get("cache_dir"))  # re-embeds the val fold; chooses on all val users
-    model.popularity_beta, model.min_score = None, None  # back to the grids
-    settings = model.serving_settings()
+    model.popularity_beta, model.min_score = None, None  # back to the grids (prior_weight: the run's own)
+    settings = model.serving_settings()  # (beta, min_score, prior_weight) triples
     users, targets, context = model.fold_context(fold, dataset)
-    recall = np.stack([recall_at_k(model.serve(users, context, 50, beta=b, min_score=m,
+    recall = np.stack([recall_at_k(model.serve(users, context, 50, beta=b, min_score=m, prior_weight=w,
                                                slots=model.channels_off()).items, targets, 50)
-                       for b, m in settings])
+                       for b, m, w in settings])
     warm = np.isin(users, fold.history["u"].to_numpy())
     return settings, users, warm, recall
 

@@ -17,6 +17,10 @@ module pools them:
   power at the 5% level (two-sided), ``(z_0.975 + z_0.8) x SE``, with ``SE`` the cluster-robust
   standard error of the mean paired difference (:func:`detectable_difference`).
 
+* **selection over windows** (``--pooled-serving``): the serving grid's setting chosen on the
+  validation windows pooled instead of each window's own (:func:`pooled_serving`); the stage
+  choice over windows is the ``--fold val`` table of the same runs.
+
 ``python -m graphrecall.backtest <folder> [<folder> ...] --baseline <label words> --out table.md``.
 """
 
@@ -143,6 +147,47 @@ def user_windows(folders: Sequence[str | Path], fold: str = "test", metric: str 
     return pooled
 
 
+def pooled_serving(folders: Sequence[str | Path], metric: str = "recall@50", slice_: str = "warm") -> pd.DataFrame:
+    """The serving choice taken on the validation windows pooled, instead of each window's own.
+
+    For every label whose runs wrote ``serving_grid_val.parquet`` and ``serving_grid_test.parquet``
+    (i2i models with a serving grid under ``experiment=backtest``): the (beta, min_score,
+    prior_weight) setting with the best validation recall@50 over all the windows' validation users
+    (all users, as each window's own choice; ties: the first setting in grid order), then each
+    window's test ``metric`` at that setting. Rows as :func:`user_windows`, labelled ``<label>
+    serving=pooled-val(<setting>)``. Epochs stay each window's own choice (they would need
+    retraining). Empty when no run wrote the tables.
+    """
+    from graphrecall.report import collect_runs
+
+    by_label: dict[str, list] = {}
+    for run in collect_runs(folders):
+        split = ((run["config"].get("dataset") or {}).get("split") or {})
+        val, test = Path(run["dir"]) / "serving_grid_val.parquet", Path(run["dir"]) / "serving_grid_test.parquet"
+        if split.get("kind") != "rolling" or not (val.exists() and test.exists()):
+            continue
+        label = " ".join(f"{k}={v}" for k, v in run["parts"].items() if k != WINDOW_KEY)
+        by_label.setdefault(label, []).append((int(split["rolling"]["index"]), repr(run["rep"]),
+                                               pd.read_parquet(val), pd.read_parquet(test)))
+    rows = []
+    for label, runs in by_label.items():
+        columns = [c for c in runs[0][2].columns if c.startswith("recall@50|")]
+        pooled_val = pd.concat([v[columns] for _, _, v, _ in runs]).mean()
+        best = columns[int(np.argmax(pooled_val.to_numpy()))]  # argmax: the first of equal values
+        tag = best.split("|", 1)[1]
+        for window, rep, _, test in runs:
+            table = test[test["warm"].astype(bool)] if slice_ == "warm" else test
+            values = table[["u", f"{metric}|{tag}"]].dropna()
+            rows.append(pd.DataFrame({"label": f"{label} serving=pooled-val({tag})", "window": window,
+                                      "u": values["u"].to_numpy(), "value": values[f"{metric}|{tag}"].to_numpy(),
+                                      "rep": rep}))
+    if not rows:
+        return pd.DataFrame(columns=["label", "window", "u", "value", "seeds"])
+    frame = pd.concat(rows, ignore_index=True)
+    return frame.groupby(["label", "window", "u"], as_index=False).agg(value=("value", "mean"),
+                                                                        seeds=("rep", "nunique"))
+
+
 def per_window_means(frame: pd.DataFrame) -> pd.DataFrame:
     """[label x window] mean over each window's users (seed-averaged)."""
     return frame.pivot_table(index="label", columns="window", values="value", aggfunc="mean")
@@ -220,10 +265,16 @@ def main(argv: Sequence[str] | None = None) -> str:
     p.add_argument("--fold", default="test", choices=("test", "val"))
     p.add_argument("--slice", dest="slice_", default="warm", choices=("warm", "all"))
     p.add_argument("--resamples", type=int, default=2000)
+    p.add_argument("--pooled-serving", action="store_true",
+                   help="add rows whose serving grid choice is taken on the windows' validation pooled")
     p.add_argument("--out", type=Path, help="write the markdown here too")
     args = p.parse_args(argv)
     try:
         frame = user_windows(args.folders, args.fold, args.metric, args.slice_)
+        if args.pooled_serving:
+            if args.fold != "test":
+                raise BacktestError("--pooled-serving scores the test folds at the pooled validation choice: use --fold test")
+            frame = pd.concat([frame, pooled_serving(args.folders, args.metric, args.slice_)], ignore_index=True)
         table = pooled_table(frame, args.resamples)
         labels = table["label"].tolist()
         comparisons = []

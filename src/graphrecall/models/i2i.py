@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from graphrecall.data.schema import CONTENT_ID, FeedDataset
@@ -204,6 +205,33 @@ class PoolRecall:
         mins = self.min_score_grid if self.min_score is None else [self.min_score]
         weights = [self.prior_weight] if self.prior_weight_chosen else self.prior_weight_grid
         return [(b, m, w) for w in weights for m in mins for b in betas]
+
+    def serving_grid(self) -> list[tuple[float, float, float | None]]:
+        """Every (beta, min_score, prior_weight) triple of the configured grids, chosen or not, in
+        :meth:`serving_settings` order."""
+        return [(b, m, w) for w in self.prior_weight_grid for m in self.min_score_grid for b in self.beta_grid]
+
+    def serving_grid_per_user(self, fold: Fold, dataset: FeedDataset) -> pd.DataFrame | None:
+        """Per-user recall@50 and ndcg@50 of the fold's target users at every triple of the serving
+        grid (channels off, as :meth:`choose_serving` compares them), with the current pool: one row
+        per user (``u``, ``warm``), columns ``<metric>|<tag>`` (tags of :func:`setting_tag`). None
+        without a grid. A backtest takes its serving choice on these values pooled over the windows'
+        validation folds (:mod:`graphrecall.backtest`); the test fold's table is what that choice
+        then scores, never a choice of its own."""
+        from graphrecall.metrics import ndcg_at_k, recall_at_k
+
+        grid = self.serving_grid()
+        if len(grid) < 2:
+            return None
+        users, targets, context = self.fold_context(fold, dataset)
+        columns: dict[str, np.ndarray] = {"u": users, "warm": np.isin(users, fold.history["u"].to_numpy())}
+        for setting in grid:
+            tag = setting_tag(setting, len(self.min_score_grid) > 1, len(self.prior_weight_grid) > 1)
+            items = self.serve(users, context, 50, beta=setting[0], min_score=setting[1], prior_weight=setting[2],
+                               slots=self.channels_off()).items
+            columns[f"recall@50|{tag}"] = recall_at_k(items, targets, 50)
+            columns[f"ndcg@50|{tag}"] = ndcg_at_k(items, targets, 50)
+        return pd.DataFrame(columns)
 
     def popularity_prior(self) -> np.ndarray:
         """[C] the recent-popularity distribution ``p(c)`` of the merged score (the back-fill window)."""
