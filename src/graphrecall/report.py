@@ -75,7 +75,8 @@ DEFAULT_METRICS = (
 CONFIG_GROUPS = ("model", "aggregator", "loss", "dataset", "graph", "trainer", "logger", "debias", "experiment")
 MODEL_OPTIONS = ("aggregator", "loss")  # groups whose keys count only for models that read them
 NOT_IN_LABELS = frozenset({"threads", "enable_progress_bar", "enable_model_summary", "log_every_n_steps",
-                           "git_revision", "task_name"})
+                           "git_revision", "task_name",
+                           "serving_grid_test"})  # eval.serving_grid_test writes a table, changes no metric
 _MISSING = "<missing>"
 # a label part -> the W&B config key of the training runs that holds it (graphrecall.tracking.wandb_config:
 # the resolved config flattened, with the group choices under choices.*); other parts are config keys
