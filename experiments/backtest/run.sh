@@ -13,6 +13,7 @@ MODELS=${1:?models, comma-separated}
 SEEDS=${2:-0}
 SWEEP=${3:-multirun/backtest_ml/$(echo "$MODELS" | tr ',' '+')_s$(echo "$SEEDS" | tr ',' '-')}
 mkdir -p multirun/backtest_ml
+[ -f "$SWEEP/results.md" ] && { echo "exists: $SWEEP"; exit 0; }   # a finished sweep (train.py refuses its folder)
 start=$SECONDS
 .venv/bin/python train.py experiment=backtest "model=$MODELS" "seed=$SEEDS" trainer.enable_progress_bar=false \
   hydra.sweep.dir="$SWEEP" > "$SWEEP.log" 2>&1 || { echo "FAILED: $SWEEP (log: $SWEEP.log)"; exit 1; }
