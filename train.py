@@ -26,8 +26,8 @@ from omegaconf import DictConfig, OmegaConf
 from graphrecall.config_checks import check_train_config
 from graphrecall.data.fingerprint import inputs_fingerprint
 from graphrecall.data.schema import FeedDataset
-from graphrecall.determinism import pin_threads, seed_everything
 from graphrecall.data.splits import Fold, encode_clicks, make_folds
+from graphrecall.determinism import pin_threads, seed_everything
 from graphrecall.evaluation import (
     FoldEvaluation,
     backfill_notes,
