@@ -181,3 +181,64 @@ def test_serving_choice_pooled_over_the_validation_windows(tmp_path):
         own = f"beta={m['val/fit/serving/popularity_beta']:g}"
         grid = pd.read_parquet(r / "serving_grid_test.parquet")
         assert grid[f"recall@50|{own}"].mean() == pytest.approx(m["test/recall@50"])
+
+
+def test_pooled_curve_weights_windows_by_their_validation_users():
+    """Two windows' validation curves (the second stopped early), weighted 10 and 30 users: pooled
+    over the 3 epochs both reached, by hand; ties go to the fewest epochs."""
+    from graphrecall.backtest import pooled_curve
+
+    a = pd.Series([0.10, 0.30, 0.20, 0.25])
+    b = pd.Series([0.40, 0.30, 0.50])
+    pooled, best = pooled_curve([a, b], [10, 30])
+    np.testing.assert_allclose(pooled, [(1.0 + 12.0) / 40, (3.0 + 9.0) / 40, (2.0 + 15.0) / 40])
+    assert best == 3
+    _, tie = pooled_curve([pd.Series([0.2, 0.3, 0.3])], [5])
+    assert tie == 2
+    with pytest.raises(ValueError, match="skips an epoch"):
+        pooled_curve([pd.Series([0.1, 0.2], index=[0, 2])], [1])
+    with pytest.raises(ValueError, match="validation users"):
+        pooled_curve([a], [0])
+
+
+@pytest.mark.slow
+def test_epochs_chosen_on_pooled_validation_then_refit(tmp_path):
+    """--pooled-epochs on a 4-window MF backtest: the choice recomputed here from the runs' logs and
+    validation users; a second backtest with model.refit_epochs=<it> refits that many epochs."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, TINY
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    common = ["train.py", "experiment=backtest_synthetic", "model=mf", "model.refit=true", "trainer.max_epochs=3",
+              "trainer.early_stopping_patience=5", *TINY, f"data_dir={tmp_path / 'data'}"]
+    sweep = tmp_path / "sweep"
+    done = subprocess.run([sys.executable, *common, f"hydra.sweep.dir={sweep}"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = sorted(p.parent for p in sweep.rglob("metrics.json"))
+    assert len(runs) == 4
+    weighted, total = np.zeros(3), 0
+    for run in runs:
+        log = pd.read_csv(run / "csv" / "metrics.csv").dropna(subset=["val/recall@50"])
+        users = int(pd.read_parquet(run / "per_user_val.parquet")["recall@50"].notna().sum())
+        weighted += users * log["val/recall@50"].to_numpy()[:3]
+        total += users
+    expected = int(np.argmax(weighted / total)) + 1
+    out = subprocess.run([sys.executable, "-m", "graphrecall.backtest", str(sweep), "--pooled-epochs",
+                          "--resamples", "100"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert f"**{expected}** (`model.refit_epochs={expected}`)" in out.stdout
+    fixed = tmp_path / "fixed"
+    done = subprocess.run([sys.executable, *common, f"model.refit_epochs={expected}", "dataset.split.rolling.index=0,1",
+                           f"hydra.sweep.dir={fixed}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for run in sorted(p.parent for p in fixed.rglob("metrics.json")):
+        metrics = json.loads((run / "metrics.json").read_text())["metrics"]
+        assert metrics["test/fit/refit/epochs"] == expected and metrics["test/fit/refit/fixed_epochs"] == 1.0
+    bad = subprocess.run([sys.executable, "-m", "graphrecall.backtest", str(tmp_path / "nowhere"), "--pooled-epochs"],
+                         cwd=ROOT, env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr

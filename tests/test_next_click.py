@@ -248,3 +248,16 @@ def test_m2grl_content_task_takes_the_next_click_objective(tmp_path) -> None:
     assert module.popularity_bias is not None  # the learned popularity term reaches M2GRL's content task
     assert metrics["test/fit/refit/epochs"] == metrics["val/fit/selected_epochs"]
     assert 0.0 <= metrics["test/warm/recall@50"] <= 1.0
+
+
+def test_refit_epochs_replaces_the_selected_count(tmp_path) -> None:
+    """model.refit_epochs=3 with 1 validation epoch: the refit trains 3 epochs and says so; the
+    served model's epoch count (M2GRL reads its task weights there) is the refit's."""
+    cfg = compose_train(tmp_path, [*TINY, "model=m2grl", "model.objective=next_click", "model.refit=true",
+                                   "model.refit_epochs=3", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+                                   "model.optim.batch_size=128", "model.next_click.num_uniform=32"])
+    metrics, objects = train_app.train(cfg)
+    assert metrics["val/fit/selected_epochs"] == 1
+    assert metrics["test/fit/refit/epochs"] == 3 and metrics["test/fit/refit/fixed_epochs"] == 1.0
+    assert objects["model"].served_epochs == 3
+    assert "test_no_refit/recall@50" in metrics

@@ -329,3 +329,31 @@ def test_validation_every_n_epochs_steps_the_schedule_at_checks_only(tmp_path: P
     per_check = expected_plateau_lrs(val + [0.0], OPTIM["lr"], 0.5, 0, 1e-4)
     assert lrs == pytest.approx([lr for lr in per_check[:4] for _ in range(2)])
     assert min(lrs) < OPTIM["lr"] and info["selected_epochs"] % 2 == 0  # checkpoints exist at checks only
+
+
+def test_refit_epochs_fixes_the_refit_and_extends_the_learning_rates(tmp_path: Path) -> None:
+    """model.refit_epochs: the refit trains exactly that many epochs whatever validation selected; its
+    learning rates are the validation run's, the last one repeated past the epochs it trained."""
+    from graphrecall.models.u2i import refit_lr_schedule
+
+    assert refit_lr_schedule([0.1, 0.05, 0.025], 2, 1.0) == [0.1, 0.05]
+    assert refit_lr_schedule([0.1, 0.05], 4, 1.0) == [0.1, 0.05, 0.05, 0.05]
+    assert refit_lr_schedule(None, 3, 0.2) == [0.2, 0.2, 0.2]
+    ds, fold = world()
+    trainer = {**TRAINER, "max_epochs": 2}
+    model = MFRecall(optim=OPTIM, trainer=trainer, backfill_recent_days=None, seed=0, refit=True, refit_epochs=5)
+    info = model.fit(fold, ds, run_dir=tmp_path)
+    assert info["selected_epochs"] <= 2
+    info_test = model.fit(later_fold(ds, fold), ds, run_dir=tmp_path)
+    steps_per_epoch = int(np.ceil(len(model.module.positive_keys) / OPTIM["batch_size"]))
+    assert info_test["refit/epochs"] == 5 and info_test["refit/fixed_epochs"] == 1.0
+    assert model.module.trainer.global_step == 5 * steps_per_epoch
+    # without the key the flag says the count came from validation
+    plain = MFRecall(optim=OPTIM, trainer=trainer, backfill_recent_days=None, seed=0, refit=True)
+    plain.fit(fold, ds, run_dir=tmp_path / "plain")
+    assert plain.fit(later_fold(ds, fold), ds, run_dir=tmp_path / "plain")["refit/fixed_epochs"] == 0.0
+    for bad, words in ((0, "whole number >= 1"), (2.5, "whole number >= 1"), (True, "whole number >= 1")):
+        with pytest.raises(ValueError, match=f"model.refit_epochs must be null or a {words}"):
+            MFRecall(optim=OPTIM, trainer=trainer, refit=True, refit_epochs=bad)
+    with pytest.raises(ValueError, match="model.refit_epochs=3 .* model.refit is false"):
+        MFRecall(optim=OPTIM, trainer=trainer, refit=False, refit_epochs=3)

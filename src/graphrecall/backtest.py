@@ -19,7 +19,9 @@ module pools them:
 
 * **selection over windows** (``--pooled-serving``): the serving grid's setting chosen on the
   validation windows pooled instead of each window's own (:func:`pooled_serving`); the stage
-  choice over windows is the ``--fold val`` table of the same runs.
+  choice over windows is the ``--fold val`` table of the same runs; ``--pooled-epochs``: the epoch
+  count with the best validation curve pooled over the windows (:func:`pooled_epochs`), to give a
+  second backtest as ``model.refit_epochs`` (each window's refit then trains that many epochs).
 
 ``python -m graphrecall.backtest <folder> [<folder> ...] --baseline <label words> --out table.md``.
 """
@@ -188,6 +190,96 @@ def pooled_serving(folders: Sequence[str | Path], metric: str = "recall@50", sli
                                                                         seeds=("rep", "nunique"))
 
 
+def pooled_curve(curves: Sequence[pd.Series], weights: Sequence[float]) -> tuple[np.ndarray, int]:
+    """Validation curves (each indexed by 0-based epoch) pooled with ``weights`` (validation users).
+
+    Returns:
+        the weighted mean ``[E]`` over the epochs every curve reached (``E`` = the shortest curve's
+        length), and the best epoch count (1-based; ties: the fewest epochs).
+    Raises:
+        ValueError: no curve, a weight <= 0, or a curve that skips an epoch below ``E``.
+    """
+    if not curves:
+        raise ValueError("no validation curve to pool")
+    w = np.asarray(weights, dtype=float)
+    if (w <= 0).any():
+        raise ValueError(f"every run needs validation users to weight its curve, got {w.tolist()}")
+    epochs = np.arange(min(int(c.index.max()) for c in curves) + 1)
+    values = np.stack([c.reindex(epochs).to_numpy(dtype=float) for c in curves])  # [runs, E]
+    if np.isnan(values).any():
+        raise ValueError(f"a run's validation log skips an epoch below {len(epochs)} (validation every epoch is "
+                         "needed: trainer.check_val_every_n_epoch=1)")
+    pooled = w @ values / w.sum()
+    return pooled, int(np.argmax(pooled)) + 1  # argmax: the first maximum, the fewest epochs among equals
+
+
+def pooled_epochs(folders: Sequence[str | Path]) -> tuple[pd.DataFrame, dict[str, dict]]:
+    """The refit's epoch count chosen on the validation windows pooled (trainable models).
+
+    Each run's per-epoch validation recall@50 (``csv/metrics.csv``: the monitor that selects its
+    own epochs, at that epoch's best serving setting) is weighted by its number of validation users
+    (``per_user_val.parquet``); a label's pooled curve at epoch ``e`` is the weighted mean over its
+    runs (windows and seeds) of ``e``, for the epochs every run reached (early stopping ends runs at
+    different epochs). The choice is the curve's maximum (ties: the fewest epochs).
+
+    Returns:
+        the curves (``label, epochs, pooled_val, runs``) and per label ``{"epochs": chosen,
+        "pooled_val": its value, "own": [each run's own choice, in window order]}``; labels of runs
+        without a training log (popular, co-click) are left out.
+    Raises:
+        BacktestError: a run's training log or per-user validation table is unreadable.
+    """
+    from graphrecall.report import ReportError, collect_runs
+
+    try:
+        runs_found = collect_runs(folders)
+    except ReportError as e:
+        raise BacktestError(str(e)) from None
+    by_label: dict[str, list] = {}
+    for run in runs_found:
+        split = ((run["config"].get("dataset") or {}).get("split") or {})
+        log_path = Path(run["dir"]) / "csv" / "metrics.csv"
+        if split.get("kind") != "rolling" or not log_path.exists():
+            continue
+        label = " ".join(f"{k}={v}" for k, v in run["parts"].items() if k != WINDOW_KEY)
+        log = pd.read_csv(log_path)
+        if "val/recall@50" not in log.columns:
+            raise BacktestError(f"{log_path}: no column 'val/recall@50' (the validation monitor)")
+        curve = log.dropna(subset=["val/recall@50"]).drop_duplicates("epoch", keep="last").set_index("epoch")
+        users_path = Path(run["dir"]) / "per_user_val.parquet"
+        if not users_path.exists():
+            raise BacktestError(f"{run['dir']}: no per_user_val.parquet (the validation users that weight its curve)")
+        users = int(pd.read_parquet(users_path, columns=["recall@50"])["recall@50"].notna().sum())
+        by_label.setdefault(label, []).append((int(split["rolling"]["index"]), curve["val/recall@50"], users))
+    curves, choices = [], {}
+    for label, runs in by_label.items():
+        runs.sort(key=lambda r: r[0])
+        try:
+            pooled, best = pooled_curve([c for _, c, _ in runs], [n for _, _, n in runs])
+        except ValueError as e:
+            raise BacktestError(f"{label}: {e}") from None
+        curves.append(pd.DataFrame({"label": label, "epochs": np.arange(1, len(pooled) + 1), "pooled_val": pooled,
+                                    "runs": len(runs)}))
+        choices[label] = {"epochs": best, "pooled_val": float(pooled[best - 1]),
+                          "own": [int(c.to_numpy().argmax()) + 1 for _, c, _ in runs]}
+    frame = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=["label", "epochs", "pooled_val",
+                                                                                      "runs"])
+    return frame, choices
+
+
+def epochs_markdown(curves: pd.DataFrame, choices: dict[str, dict]) -> str:
+    """The pooled validation curves and the chosen epoch counts as markdown."""
+    lines = ["Epochs chosen on the validation windows pooled (validation recall@50 weighted by each window's "
+             "validation users):", "", "| label | pooled val recall@50 by epoch count | chosen | each run's own |",
+             "|---|---|---|---|"]
+    for label, choice in choices.items():
+        curve = curves[curves["label"] == label]
+        text = ", ".join(f"{e}: {v:.4f}" for e, v in zip(curve["epochs"], curve["pooled_val"]))
+        lines.append(f"| {label} | {text} | **{choice['epochs']}** (`model.refit_epochs={choice['epochs']}`) | "
+                     f"{' / '.join(map(str, choice['own']))} |")
+    return "\n".join(lines) + "\n"
+
+
 def per_window_means(frame: pd.DataFrame) -> pd.DataFrame:
     """[label x window] mean over each window's users (seed-averaged)."""
     return frame.pivot_table(index="label", columns="window", values="value", aggfunc="mean")
@@ -267,9 +359,17 @@ def main(argv: Sequence[str] | None = None) -> str:
     p.add_argument("--resamples", type=int, default=2000)
     p.add_argument("--pooled-serving", action="store_true",
                    help="add rows whose serving grid choice is taken on the windows' validation pooled")
+    p.add_argument("--pooled-epochs", action="store_true",
+                   help="print the refit epoch count chosen on the windows' validation pooled (model.refit_epochs)")
     p.add_argument("--out", type=Path, help="write the markdown here too")
     args = p.parse_args(argv)
+    epochs_text = ""
     try:
+        if args.pooled_epochs:
+            curves, choices = pooled_epochs(args.folders)
+            if not choices:
+                raise BacktestError(f"--pooled-epochs: no trained model's run (with csv/metrics.csv) under {args.folders}")
+            epochs_text = epochs_markdown(curves, choices) + "\n"
         frame = user_windows(args.folders, args.fold, args.metric, args.slice_)
         if args.pooled_serving:
             if args.fold != "test":
@@ -284,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     except BacktestError as e:
         print(f"graphrecall.backtest: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    text = markdown(table, comparisons, args.metric, args.fold, args.slice_)
+    text = epochs_text + markdown(table, comparisons, args.metric, args.fold, args.slice_)
     if args.out:
         args.out.write_text(text)
     print(text)

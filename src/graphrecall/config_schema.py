@@ -249,6 +249,7 @@ TRAIN_KEYS: dict[str, Spec] = {
     # model: shared by several models
     "model.seed": Int(0),
     "model.pool_size": Int(1),
+    "model.refit_epochs": Int(1, null=True),  # null: the val-selected epoch count
     "model.backfill_recent_days": DAYS_OR_ALL,
     "model.recent_days": DAYS_OR_ALL,
     "model.popularity_beta": Float(grid=True),

@@ -262,6 +262,22 @@ def fit_with_selection(
             "best_checkpoint": best}
 
 
+def check_refit_epochs(refit_epochs: Any, refit: bool) -> int | None:
+    """``model.refit_epochs``: None, or a whole number of epochs >= 1 for the refit (which it needs).
+
+    Raises:
+        ValueError: naming ``model.refit_epochs`` and what was expected.
+    """
+    if refit_epochs is None:
+        return None
+    if isinstance(refit_epochs, bool) or not isinstance(refit_epochs, int) or refit_epochs < 1:
+        raise ValueError(f"model.refit_epochs must be null or a whole number >= 1, got {refit_epochs!r}")
+    if not refit:
+        raise ValueError(f"model.refit_epochs={refit_epochs} sets the refit's epoch count, but model.refit is false: "
+                         "set model.refit=true (or leave model.refit_epochs null)")
+    return int(refit_epochs)
+
+
 def fit_fixed_epochs(
     module: pl.LightningModule,
     train_loader: DataLoader,

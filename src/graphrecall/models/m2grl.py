@@ -423,7 +423,7 @@ class M2GRLRecall(SageRecall):
             run_dir: Path | None = None) -> dict[str, Any]:
         info = super().fit(fold, dataset, cache_dir, run_dir)
         self.module.attach_views(self._views, self._pmi)  # this fold's graphs (GNN view encoders are inductive)
-        scales = self.module.task_scales(max((self.selected_epochs or 1) - 1, 0))  # the selected epoch's ramp
+        scales = self.module.task_scales(max((self.served_epochs or 1) - 1, 0))  # the served model's last epoch's ramp
         info.update({f"task_weight/{t}": w for t, w in self.module.weighting.effective_weights(scales).items()})
         info.update({f"intra_task/{v}/{kind}": 1 for v, kind in self.module.intra_kinds.items()})
         info["alignment/views"] = len(self.module.aligned)

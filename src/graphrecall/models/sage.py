@@ -70,6 +70,7 @@ from graphrecall.training import (
     EpochSeededSampler,
     PairDataset,
     RankingValidationModule,
+    check_refit_epochs,
     fit_fixed_epochs,
     fit_with_selection,
     keep_batch,
@@ -429,6 +430,9 @@ class SageRecall(PoolRecall):
         refit: for the test fold, retrain from scratch on its window (everything before the cut)
             for the validation-selected number of epochs, same seed; the validation-trained
             model's test metrics are reported beside (``test_no_refit/...``).
+        refit_epochs: null (the refit trains the validation-selected epoch count), or a fixed epoch
+            count for the refit, e.g. one chosen on several backtest windows' validation folds pooled
+            (``python -m graphrecall.backtest --pooled-epochs``); needs ``refit``.
         candidates: which contents the pool may hold at the fold's cut, ``auto`` | ``published`` |
             ``history`` | ``catalogue`` (:mod:`graphrecall.recall.candidates`); every content is
             embedded, contents without clicks from their side info.
@@ -450,7 +454,7 @@ class SageRecall(PoolRecall):
                  backfill_recent_days: float | None = 7, seed: int = 0, resume_from: str | None = None,
                  ann: dict | None = None, objective: str = "reconstruction", next_click: dict | None = None,
                  refit: bool = False, popularity: dict | None = None, pool_score: str = "logit",
-                 candidates: str = "auto", cold_start: dict | None = None) -> None:
+                 candidates: str = "auto", cold_start: dict | None = None, refit_epochs: int | None = None) -> None:
         super().__init__(pool_size, triggers, backfill_recent_days)
         self.cold_start = check_cold_start(cold_start)
         self.unclicked_rows: Tensor | None = None  # [C] bool, the current fold's contents without a training click
@@ -468,6 +472,7 @@ class SageRecall(PoolRecall):
             raise ValueError(f"model.pool_score must be one of {POOL_SCORES}, got '{pool_score}'")
         self.pool_score = pool_score
         self.refit = bool(refit)
+        self.refit_epochs = check_refit_epochs(refit_epochs, self.refit)
         self.selected_epochs: int | None = None  # epochs of the validation-selected model (refit reuses it)
         self.reference: PoolRecall | None = None  # test fold with refit: the validation-trained model
         self.ann_cfg = dict(ann or {"method": "exact"})
@@ -655,7 +660,8 @@ class SageRecall(PoolRecall):
 
     def _refit(self, fold: Fold, dataset: FeedDataset, topk: TopKGraph, features, table: Tensor | None,
                run_dir: Path) -> dict[str, Any]:
-        """Retrain from scratch on this fold's window for the selected number of epochs (same seed)."""
+        """Retrain from scratch on this fold's window for the selected number of epochs (same seed), or
+        ``refit_epochs`` when set."""
         pl.seed_everything(self.seed, workers=True, verbose=False)
         self.module = self.build_module(dataset, features)
         self.module.attach(topk, features, None)
@@ -663,8 +669,17 @@ class SageRecall(PoolRecall):
         self.module.attach_cold_start(self.unclicked_rows)
         examples, self.module.log_q = self.training_examples(fold, topk)
         result = fit_fixed_epochs(self.module, self._loader(examples), self.trainer_cfg, self.logger_cfg,
-                                  Path(run_dir) / "refit", self.selected_epochs, self.run_config)
-        return {f"refit/{k}": v for k, v in result.items()} | {"refit/positives": len(examples)}
+                                  Path(run_dir) / "refit", self.served_epochs, self.run_config)
+        return ({f"refit/{k}": v for k, v in result.items()}
+                | {"refit/positives": len(examples), "refit/fixed_epochs": float(self.refit_epochs is not None)})
+
+    @property
+    def served_epochs(self) -> int | None:
+        """Epochs of the model that serves the current fold: ``refit_epochs`` on a refit fold when
+        set, else the validation-selected count (None before training)."""
+        if self.refit_epochs is not None and self.reference is not None:
+            return self.refit_epochs
+        return self.selected_epochs
 
     def _pool_from_module(self, topk: TopKGraph, features, table: Tensor | None) -> tuple[np.ndarray, Any, dict[str, Any]]:
         self.module.attach(topk, features, None)

@@ -52,6 +52,7 @@ from graphrecall.training import (
     EpochSeededSampler,
     PairDataset,
     RankingValidationModule,
+    check_refit_epochs,
     fit_fixed_epochs,
     fit_with_selection,
     keep_batch,
@@ -299,6 +300,15 @@ def true_interest_agreement(user_vectors: np.ndarray, content_vectors: np.ndarra
                                  lambda rows: true_interest_scores(truth, user_rows[rows]), len(user_rows), chunk_size)
 
 
+def refit_lr_schedule(trained_lrs: list[float] | None, epochs: int, lr: float) -> list[float]:
+    """The refit's learning rate per epoch: the validation run's rates for its first ``epochs``
+    epochs, the last one repeated past the epochs it trained (``[lr] * epochs`` without a trace)."""
+    trace = list(trained_lrs or [])
+    if not trace:
+        return [float(lr)] * epochs
+    return (trace + [trace[-1]] * max(epochs - len(trace), 0))[:epochs]
+
+
 class U2IRecall:
     """A u2i embedding model behind the :class:`~graphrecall.models.base.Recommender` contract;
     subclasses say which network to build (:meth:`net_config`) and what it needs from a fold
@@ -320,6 +330,9 @@ class U2IRecall:
         refit: on the test fold, retrain from scratch on its window for the validation-selected
             number of epochs (same seed and per-epoch learning rates); the validation-trained model
             is kept as :attr:`reference` (evaluated as ``test_no_refit/...``).
+        refit_epochs: null (the refit replays the validation-selected epochs), or a fixed epoch count
+            for the refit (e.g. chosen on pooled backtest validation folds); its learning rates are
+            the validation run's per-epoch rates, the last one repeated past the epochs it trained.
         popularity_beta: ``beta`` of the serving bonus ``beta * log(1 + recent clicks)``; a list is a
             grid chosen on validation recall@50 (``recall.popularity_beta``).
         candidates: which contents may be served at the fold's cut, ``auto`` | ``published`` |
@@ -333,7 +346,8 @@ class U2IRecall:
     def __init__(self, optim: dict, trainer: dict, logger: dict | None = None, num_negatives: int = 1,
                  backfill_recent_days: float | None = 7, seed: int = 0, resume_from: str | None = None,
                  serve_chunk_size: int = 4096, refit: bool = False,
-                 popularity_beta: float | list[float] = 0.0, candidates: str = "auto") -> None:
+                 popularity_beta: float | list[float] = 0.0, candidates: str = "auto",
+                 refit_epochs: int | None = None) -> None:
         self.optim, self.trainer_cfg = dict(optim), dict(trainer)
         self.plateau = {**PLATEAU_DEFAULTS, **dict(self.optim.get("plateau") or {})}
         unknown = set(self.plateau) - set(PLATEAU_DEFAULTS)
@@ -345,6 +359,7 @@ class U2IRecall:
         self.num_negatives, self.backfill_recent_days = int(num_negatives), backfill_recent_days
         self.seed, self.resume_from, self.serve_chunk_size = seed, resume_from, int(serve_chunk_size)
         self.refit = bool(refit)
+        self.refit_epochs = check_refit_epochs(refit_epochs, self.refit)
         self.beta_grid = popularity_beta_grid(popularity_beta)
         # one value: fixed; a grid: chosen on the validation fold (choose_serving)
         self.popularity_beta: float | None = self.beta_grid[0] if len(self.beta_grid) == 1 else None
@@ -353,6 +368,7 @@ class U2IRecall:
         self.best_checkpoint: str | None = None
         self.selected_epochs: int | None = None  # epochs of the validation-selected model (refit replays them)
         self.selected_lrs: list[float] | None = None  # their learning rates
+        self.trained_lrs: list[float] | None = None  # the validation run's learning rate at every epoch it trained
         self.reference: U2IRecall | None = None  # test fold with refit: the validation-trained model
         self.user_vectors: np.ndarray | None = None  # [U, d]
         self.content_vectors: np.ndarray | None = None  # [C, d]
@@ -511,6 +527,7 @@ class U2IRecall:
         self.best_checkpoint = result.pop("best_checkpoint")
         self.selected_epochs = int(result["best_epoch"]) + 1
         self.selected_lrs = list(module.lr_trace[: self.selected_epochs])
+        self.trained_lrs = list(module.lr_trace)
         max_epochs = int(self.trainer_cfg.get("max_epochs", 0) or 0)
         return {**result, "positives": len(loader.dataset), "trained_users": int(self.trained_users.sum()),
                 "selected_epochs": self.selected_epochs, "final_lr": module.lr_trace[-1] if module.lr_trace else 0.0,
@@ -523,11 +540,14 @@ class U2IRecall:
             raise ValueError("model.refit needs the epoch count selected on the val fold (eval.folds: [val, test])")
         pl.seed_everything(self.seed, workers=True, verbose=False)
         module, loader = self.build(fold, dataset, None)
-        module.lr_schedule = list(self.selected_lrs or [float(self.optim.get("lr", 1e-3))] * self.selected_epochs)
+        epochs = self.refit_epochs or self.selected_epochs
+        module.lr_schedule = refit_lr_schedule(self.trained_lrs or self.selected_lrs, epochs,
+                                               float(self.optim.get("lr", 1e-3)))
         result = fit_fixed_epochs(module, loader, self.trainer_cfg, self.logger_cfg, Path(run_dir) / "refit",
-                                  self.selected_epochs, self.run_config)
+                                  epochs, self.run_config)
         return {f"refit/{k}": v for k, v in result.items()} | {"refit/positives": len(loader.dataset),
-                                                                "refit/trained_users": int(self.trained_users.sum())}
+                                                                "refit/trained_users": int(self.trained_users.sum()),
+                                                                "refit/fixed_epochs": float(self.refit_epochs is not None)}
 
     def _as_reference(self) -> U2IRecall:
         """A copy serving the current vectors (the validation-trained model on this fold)."""
