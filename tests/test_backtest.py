@@ -242,3 +242,29 @@ def test_epochs_chosen_on_pooled_validation_then_refit(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "graphrecall.backtest", str(tmp_path / "nowhere"), "--pooled-epochs"],
                          cwd=ROOT, env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_windows_are_test_periods_so_designs_pool():
+    """The 12-window preset's windows 4-11 are the 8-window design's windows (same cuts to the second),
+    so runs of both pool by test period; overlapping periods of mixed designs are refused."""
+    from graphrecall.backtest import BacktestError, number_windows
+
+    rng = np.random.default_rng(0)
+    ts = np.sort(rng.integers(0, 200 * int(DAY), size=5000))
+    twelve = rolling_origins(ts, 12, first_cut_quantile=0.4, spacing_quantile=0.05)
+    eight = rolling_origins(ts, 8, first_cut_quantile=0.6, spacing_quantile=0.05)
+    early = rolling_origins(ts, 4, first_cut_quantile=0.4, spacing_quantile=0.05)
+    assert twelve[4:] == eight and twelve[:4] == early
+    numbers = number_windows([*eight, *early, eight[0]])
+    assert [numbers[p] for p in twelve] == list(range(12))
+    with pytest.raises(BacktestError, match="overlap"):
+        number_windows([(0, 10), (5, 15)])
+
+
+def test_backtest_preset_is_twelve_windows_from_q40(tmp_path):
+    from tests.conftest import compose_train
+
+    cfg = compose_train(tmp_path, ["experiment=backtest"])
+    rolling = cfg.dataset.split.rolling
+    assert cfg.dataset.split.kind == "rolling" and rolling.windows == 12 and rolling.first_cut_quantile == 0.4
+    assert rolling.spacing_quantile == 0.05

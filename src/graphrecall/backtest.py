@@ -40,6 +40,11 @@ import pandas as pd
 from scipy.stats import norm
 
 WINDOW_KEY = "dataset.split.rolling.index"
+# the keys that place a run's window on the time line: runs that differ only in them are one model,
+# and a window is identified by its test period (cut, end), so backtests of different designs
+# (e.g. 8 windows from q0.60 and 4 more from q0.40) pool into one
+PLACEMENT_KEYS = frozenset(f"dataset.split.rolling.{k}" for k in ("index", "windows", "first_cut_quantile",
+                                                                    "spacing_quantile", "spacing_days"))
 
 
 class BacktestError(ValueError):
@@ -107,11 +112,56 @@ def windows_won(a: pd.Series, b: pd.Series) -> tuple[int, int, int]:
 # ------------------------------------------------------------------------------------------ runs
 
 
+def run_label(run: dict) -> str:
+    """A run's model label: its label parts without the keys that only place its window."""
+    return " ".join(f"{k}={v}" for k, v in run["parts"].items() if k not in PLACEMENT_KEYS)
+
+
+def run_period(run: dict) -> tuple[int, int]:
+    """A rolling run's test period ``(cut, end)`` in Unix seconds, from its ``metrics.json``.
+
+    Raises:
+        BacktestError: the run's metrics.json does not record its window (a run from before issue 26).
+    """
+    import json
+
+    path = Path(run["dir"]) / "metrics.json"
+    test = (json.loads(path.read_text()).get("details") or {}).get("folds", {}).get("test", {})
+    if "window_cut" not in test or "window_end" not in test:
+        raise BacktestError(f"{path}: no details.folds.test.window_cut / window_end (rerun it on the current code)")
+    return int(test["window_cut"]), int(test["window_end"])
+
+
+def number_windows(periods: Sequence[tuple[int, int]]) -> dict[tuple[int, int], int]:
+    """Test periods -> window numbers in time order.
+
+    Raises:
+        BacktestError: two distinct periods overlap (mixed designs whose test days intersect: their
+            user-windows would not be distinct).
+    """
+    ordered = sorted(set(periods))
+    for (a_cut, a_end), (b_cut, b_end) in zip(ordered, ordered[1:]):
+        if b_cut < a_end:
+            raise BacktestError(f"the test periods [{a_cut}, {a_end}) and [{b_cut}, {b_end}) overlap: pool backtests "
+                                "whose windows are the same or disjoint")
+    return {period: k for k, period in enumerate(ordered)}
+
+
+def window_dates(periods: dict[tuple[int, int], int]) -> str:
+    """``window k: [cut, end)`` as dates, one per window, for the table's legend."""
+    def day(t: int) -> str:
+        return pd.Timestamp(t, unit="s").strftime("%Y-%m-%d")
+
+    return "; ".join(f"{k}: [{day(c)}, {day(e)})" for (c, e), k in sorted(periods.items(), key=lambda kv: kv[1]))
+
+
 def user_windows(folders: Sequence[str | Path], fold: str = "test", metric: str = "recall@50",
-                 slice_: str = "warm") -> pd.DataFrame:
+                 slice_: str = "warm", number: bool = True) -> pd.DataFrame:
     """One row per (label, window, user) of the backtest runs below ``folders``: the user's
     ``metric`` on ``fold`` averaged over the run's seeds, for the users of ``slice_`` (``warm``:
-    a click before the window's cut; ``all``). Columns ``label, window, u, value, seeds``.
+    a click before the window's cut; ``all``). Columns ``label, window, u, value, seeds``; a
+    window is a test period, numbered in time order over these runs (``number=False``: left as its
+    ``(cut, end)``, to number it with other rows by :func:`numbered`).
 
     Raises:
         BacktestError: no run of a rolling split, or a run without its per-user table.
@@ -127,8 +177,8 @@ def user_windows(folders: Sequence[str | Path], fold: str = "test", metric: str 
         split = ((run["config"].get("dataset") or {}).get("split") or {})
         if split.get("kind") != "rolling":
             continue
-        window = int(split["rolling"]["index"])
-        label = " ".join(f"{k}={v}" for k, v in run["parts"].items() if k != WINDOW_KEY)
+        window = run_period(run)
+        label = run_label(run)
         path = Path(run["dir"]) / f"per_user_{fold}.parquet"
         if not path.exists():
             raise BacktestError(f"{run['dir']}: no {path.name} (a run of the rolling split writes one per fold)")
@@ -140,16 +190,26 @@ def user_windows(folders: Sequence[str | Path], fold: str = "test", metric: str 
                 raise BacktestError(f"{path}: no 'warm' column (a run from before issue 26); rerun it")
             table = table[table["warm"].astype(bool)]
         table = table[["u", metric]].dropna()
-        rows.append(pd.DataFrame({"label": label, "window": window, "u": table["u"].to_numpy(),
+        rows.append(pd.DataFrame({"label": label, "window": [window] * len(table), "u": table["u"].to_numpy(),
                                   "value": table[metric].to_numpy(), "rep": repr(run["rep"])}))
     if not rows:
         raise BacktestError(f"no run of a rolling split (dataset.split.kind=rolling) under {list(map(str, folders))}")
     frame = pd.concat(rows, ignore_index=True)
     pooled = frame.groupby(["label", "window", "u"], as_index=False).agg(value=("value", "mean"), seeds=("rep", "nunique"))
-    return pooled
+    return numbered(pooled) if number else pooled
 
 
-def pooled_serving(folders: Sequence[str | Path], metric: str = "recall@50", slice_: str = "warm") -> pd.DataFrame:
+def numbered(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its ``window`` test periods ``(cut, end)`` replaced by window numbers in time
+    order (:func:`number_windows`); ``frame.attrs["windows"]`` the legend (:func:`window_dates`)."""
+    numbers = number_windows(frame["window"].tolist())
+    out = frame.assign(window=frame["window"].map(numbers))
+    out.attrs["windows"] = window_dates(numbers)
+    return out
+
+
+def pooled_serving(folders: Sequence[str | Path], metric: str = "recall@50", slice_: str = "warm",
+                   number: bool = True) -> pd.DataFrame:
     """The serving choice taken on the validation windows pooled, instead of each window's own.
 
     For every label whose runs wrote ``serving_grid_val.parquet`` and ``serving_grid_test.parquet``
@@ -168,8 +228,7 @@ def pooled_serving(folders: Sequence[str | Path], metric: str = "recall@50", sli
         val, test = Path(run["dir"]) / "serving_grid_val.parquet", Path(run["dir"]) / "serving_grid_test.parquet"
         if split.get("kind") != "rolling" or not (val.exists() and test.exists()):
             continue
-        label = " ".join(f"{k}={v}" for k, v in run["parts"].items() if k != WINDOW_KEY)
-        by_label.setdefault(label, []).append((int(split["rolling"]["index"]), repr(run["rep"]),
+        by_label.setdefault(run_label(run), []).append((run_period(run), repr(run["rep"]),
                                                pd.read_parquet(val), pd.read_parquet(test)))
     rows = []
     for label, runs in by_label.items():
@@ -180,14 +239,15 @@ def pooled_serving(folders: Sequence[str | Path], metric: str = "recall@50", sli
         for window, rep, _, test in runs:
             table = test[test["warm"].astype(bool)] if slice_ == "warm" else test
             values = table[["u", f"{metric}|{tag}"]].dropna()
-            rows.append(pd.DataFrame({"label": f"{label} serving=pooled-val({tag})", "window": window,
+            rows.append(pd.DataFrame({"label": f"{label} serving=pooled-val({tag})", "window": [window] * len(values),
                                       "u": values["u"].to_numpy(), "value": values[f"{metric}|{tag}"].to_numpy(),
                                       "rep": rep}))
     if not rows:
         return pd.DataFrame(columns=["label", "window", "u", "value", "seeds"])
     frame = pd.concat(rows, ignore_index=True)
-    return frame.groupby(["label", "window", "u"], as_index=False).agg(value=("value", "mean"),
-                                                                        seeds=("rep", "nunique"))
+    frame = frame.groupby(["label", "window", "u"], as_index=False).agg(value=("value", "mean"),
+                                                                         seeds=("rep", "nunique"))
+    return numbered(frame) if number else frame
 
 
 def pooled_curve(curves: Sequence[pd.Series], weights: Sequence[float]) -> tuple[np.ndarray, int]:
@@ -241,7 +301,7 @@ def pooled_epochs(folders: Sequence[str | Path]) -> tuple[pd.DataFrame, dict[str
         log_path = Path(run["dir"]) / "csv" / "metrics.csv"
         if split.get("kind") != "rolling" or not log_path.exists():
             continue
-        label = " ".join(f"{k}={v}" for k, v in run["parts"].items() if k != WINDOW_KEY)
+        label = run_label(run)
         log = pd.read_csv(log_path)
         if "val/recall@50" not in log.columns:
             raise BacktestError(f"{log_path}: no column 'val/recall@50' (the validation monitor)")
@@ -250,7 +310,7 @@ def pooled_epochs(folders: Sequence[str | Path]) -> tuple[pd.DataFrame, dict[str
         if not users_path.exists():
             raise BacktestError(f"{run['dir']}: no per_user_val.parquet (the validation users that weight its curve)")
         users = int(pd.read_parquet(users_path, columns=["recall@50"])["recall@50"].notna().sum())
-        by_label.setdefault(label, []).append((int(split["rolling"]["index"]), curve["val/recall@50"], users))
+        by_label.setdefault(label, []).append((run_period(run), curve["val/recall@50"], users))
     curves, choices = [], {}
     for label, runs in by_label.items():
         runs.sort(key=lambda r: r[0])
@@ -370,11 +430,13 @@ def main(argv: Sequence[str] | None = None) -> str:
             if not choices:
                 raise BacktestError(f"--pooled-epochs: no trained model's run (with csv/metrics.csv) under {args.folders}")
             epochs_text = epochs_markdown(curves, choices) + "\n"
-        frame = user_windows(args.folders, args.fold, args.metric, args.slice_)
+        frame = user_windows(args.folders, args.fold, args.metric, args.slice_, number=False)
         if args.pooled_serving:
             if args.fold != "test":
                 raise BacktestError("--pooled-serving scores the test folds at the pooled validation choice: use --fold test")
-            frame = pd.concat([frame, pooled_serving(args.folders, args.metric, args.slice_)], ignore_index=True)
+            frame = pd.concat([frame, pooled_serving(args.folders, args.metric, args.slice_, number=False)],
+                              ignore_index=True)
+        frame = numbered(frame)
         table = pooled_table(frame, args.resamples)
         labels = table["label"].tolist()
         comparisons = []
@@ -384,7 +446,8 @@ def main(argv: Sequence[str] | None = None) -> str:
     except BacktestError as e:
         print(f"graphrecall.backtest: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    text = epochs_text + markdown(table, comparisons, args.metric, args.fold, args.slice_)
+    legend = f"Windows (test periods, UTC dates): {frame.attrs['windows']}.\n\n" if frame.attrs.get("windows") else ""
+    text = epochs_text + legend + markdown(table, comparisons, args.metric, args.fold, args.slice_)
     if args.out:
         args.out.write_text(text)
     print(text)

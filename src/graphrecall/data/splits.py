@@ -189,7 +189,8 @@ def rolling_origins(timestamps: np.ndarray, windows: int, first_cut_quantile: fl
         if top > 1.0 + 1e-9:
             raise ValueError(f"split.rolling: first_cut_quantile + windows x spacing_quantile = {top:g} > 1: the last "
                              "window would end after the last click")
-        qs = [first_cut_quantile + k * spacing_quantile for k in range(windows + 1)]
+        # rounded, so that 0.4 + 4 x 0.05 is the 0.6 of a design starting there (the same cut to the second)
+        qs = [round(first_cut_quantile + k * spacing_quantile, 12) for k in range(windows + 1)]
         cuts = [int(np.quantile(ts, q)) for q in qs[:-1]] + [last if qs[-1] >= 1.0 - 1e-9 else int(np.quantile(ts, qs[-1]))]
     if any(b <= a for a, b in zip(cuts, cuts[1:])):
         raise ValueError(f"split.rolling: the {windows} windows do not fit the log (cuts {cuts}): fewer windows or a "
