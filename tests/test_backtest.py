@@ -127,20 +127,25 @@ def test_backtest_runs_from_one_command_and_pools(tmp_path):
     runs = [p.parent for p in sweep.rglob("metrics.json")]
     assert len(runs) == 8
     out = subprocess.run([sys.executable, "-m", "graphrecall.backtest", str(sweep), "--baseline", "model=popular",
+                          "--metric", "recall@50", "--metric", "ndcg@50",
                           "--out", str(tmp_path / "backtest.md"), "--resamples", "200"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     values = {"popular": [], "coclick": []}
+    ndcg = []
     cuts = set()
     for run in runs:
         cfg = json.loads((run / "config_resolved.json").read_text())
         table = pd.read_parquet(run / "per_user_test.parquet")
         values[cfg["choices"]["model"]].extend(table.loc[table["warm"], "recall@50"].dropna().tolist())
+        if cfg["choices"]["model"] == "coclick":
+            ndcg.extend(table.loc[table["warm"], "ndcg@50"].dropna().tolist())
         cuts.add(json.loads((run / "metrics.json").read_text())["details"]["folds"]["test"]["cut"])
     assert len(cuts) == 4  # four distinct windows
     text = (tmp_path / "backtest.md").read_text()
-    row = [line for line in text.splitlines() if line.startswith("| model=coclick")][0]
+    row, ndcg_row = [line for line in text.splitlines() if line.startswith("| model=coclick")][:3:2]
     assert f"{np.mean(values['coclick']):.4f} [" in row
+    assert "pooled test warm ndcg@50" in text and f"{np.mean(ndcg):.4f} [" in ndcg_row  # the second table
     assert "| model=coclick dataset=synthetic | model=popular dataset=synthetic |" in text
     bad = subprocess.run([sys.executable, "-m", "graphrecall.backtest", str(tmp_path / "nowhere")], cwd=ROOT, env=env,
                          capture_output=True, text=True)

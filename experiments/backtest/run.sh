@@ -16,7 +16,8 @@ SEEDS=${2:-0}
 WINDOWS=${3:-}
 EXTRA=${EXTRA:-}
 NAME=$(echo "$MODELS" | tr ',' '+')_s$(echo "$SEEDS" | tr ',' '-')
-[ -n "$WINDOWS" ] && NAME="${NAME}_w$(echo "$WINDOWS" | tr -cd '0-9,' | tr ',' '-')"
+if [[ "$WINDOWS" =~ ^range\(([0-9]+),([0-9]+)\)$ ]]; then NAME="${NAME}_w${BASH_REMATCH[1]}-$((BASH_REMATCH[2] - 1))"
+elif [ -n "$WINDOWS" ]; then NAME="${NAME}_w$(echo "$WINDOWS" | tr -cd '0-9,' | tr ',' '-')"; fi
 [ -n "$EXTRA" ] && NAME="${NAME}_$(echo "$EXTRA" | tr ' =' '_-' | tr -cd 'A-Za-z0-9_.-')"
 SWEEP=${SWEEP:-multirun/backtest_ml/$NAME}
 mkdir -p multirun/backtest_ml

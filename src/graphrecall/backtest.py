@@ -413,7 +413,9 @@ def main(argv: Sequence[str] | None = None) -> str:
     p = argparse.ArgumentParser(prog="python -m graphrecall.backtest", description=__doc__.split("\n\n")[0])
     p.add_argument("folders", nargs="+", help="sweep folders holding the backtest's runs (any depth)")
     p.add_argument("--baseline", action="append", default=[], help="label words of a baseline (repeatable)")
-    p.add_argument("--metric", default="recall@50")
+    p.add_argument("--metric", action="append",
+                   help="a per-user metric (repeatable: one table each; default recall@50); serving choices "
+                        "(--pooled-serving) are read on validation recall@50 whatever is reported")
     p.add_argument("--fold", default="test", choices=("test", "val"))
     p.add_argument("--slice", dest="slice_", default="warm", choices=("warm", "all"))
     p.add_argument("--resamples", type=int, default=2000)
@@ -430,24 +432,28 @@ def main(argv: Sequence[str] | None = None) -> str:
             if not choices:
                 raise BacktestError(f"--pooled-epochs: no trained model's run (with csv/metrics.csv) under {args.folders}")
             epochs_text = epochs_markdown(curves, choices) + "\n"
-        frame = user_windows(args.folders, args.fold, args.metric, args.slice_, number=False)
-        if args.pooled_serving:
-            if args.fold != "test":
-                raise BacktestError("--pooled-serving scores the test folds at the pooled validation choice: use --fold test")
-            frame = pd.concat([frame, pooled_serving(args.folders, args.metric, args.slice_, number=False)],
-                              ignore_index=True)
-        frame = numbered(frame)
-        table = pooled_table(frame, args.resamples)
-        labels = table["label"].tolist()
-        comparisons = []
-        for words in args.baseline:
-            base = find_label(labels, words)
-            comparisons += [paired(frame, lab, base, args.resamples) for lab in labels if lab != base]
+        sections = []
+        for metric in args.metric or ["recall@50"]:
+            frame = user_windows(args.folders, args.fold, metric, args.slice_, number=False)
+            if args.pooled_serving:
+                if args.fold != "test":
+                    raise BacktestError("--pooled-serving scores the test folds at the pooled validation choice: use "
+                                        "--fold test")
+                frame = pd.concat([frame, pooled_serving(args.folders, metric, args.slice_, number=False)],
+                                  ignore_index=True)
+            frame = numbered(frame)
+            table = pooled_table(frame, args.resamples)
+            labels = table["label"].tolist()
+            comparisons = []
+            for words in args.baseline:
+                base = find_label(labels, words)
+                comparisons += [paired(frame, lab, base, args.resamples) for lab in labels if lab != base]
+            sections.append(markdown(table, comparisons, metric, args.fold, args.slice_))
     except BacktestError as e:
         print(f"graphrecall.backtest: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     legend = f"Windows (test periods, UTC dates): {frame.attrs['windows']}.\n\n" if frame.attrs.get("windows") else ""
-    text = epochs_text + legend + markdown(table, comparisons, args.metric, args.fold, args.slice_)
+    text = epochs_text + legend + "\n".join(sections)
     if args.out:
         args.out.write_text(text)
     print(text)
