@@ -324,3 +324,21 @@ def test_wandb_report_without_a_key_writes_the_spec(tmp_path, monkeypatch, capsy
     assert {p["table_name"] for p in grid[1]["panels"] if p["type"] == "summary_table"} == {"report/results",
                                                                                            "report/paired"}
     assert "model=coclick dataset=synthetic" in spec["blocks"][0]["text"]
+
+
+def test_a_key_added_later_with_a_null_default_does_not_split_a_group(tmp_path):
+    """Runs from before a key existed (absent) and after (null, its off default) are one group; a
+    run that sets it is labelled by it."""
+    old, new, fixed = record("sage", 0), record("sage", 1), record("sage", 0)
+    new["model"]["refit_epochs"] = None
+    fixed["model"]["refit_epochs"] = 3
+    for name, cfg in (("old", old), ("new", new), ("fixed", fixed)):
+        write_run(tmp_path / name, cfg, {"test/recall@50": 0.5})
+    got = {Path(r["dir"]).name: r["label"] for r in report.collect_runs(tmp_path)}
+    assert got["old"] == got["new"] == "model=sage aggregator=mean loss=bce dataset=synthetic"
+    assert got["fixed"] == "model=sage aggregator=mean loss=bce dataset=synthetic model.refit_epochs=3"
+    # where every run has the key, a null is named as before
+    old["model"]["refit_epochs"] = None
+    (tmp_path / "old" / "config_resolved.json").write_text(json.dumps(old))
+    got = {Path(r["dir"]).name: r["label"] for r in report.collect_runs(tmp_path)}
+    assert got["old"] == got["new"] == "model=sage aggregator=mean loss=bce dataset=synthetic model.refit_epochs=null"

@@ -14,7 +14,8 @@ variant where the model reads them (:func:`graphrecall.tracking.name_choices`, a
 names); any other config group whose choice differs between the runs; then every other resolved
 key that differs between runs of the same choices (or, outside the config groups' own keys, between
 any runs; of a key and its copies, such as ``recall.decay`` and ``model.triggers.decay``, the
-shortest). Left out: seeds (every
+shortest; a key that is null in some runs and absent from others does not differ: a key added
+with a null default, off, is absent from the runs made before it). Left out: seeds (every
 key named ``seed``; a seed that is not a copy of the run's ``seed``, such as
 ``dataset.loader.seed``, is a repetition too), folders (``*dir``), the logger, display settings
 (progress bar, model summary, log interval), export and bootstrap settings (they change no mean),
@@ -202,7 +203,8 @@ def _varying_keys(flats: list[dict[str, Any]], choice_tuples: list[tuple], group
     for key in sorted(set().union(*flats)):
         if _ignored_key(key):
             continue
-        values = tuple(_text(f[key]) if key in f else _MISSING for f in flats)
+        # null and absent are one value: a key added later with a null default (off) is absent from older runs
+        values = tuple(_MISSING if f.get(key) is None else _text(f[key]) for f in flats)
         if len(set(values)) < 2:
             continue
         if key.split(".")[0] in groups:  # a group's own key: explained by its choice unless it varies within one
@@ -231,6 +233,7 @@ def assign_labels(runs: list[dict[str, Any]]) -> None:
                           if g not in (*CONFIG_GROUPS[:4], "logger", "debias")
                           and len({c.get(g) for c in chosen}) > 1)
     keys = _varying_keys(flats, tuples, groups)
+    in_every_run = {k for k in keys if all(k in f for f in flats)}
     reps = repetition_keys(runs)
     for run, choice, flat in zip(runs, chosen, flats):
         named = name_choices(run["config"])  # model, aggregator / loss / debias where read, dataset
@@ -238,7 +241,9 @@ def assign_labels(runs: list[dict[str, Any]]) -> None:
         parts = {k: v for k, v in named.items() if k != "dataset"}
         parts.update({g: choice[g] for g in other_groups if g in choice})
         parts["dataset"] = named.get("dataset", "?")
-        parts.update({k: _text(flat[k]) for k in keys if k in flat and k.split(".", 1)[0] not in unused})
+        # a null value is named where every run has the key, else it reads as absent (see _varying_keys)
+        parts.update({k: _text(flat[k]) for k in keys
+                      if k in flat and (flat[k] is not None or k in in_every_run) and k.split(".", 1)[0] not in unused})
         run["parts"] = parts
         run["label"] = " ".join(f"{k}={v}" for k, v in parts.items())
         run["rep"] = tuple((k, flat.get(k)) for k in reps)
