@@ -5,7 +5,8 @@
 #   bash experiments/backtest/run.sh popular,coclick 0
 #   bash experiments/backtest/run.sh sage_next_click_confident,m2grl_next_click_confident 0,1
 #   bash experiments/backtest/run.sh sage_next_click_confident 0 "range(0,4)"   # windows 0-3 only
-# EXTRA="model.refit_epochs=3" adds overrides (and a tag to the folder name).
+# EXTRA="model.refit_epochs=3" adds overrides (and a tag to the folder name); with a model key in EXTRA, give
+# one model per call (Hydra applies it to the default model while it composes a sweep over models).
 # then pool every sweep folder of the study:
 #   PYTHONPATH=src .venv/bin/python -m graphrecall.backtest multirun/backtest_ml/* --baseline model=coclick \
 #       --baseline model=popular --out experiments/backtest/movielens100k.md
