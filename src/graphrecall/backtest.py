@@ -39,7 +39,6 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-WINDOW_KEY = "dataset.split.rolling.index"
 # the keys that place a run's window on the time line: runs that differ only in them are one model,
 # and a window is identified by its test period (cut, end), so backtests of different designs
 # (e.g. 8 windows from q0.60 and 4 more from q0.40) pool into one
