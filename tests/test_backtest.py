@@ -273,3 +273,13 @@ def test_backtest_preset_is_twelve_windows_from_q40(tmp_path):
     rolling = cfg.dataset.split.rolling
     assert cfg.dataset.split.kind == "rolling" and rolling.windows == 12 and rolling.first_cut_quantile == 0.4
     assert rolling.spacing_quantile == 0.05
+
+
+def test_a_baseline_is_the_label_it_names_exactly_else_the_one_holding_its_words():
+    from graphrecall.backtest import BacktestError, find_label
+
+    labels = ["model=sage dataset=d", "model=sage dataset=d model.refit_epochs=3", "model=coclick dataset=d"]
+    assert find_label(labels, "model=sage dataset=d") == labels[0]  # exact, though both hold the words
+    assert find_label(labels, "model=coclick") == labels[2]
+    with pytest.raises(BacktestError, match="matches 2 label"):
+        find_label(labels, "model=sage")

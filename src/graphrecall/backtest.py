@@ -378,7 +378,10 @@ def paired(frame: pd.DataFrame, label: str, baseline: str, num_resamples: int = 
 
 
 def find_label(labels: Sequence[str], words: str) -> str:
-    """The one label that contains every word of ``words`` (``model=popular``)."""
+    """The label equal to ``words``, else the one label that contains every word of ``words``
+    (``model=popular``)."""
+    if words in labels:
+        return words
     hits = [lab for lab in labels if all(w in lab.split() for w in words.split())]
     if len(hits) != 1:
         raise BacktestError(f"--baseline {words!r} matches {len(hits)} label(s) of {list(labels)}: give words that "
