@@ -56,7 +56,8 @@ README_COMMANDS: dict[str, str] = {
         "tests/test_backtest.py::test_backtest_runs_from_one_command_and_pools",
     ".venv/bin/python -m graphrecall.backtest multirun/backtest/<date_time> --baseline model=coclick":
         "tests/test_backtest.py::test_backtest_runs_from_one_command_and_pools",
-    "python -m graphrecall.backtest <sweep>": "tests/test_backtest.py::test_backtest_runs_from_one_command_and_pools",
+    "python -m graphrecall.backtest <sweep> [<sweep> ...]":
+        "tests/test_backtest.py::test_backtest_runs_from_one_command_and_pools",
     ".venv/bin/python train.py model=sage aggregator=gat dataset=movielens100k": f"{HERE}::test_readme_gat_on_movielens",
     ".venv/bin/python -m graphrecall.search hparams_search=sage dataset=synthetic":
         "tests/test_search.py::test_sage_trial_is_pruned_through_the_lightning_loop",
