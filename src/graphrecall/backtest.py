@@ -111,6 +111,21 @@ def windows_won(a: pd.Series, b: pd.Series) -> tuple[int, int, int]:
 # ------------------------------------------------------------------------------------------ runs
 
 
+def backtest_runs(folders: Sequence[str | Path]) -> list[dict]:
+    """The finished runs below ``folders`` (:func:`graphrecall.report.collect_runs`), read once
+    per command and shared by the tables below.
+
+    Raises:
+        BacktestError: a folder is missing or holds no finished run; a run's files are unreadable.
+    """
+    from graphrecall.report import ReportError, collect_runs
+
+    try:
+        return collect_runs(folders)
+    except ReportError as e:
+        raise BacktestError(str(e)) from None
+
+
 def run_label(run: dict) -> str:
     """A run's model label: its label parts without the keys that only place its window."""
     return " ".join(f"{k}={v}" for k, v in run["parts"].items() if k not in PLACEMENT_KEYS)
@@ -122,12 +137,10 @@ def run_period(run: dict) -> tuple[int, int]:
     Raises:
         BacktestError: the run's metrics.json does not record its window (a run from before issue 26).
     """
-    import json
-
-    path = Path(run["dir"]) / "metrics.json"
-    test = (json.loads(path.read_text()).get("details") or {}).get("folds", {}).get("test", {})
+    test = (run.get("details") or {}).get("folds", {}).get("test", {})
     if "window_cut" not in test or "window_end" not in test:
-        raise BacktestError(f"{path}: no details.folds.test.window_cut / window_end (rerun it on the current code)")
+        raise BacktestError(f"{Path(run['dir']) / 'metrics.json'}: no details.folds.test.window_cut / window_end "
+                            "(rerun it on the current code)")
     return int(test["window_cut"]), int(test["window_end"])
 
 
@@ -155,22 +168,18 @@ def window_dates(periods: dict[tuple[int, int], int]) -> str:
 
 
 def user_windows(folders: Sequence[str | Path], fold: str = "test", metric: str = "recall@50",
-                 slice_: str = "warm", number: bool = True) -> pd.DataFrame:
+                 slice_: str = "warm", number: bool = True, runs: list[dict] | None = None) -> pd.DataFrame:
     """One row per (label, window, user) of the backtest runs below ``folders``: the user's
     ``metric`` on ``fold`` averaged over the run's seeds, for the users of ``slice_`` (``warm``:
     a click before the window's cut; ``all``). Columns ``label, window, u, value, seeds``; a
     window is a test period, numbered in time order over these runs (``number=False``: left as its
-    ``(cut, end)``, to number it with other rows by :func:`numbered`).
+    ``(cut, end)``, to number it with other rows by :func:`numbered`). ``runs``: the runs of
+    :func:`backtest_runs` when already read (``folders`` is then not read again).
 
     Raises:
         BacktestError: no run of a rolling split, or a run without its per-user table.
     """
-    from graphrecall.report import ReportError, collect_runs
-
-    try:
-        runs = collect_runs(folders)
-    except ReportError as e:
-        raise BacktestError(str(e)) from None
+    runs = backtest_runs(folders) if runs is None else runs
     rows = []
     for run in runs:
         split = ((run["config"].get("dataset") or {}).get("split") or {})
@@ -208,7 +217,7 @@ def numbered(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def pooled_serving(folders: Sequence[str | Path], metric: str = "recall@50", slice_: str = "warm",
-                   number: bool = True) -> pd.DataFrame:
+                   number: bool = True, runs: list[dict] | None = None) -> pd.DataFrame:
     """The serving choice taken on the validation windows pooled, instead of each window's own.
 
     For every label whose runs wrote ``serving_grid_val.parquet`` and ``serving_grid_test.parquet``
@@ -216,13 +225,11 @@ def pooled_serving(folders: Sequence[str | Path], metric: str = "recall@50", sli
     prior_weight) setting with the best validation recall@50 over all the windows' validation users
     (all users, as each window's own choice; ties: the first setting in grid order), then each
     window's test ``metric`` at that setting. Rows as :func:`user_windows`, labelled ``<label>
-    serving=pooled-val(<setting>)``. Epochs stay each window's own choice (they would need
-    retraining). Empty when no run wrote the tables.
+    serving=pooled-val(<setting>)``. Epochs stay each window's own choice (for a pooled
+    epoch count see :func:`pooled_epochs`: it needs a second backtest). Empty when no run wrote the tables. ``number`` and ``runs`` as :func:`user_windows`.
     """
-    from graphrecall.report import collect_runs
-
     by_label: dict[str, list] = {}
-    for run in collect_runs(folders):
+    for run in backtest_runs(folders) if runs is None else runs:
         split = ((run["config"].get("dataset") or {}).get("split") or {})
         val, test = Path(run["dir"]) / "serving_grid_val.parquet", Path(run["dir"]) / "serving_grid_test.parquet"
         if split.get("kind") != "rolling" or not (val.exists() and test.exists()):
@@ -230,12 +237,12 @@ def pooled_serving(folders: Sequence[str | Path], metric: str = "recall@50", sli
         by_label.setdefault(run_label(run), []).append((run_period(run), repr(run["rep"]),
                                                pd.read_parquet(val), pd.read_parquet(test)))
     rows = []
-    for label, runs in by_label.items():
-        columns = [c for c in runs[0][2].columns if c.startswith("recall@50|")]
-        pooled_val = pd.concat([v[columns] for _, _, v, _ in runs]).mean()
+    for label, label_runs in by_label.items():
+        columns = [c for c in label_runs[0][2].columns if c.startswith("recall@50|")]
+        pooled_val = pd.concat([v[columns] for _, _, v, _ in label_runs]).mean()
         best = columns[int(np.argmax(pooled_val.to_numpy()))]  # argmax: the first of equal values
         tag = best.split("|", 1)[1]
-        for window, rep, _, test in runs:
+        for window, rep, _, test in label_runs:
             table = test[test["warm"].astype(bool)] if slice_ == "warm" else test
             values = table[["u", f"{metric}|{tag}"]].dropna()
             rows.append(pd.DataFrame({"label": f"{label} serving=pooled-val({tag})", "window": [window] * len(values),
@@ -272,14 +279,15 @@ def pooled_curve(curves: Sequence[pd.Series], weights: Sequence[float]) -> tuple
     return pooled, int(np.argmax(pooled)) + 1  # argmax: the first maximum, the fewest epochs among equals
 
 
-def pooled_epochs(folders: Sequence[str | Path]) -> tuple[pd.DataFrame, dict[str, dict]]:
+def pooled_epochs(folders: Sequence[str | Path], runs: list[dict] | None = None) -> tuple[pd.DataFrame, dict[str, dict]]:
     """The refit's epoch count chosen on the validation windows pooled (trainable models).
 
     Each run's per-epoch validation recall@50 (``csv/metrics.csv``: the monitor that selects its
     own epochs, at that epoch's best serving setting) is weighted by its number of validation users
     (``per_user_val.parquet``); a label's pooled curve at epoch ``e`` is the weighted mean over its
     runs (windows and seeds) of ``e``, for the epochs every run reached (early stopping ends runs at
-    different epochs). The choice is the curve's maximum (ties: the fewest epochs).
+    different epochs). The choice is the curve's maximum (ties: the fewest epochs). ``runs`` as
+    :func:`user_windows`.
 
     Returns:
         the curves (``label, epochs, pooled_val, runs``) and per label ``{"epochs": chosen,
@@ -288,14 +296,8 @@ def pooled_epochs(folders: Sequence[str | Path]) -> tuple[pd.DataFrame, dict[str
     Raises:
         BacktestError: a run's training log or per-user validation table is unreadable.
     """
-    from graphrecall.report import ReportError, collect_runs
-
-    try:
-        runs_found = collect_runs(folders)
-    except ReportError as e:
-        raise BacktestError(str(e)) from None
     by_label: dict[str, list] = {}
-    for run in runs_found:
+    for run in backtest_runs(folders) if runs is None else runs:
         split = ((run["config"].get("dataset") or {}).get("split") or {})
         log_path = Path(run["dir"]) / "csv" / "metrics.csv"
         if split.get("kind") != "rolling" or not log_path.exists():
@@ -311,16 +313,16 @@ def pooled_epochs(folders: Sequence[str | Path]) -> tuple[pd.DataFrame, dict[str
         users = int(pd.read_parquet(users_path, columns=["recall@50"])["recall@50"].notna().sum())
         by_label.setdefault(label, []).append((run_period(run), curve["val/recall@50"], users))
     curves, choices = [], {}
-    for label, runs in by_label.items():
-        runs.sort(key=lambda r: r[0])
+    for label, label_runs in by_label.items():
+        label_runs.sort(key=lambda r: r[0])
         try:
-            pooled, best = pooled_curve([c for _, c, _ in runs], [n for _, _, n in runs])
+            pooled, best = pooled_curve([c for _, c, _ in label_runs], [n for _, _, n in label_runs])
         except ValueError as e:
             raise BacktestError(f"{label}: {e}") from None
         curves.append(pd.DataFrame({"label": label, "epochs": np.arange(1, len(pooled) + 1), "pooled_val": pooled,
-                                    "runs": len(runs)}))
+                                    "runs": len(label_runs)}))
         choices[label] = {"epochs": best, "pooled_val": float(pooled[best - 1]),
-                          "own": [int(c.to_numpy().argmax()) + 1 for _, c, _ in runs]}
+                          "own": [int(c.to_numpy().argmax()) + 1 for _, c, _ in label_runs]}
     frame = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=["label", "epochs", "pooled_val",
                                                                                       "runs"])
     return frame, choices
@@ -429,19 +431,20 @@ def main(argv: Sequence[str] | None = None) -> str:
     args = p.parse_args(argv)
     epochs_text = ""
     try:
+        runs = backtest_runs(args.folders)  # read once, shared by every table
         if args.pooled_epochs:
-            curves, choices = pooled_epochs(args.folders)
+            curves, choices = pooled_epochs(args.folders, runs)
             if not choices:
                 raise BacktestError(f"--pooled-epochs: no trained model's run (with csv/metrics.csv) under {args.folders}")
             epochs_text = epochs_markdown(curves, choices) + "\n"
         sections = []
         for metric in args.metric or ["recall@50"]:
-            frame = user_windows(args.folders, args.fold, metric, args.slice_, number=False)
+            frame = user_windows(args.folders, args.fold, metric, args.slice_, number=False, runs=runs)
             if args.pooled_serving:
                 if args.fold != "test":
                     raise BacktestError("--pooled-serving scores the test folds at the pooled validation choice: use "
                                         "--fold test")
-                frame = pd.concat([frame, pooled_serving(args.folders, metric, args.slice_, number=False)],
+                frame = pd.concat([frame, pooled_serving(args.folders, metric, args.slice_, number=False, runs=runs)],
                                   ignore_index=True)
             frame = numbered(frame)
             table = pooled_table(frame, args.resamples)

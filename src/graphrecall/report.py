@@ -128,14 +128,16 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def load_run(run_dir: Path, folder: Path) -> dict[str, Any]:
     """One finished run: ``dir``, ``folder`` (the folder given on the command line), ``metrics``,
-    ``summary`` (per fold: slice x metric rows with ``mean, ci_low, ci_high, n_users``), ``config``
+    ``summary`` (per fold: slice x metric rows with ``mean, ci_low, ci_high, n_users``), ``details``
+    (the run's per-fold facts: cuts, windows, counts), ``config``
     (the resolved config with ``choices``) and ``seed``."""
     data = _read_json(run_dir / METRICS_FILE)
     if not isinstance(data.get("metrics"), dict):
         raise ReportError(f"{run_dir / METRICS_FILE}: no 'metrics' object (expected train.py's metrics.json)")
     config = _read_json(run_dir / CONFIG_FILE)
     return {"dir": str(run_dir), "folder": str(folder), "metrics": data["metrics"],
-            "summary": data.get("summary") or {}, "config": config, "seed": config.get("seed")}
+            "summary": data.get("summary") or {}, "details": data.get("details") or {}, "config": config,
+            "seed": config.get("seed")}
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

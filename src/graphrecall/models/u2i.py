@@ -541,7 +541,7 @@ class U2IRecall:
         pl.seed_everything(self.seed, workers=True, verbose=False)
         module, loader = self.build(fold, dataset, None)
         epochs = self.refit_epochs or self.selected_epochs
-        module.lr_schedule = refit_lr_schedule(self.trained_lrs or self.selected_lrs, epochs,
+        module.lr_schedule = refit_lr_schedule(self.trained_lrs, epochs,
                                                float(self.optim.get("lr", 1e-3)))
         result = fit_fixed_epochs(module, loader, self.trainer_cfg, self.logger_cfg, Path(run_dir) / "refit",
                                   epochs, self.run_config)
