@@ -178,6 +178,35 @@ def test_serving_choice_pooled_over_the_validation_windows(tmp_path):
     assert rows["label"].unique().tolist() == [f"model=coclick dataset=synthetic serving=pooled-val({chosen})"]
     expected = pd.concat([t[t["warm"]] for t in (pd.read_parquet(r / "serving_grid_test.parquet") for r in runs)])
     assert rows["value"].mean() == pytest.approx(expected[f"recall@50|{chosen}"].dropna().mean())
+    # chosen on validation NDCG@50 instead: pooled, and each window on its own, by hand
+    ndcg = val[["ndcg@50|beta=0", "ndcg@50|beta=1"]].mean()
+    on_ndcg = "beta=0" if ndcg.iloc[0] >= ndcg.iloc[1] else "beta=1"
+    rows = pooled_serving([sweep], metric="ndcg@50", choose_on="ndcg@50")
+    assert rows["label"].unique().tolist() == [f"model=coclick dataset=synthetic serving=pooled-val-ndcg@50({on_ndcg})"]
+    assert rows["value"].mean() == pytest.approx(expected[f"ndcg@50|{on_ndcg}"].dropna().mean())
+    own_rows = pooled_serving([sweep], choose_on="ndcg@50", scope="window")
+    assert own_rows["label"].unique().tolist() == ["model=coclick dataset=synthetic serving=val-ndcg@50"]
+    by_hand = []
+    for r in runs:
+        v, t = pd.read_parquet(r / "serving_grid_val.parquet"), pd.read_parquet(r / "serving_grid_test.parquet")
+        own = "beta=0" if v["ndcg@50|beta=0"].mean() >= v["ndcg@50|beta=1"].mean() else "beta=1"
+        by_hand += t.loc[t["warm"], f"recall@50|{own}"].dropna().tolist()
+    assert own_rows["value"].mean() == pytest.approx(np.mean(by_hand))
+    from graphrecall.backtest import BacktestError
+
+    with pytest.raises(BacktestError, match="no hit@7"):
+        pooled_serving([sweep], choose_on="hit@7")
+    # the command: both scopes, both choice metrics; the window scope adds no recall@50 row (the served one)
+    out = subprocess.run([sys.executable, "-m", "graphrecall.backtest", str(sweep), "--pooled-serving",
+                          "--window-serving", "--choose-on", "recall@50", "--choose-on", "ndcg@50", "--resamples", "50"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    labels = [line.split(" | ")[0][2:] for line in out.stdout.splitlines() if line.startswith("| model=coclick")]
+    assert labels[:4] == ["model=coclick dataset=synthetic", f"model=coclick dataset=synthetic serving=pooled-val({chosen})",
+                          f"model=coclick dataset=synthetic serving=pooled-val-ndcg@50({on_ndcg})",
+                          "model=coclick dataset=synthetic serving=val-ndcg@50"]
+    row = [line for line in out.stdout.splitlines() if line.startswith("| model=coclick dataset=synthetic serving=val-")]
+    assert f"{np.mean(by_hand):.4f} [" in row[0]
     # each window's own choice is what the run served: its test recall equals the grid at its chosen beta
     import json
 
@@ -283,3 +312,58 @@ def test_a_baseline_is_the_label_it_names_exactly_else_the_one_holding_its_words
     assert find_label(labels, "model=coclick") == labels[2]
     with pytest.raises(BacktestError, match="matches 2 label"):
         find_label(labels, "model=sage")
+
+
+def _fake_run(folder, model: str, world: int, seed: int, period: tuple[int, int], values: dict[int, float]) -> dict:
+    """A run dict as graphrecall.report.collect_runs gives it, with its per-user test table written."""
+    folder.mkdir(parents=True)
+    pd.DataFrame({"u": list(values), "recall@50": list(values.values()), "warm": True}).to_parquet(
+        folder / "per_user_test.parquet")
+    return {"dir": str(folder), "config": {"dataset": {"loader": {"seed": world}, "split": {"kind": "rolling"}}},
+            "details": {"folds": {"test": {"window_cut": period[0], "window_end": period[1]}}},
+            "parts": {"model": model, "dataset": "synthetic"},
+            "rep": (("seed", seed),)}  # as collect_runs labels runs whose data seed moves with the run seed
+
+
+def test_worlds_keep_their_users_apart_and_number_their_own_windows(tmp_path):
+    """Two synthetic worlds (dataset.loader.seed) hold a user 1 each: two users, not one averaged;
+    their logs end seconds apart, so window k of each is its own k-th test period; a model seed is
+    still averaged within its world's user-window."""
+    from graphrecall.backtest import paired, pooled_table, run_world, user_windows
+
+    day = 86400
+    w0 = [(0, day), (day, 2 * day)]              # world 0's two test periods
+    w1 = [(37, day + 37), (day + 37, 2 * day + 37)]  # world 1's: 37 s later (they overlap world 0's)
+    runs = [
+        _fake_run(tmp_path / "a0s0", "A", 0, 0, w0[0], {1: 1.0, 2: 0.0}),
+        _fake_run(tmp_path / "a0s1", "A", 0, 1, w0[0], {1: 0.0, 2: 0.0}),  # seed 1: user 1 of world 0 -> 0.5
+        _fake_run(tmp_path / "a0w1", "A", 0, 0, w0[1], {1: 1.0}),
+        _fake_run(tmp_path / "a1s0", "A", 1, 0, w1[0], {1: 0.0}),
+        _fake_run(tmp_path / "a1w1", "A", 1, 0, w1[1], {3: 1.0}),
+        _fake_run(tmp_path / "b0", "B", 0, 0, w0[0], {1: 0.0, 2: 0.0}),
+        _fake_run(tmp_path / "b0w1", "B", 0, 0, w0[1], {1: 0.0}),
+        _fake_run(tmp_path / "b1", "B", 1, 0, w1[0], {1: 1.0}),
+        _fake_run(tmp_path / "b1w1", "B", 1, 0, w1[1], {3: 0.0}),
+    ]
+    assert run_world(runs[0]) == "dataset.loader.seed=0"
+    frame = user_windows([], runs=runs)
+    a = frame[frame["label"] == "model=A dataset=synthetic"].set_index(["world", "window", "u"])["value"]
+    # by hand: world 0 window 0: u1 (1 + 0) / 2 = 0.5, u2 0; window 1: u1 1; world 1 window 0: u1 0; window 1: u3 1
+    assert a.to_dict() == {("dataset.loader.seed=0", 0, 1): 0.5, ("dataset.loader.seed=0", 0, 2): 0.0,
+                           ("dataset.loader.seed=0", 1, 1): 1.0, ("dataset.loader.seed=1", 0, 1): 0.0,
+                           ("dataset.loader.seed=1", 1, 3): 1.0}
+    table = pooled_table(frame, num_resamples=100).set_index("label")
+    row = table.loc["model=A dataset=synthetic"]
+    assert row["users"] == 4 and row["user_windows"] == 5 and row["windows"] == 2  # u1, u2 of world 0; u1, u3 of world 1
+    assert row["pooled"] == pytest.approx((0.5 + 0.0 + 1.0 + 0.0 + 1.0) / 5)
+    assert (row["w0"], row["w1"]) == (pytest.approx(0.5 / 3), pytest.approx(1.0))
+    c = paired(frame, "model=A dataset=synthetic", "model=B dataset=synthetic", num_resamples=100)
+    # differences: w0 world 0 u1 +0.5, u2 0; w1 world 0 u1 +1; w0 world 1 u1 -1; w1 world 1 u3 +1
+    assert c["user_windows"] == 5 and c["users"] == 4 and c["mean"] == pytest.approx(1.5 / 5)
+    # one legend: the worlds' periods fall on the same dates
+    assert frame.attrs["windows"] == "0: [1970-01-01, 1970-01-02); 1: [1970-01-02, 1970-01-03)"
+    # a world missing a window would shift its numbering: refused
+    from graphrecall.backtest import BacktestError
+
+    with pytest.raises(BacktestError, match="different numbers of windows"):
+        user_windows([], runs=[r for r in runs if r["dir"] != str(tmp_path / "a1w1") and r["dir"] != str(tmp_path / "b1w1")])

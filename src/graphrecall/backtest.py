@@ -6,7 +6,9 @@ per window, :func:`graphrecall.data.splits.rolling_folds`) scores the same model
 module pools them:
 
 * the unit is a **user-window** (a user with targets in one window's test period); a run's seeds
-  are averaged per user-window first;
+  are averaged per user-window first; runs of several synthetic **worlds** (``dataset.loader.seed``:
+  another log) keep their users apart (user 7 of world 0 is not user 7 of world 1) and number their
+  windows each on its own time line (window k of every world pools as window k);
 * the **pooled value** is the mean over the user-windows;
 * its interval is a **cluster bootstrap** over users: a user present in several windows is drawn
   (or left out) with all of them, since one person's windows are not independent;
@@ -18,7 +20,9 @@ module pools them:
   standard error of the mean paired difference (:func:`detectable_difference`).
 
 * **selection over windows** (``--pooled-serving``): the serving grid's setting chosen on the
-  validation windows pooled instead of each window's own (:func:`pooled_serving`); the stage
+  validation windows pooled instead of each window's own (:func:`pooled_serving`), on validation
+  recall@50 or another validation metric (``--choose-on ndcg@50``; ``--window-serving``: each
+  window's own choice on that metric); the stage
   choice over windows is the ``--fold val`` table of the same runs; ``--pooled-epochs``: the epoch
   count with the best validation curve pooled over the windows (:func:`pooled_epochs`), to give a
   second backtest as ``model.refit_epochs`` (each window's refit then trains that many epochs).
@@ -131,6 +135,17 @@ def run_label(run: dict) -> str:
     return " ".join(f"{k}={v}" for k, v in run["parts"].items() if k not in PLACEMENT_KEYS)
 
 
+def run_world(run: dict) -> str:
+    """The run's world: its dataset's seed keys (``dataset.loader.seed``: which synthetic log), as
+    ``key=value`` text, read from the config whether or not the run seed moves with it (the fresh
+    write-up sets ``seed = dataset.loader.seed``); ``""`` for a dataset without one (MovieLens). The
+    run seed repeats a model on the same users and is averaged; a world's users are other people."""
+    from graphrecall.report import flatten
+
+    flat = flatten(run["config"].get("dataset") or {}, "dataset.")
+    return " ".join(f"{k}={flat[k]}" for k in sorted(flat) if k.rsplit(".", 1)[-1] == "seed" and flat[k] is not None)
+
+
 def run_period(run: dict) -> tuple[int, int]:
     """A rolling run's test period ``(cut, end)`` in Unix seconds, from its ``metrics.json``.
 
@@ -167,13 +182,22 @@ def window_dates(periods: dict[tuple[int, int], int]) -> str:
     return "; ".join(f"{k}: [{day(c)}, {day(e)})" for (c, e), k in sorted(periods.items(), key=lambda kv: kv[1]))
 
 
+def user_clusters(frame: pd.DataFrame) -> np.ndarray:
+    """The bootstrap's clusters [N] of a frame of user-windows: the user, or ``world|user`` where
+    the rows come from several worlds (a user belongs to one world's log)."""
+    if "world" not in frame.columns or frame["world"].nunique() <= 1:
+        return frame["u"].to_numpy()
+    return (frame["world"].astype(str) + "|" + frame["u"].astype(str)).to_numpy()
+
+
 def user_windows(folders: Sequence[str | Path], fold: str = "test", metric: str = "recall@50",
                  slice_: str = "warm", number: bool = True, runs: list[dict] | None = None) -> pd.DataFrame:
     """One row per (label, window, user) of the backtest runs below ``folders``: the user's
     ``metric`` on ``fold`` averaged over the run's seeds, for the users of ``slice_`` (``warm``:
-    a click before the window's cut; ``all``). Columns ``label, window, u, value, seeds``; a
-    window is a test period, numbered in time order over these runs (``number=False``: left as its
-    ``(cut, end)``, to number it with other rows by :func:`numbered`). ``runs``: the runs of
+    a click before the window's cut; ``all``). Columns ``label, world, window, u, value, seeds``
+    (``world``: :func:`run_world`, ``""`` for one dataset); a window is a test period, numbered in
+    time order over these runs, each world's on its own (``number=False``: left as its ``(cut,
+    end)``, to number it with other rows by :func:`numbered`). ``runs``: the runs of
     :func:`backtest_runs` when already read (``folders`` is then not read again).
 
     Raises:
@@ -187,6 +211,7 @@ def user_windows(folders: Sequence[str | Path], fold: str = "test", metric: str 
             continue
         window = run_period(run)
         label = run_label(run)
+        world = run_world(run)
         path = Path(run["dir"]) / f"per_user_{fold}.parquet"
         if not path.exists():
             raise BacktestError(f"{run['dir']}: no {path.name} (a run of the rolling split writes one per fold)")
@@ -198,61 +223,107 @@ def user_windows(folders: Sequence[str | Path], fold: str = "test", metric: str 
                 raise BacktestError(f"{path}: no 'warm' column (a run from before issue 26); rerun it")
             table = table[table["warm"].astype(bool)]
         table = table[["u", metric]].dropna()
-        rows.append(pd.DataFrame({"label": label, "window": [window] * len(table), "u": table["u"].to_numpy(),
-                                  "value": table[metric].to_numpy(), "rep": repr(run["rep"])}))
+        rows.append(pd.DataFrame({"label": label, "world": world, "window": [window] * len(table),
+                                  "u": table["u"].to_numpy(), "value": table[metric].to_numpy(), "rep": repr(run["rep"])}))
     if not rows:
         raise BacktestError(f"no run of a rolling split (dataset.split.kind=rolling) under {list(map(str, folders))}")
     frame = pd.concat(rows, ignore_index=True)
-    pooled = frame.groupby(["label", "window", "u"], as_index=False).agg(value=("value", "mean"), seeds=("rep", "nunique"))
+    pooled = frame.groupby(["label", "world", "window", "u"], as_index=False).agg(value=("value", "mean"),
+                                                                                 seeds=("rep", "nunique"))
     return numbered(pooled) if number else pooled
 
 
 def numbered(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with its ``window`` test periods ``(cut, end)`` replaced by window numbers in time
-    order (:func:`number_windows`); ``frame.attrs["windows"]`` the legend (:func:`window_dates`)."""
-    numbers = number_windows(frame["window"].tolist())
-    out = frame.assign(window=frame["window"].map(numbers))
-    out.attrs["windows"] = window_dates(numbers)
+    order (:func:`number_windows`), each world's periods numbered on their own (worlds' logs end
+    seconds apart, so their periods differ by seconds; window k of each is pooled as window k);
+    ``frame.attrs["windows"]`` the legend (:func:`window_dates`, per world where they differ).
+
+    Raises:
+        BacktestError: two distinct periods of one world overlap (:func:`number_windows`); worlds with
+            different numbers of windows (their k-th windows would not be the same days).
+    """
+    if "world" not in frame.columns:
+        frame = frame.assign(world="")
+    legends, parts, counts = {}, [], {}
+    for world, rows in frame.groupby("world", sort=True):
+        try:
+            numbers = number_windows(rows["window"].tolist())
+        except BacktestError as e:
+            raise BacktestError(f"{world}: {e}" if world else str(e)) from None
+        parts.append(rows.assign(window=rows["window"].map(numbers)))
+        legends[world], counts[world] = window_dates(numbers), len(numbers)
+    if len(set(counts.values())) > 1:
+        raise BacktestError(f"the worlds hold different numbers of windows ({counts}): run the same windows in every "
+                            "world, or pool each world on its own")
+    out = pd.concat(parts).sort_index() if parts else frame
+    distinct = set(legends.values())
+    out.attrs["windows"] = (next(iter(distinct)) if len(distinct) == 1
+                            else "; ".join(f"{w}: {text}" for w, text in legends.items()))
     return out
 
 
 def pooled_serving(folders: Sequence[str | Path], metric: str = "recall@50", slice_: str = "warm",
-                   number: bool = True, runs: list[dict] | None = None) -> pd.DataFrame:
-    """The serving choice taken on the validation windows pooled, instead of each window's own.
+                   number: bool = True, runs: list[dict] | None = None, choose_on: str = "recall@50",
+                   scope: str = "pooled") -> pd.DataFrame:
+    """The serving choice re-taken on validation from the runs' serving grids: on the validation
+    windows pooled instead of each window's own, or on another validation metric.
 
     For every label whose runs wrote ``serving_grid_val.parquet`` and ``serving_grid_test.parquet``
     (i2i models with a serving grid under ``experiment=backtest``): the (beta, min_score,
-    prior_weight) setting with the best validation recall@50 over all the windows' validation users
-    (all users, as each window's own choice; ties: the first setting in grid order), then each
+    prior_weight) setting with the best validation ``choose_on`` over all users (as each window's
+    own choice; ties: the first setting in grid order), taken over all the windows' validation users
+    together (``scope="pooled"``) or in each run on its own (``scope="window"``: what the run
+    served when ``choose_on`` is recall@50, the monitor its own choice read, up to ties), then each
     window's test ``metric`` at that setting. Rows as :func:`user_windows`, labelled ``<label>
-    serving=pooled-val(<setting>)``. Epochs stay each window's own choice (for a pooled
-    epoch count see :func:`pooled_epochs`: it needs a second backtest). Empty when no run wrote the tables. ``number`` and ``runs`` as :func:`user_windows`.
+    serving=pooled-val(<setting>)`` (pooled, on recall@50), ``<label>
+    serving=pooled-val-<choose_on>(<setting>)`` (pooled, another metric) or ``<label>
+    serving=val-<choose_on>`` (each window's). Epochs stay each window's own choice (for a pooled
+    epoch count see :func:`pooled_epochs`: it needs a second backtest). Empty when no run wrote the
+    tables. ``number`` and ``runs`` as :func:`user_windows`.
+
+    Raises:
+        BacktestError: a run's grid has no ``choose_on`` or ``metric`` columns; an unknown ``scope``.
     """
+    if scope not in ("pooled", "window"):
+        raise BacktestError(f"scope {scope!r}: expected 'pooled' or 'window'")
     by_label: dict[str, list] = {}
     for run in backtest_runs(folders) if runs is None else runs:
         split = ((run["config"].get("dataset") or {}).get("split") or {})
         val, test = Path(run["dir"]) / "serving_grid_val.parquet", Path(run["dir"]) / "serving_grid_test.parquet"
         if split.get("kind") != "rolling" or not (val.exists() and test.exists()):
             continue
-        by_label.setdefault(run_label(run), []).append((run_period(run), repr(run["rep"]),
-                                               pd.read_parquet(val), pd.read_parquet(test)))
+        by_label.setdefault(run_label(run), []).append(((run_world(run), run_period(run)), repr(run["rep"]),
+                                                        pd.read_parquet(val), pd.read_parquet(test), val))
     rows = []
     for label, label_runs in by_label.items():
-        columns = [c for c in label_runs[0][2].columns if c.startswith("recall@50|")]
-        pooled_val = pd.concat([v[columns] for _, _, v, _ in label_runs]).mean()
-        best = columns[int(np.argmax(pooled_val.to_numpy()))]  # argmax: the first of equal values
-        tag = best.split("|", 1)[1]
-        for window, rep, _, test in label_runs:
+        for *_, grid, path in label_runs:
+            if not any(c.startswith(f"{choose_on}|") for c in grid.columns):
+                raise BacktestError(f"{path}: no {choose_on}|<setting> columns to choose on; known metrics: "
+                                    f"{sorted({c.split('|')[0] for c in grid.columns if '|' in c})}")
+        columns = [c for c in label_runs[0][2].columns if c.startswith(f"{choose_on}|")]
+        if scope == "pooled":
+            pooled_val = pd.concat([v[columns] for _, _, v, _, _ in label_runs]).mean()
+            best = columns[int(np.argmax(pooled_val.to_numpy()))]  # argmax: the first of equal values
+            tag = best.split("|", 1)[1]
+            name = f"pooled-val({tag})" if choose_on == "recall@50" else f"pooled-val-{choose_on}({tag})"
+        else:
+            name = f"val-{choose_on}"
+        for (world, window), rep, grid, test, _ in label_runs:
+            if scope == "window":
+                tag = columns[int(np.argmax(grid[columns].mean().to_numpy()))].split("|", 1)[1]
+            if f"{metric}|{tag}" not in test.columns:
+                raise BacktestError(f"{label}: its test grid has no column {metric}|{tag}")
             table = test[test["warm"].astype(bool)] if slice_ == "warm" else test
             values = table[["u", f"{metric}|{tag}"]].dropna()
-            rows.append(pd.DataFrame({"label": f"{label} serving=pooled-val({tag})", "window": [window] * len(values),
-                                      "u": values["u"].to_numpy(), "value": values[f"{metric}|{tag}"].to_numpy(),
-                                      "rep": rep}))
+            rows.append(pd.DataFrame({"label": f"{label} serving={name}", "world": world,
+                                      "window": [window] * len(values), "u": values["u"].to_numpy(),
+                                      "value": values[f"{metric}|{tag}"].to_numpy(), "rep": rep}))
     if not rows:
-        return pd.DataFrame(columns=["label", "window", "u", "value", "seeds"])
+        return pd.DataFrame(columns=["label", "world", "window", "u", "value", "seeds"])
     frame = pd.concat(rows, ignore_index=True)
-    frame = frame.groupby(["label", "window", "u"], as_index=False).agg(value=("value", "mean"),
-                                                                         seeds=("rep", "nunique"))
+    frame = frame.groupby(["label", "world", "window", "u"], as_index=False).agg(value=("value", "mean"),
+                                                                                  seeds=("rep", "nunique"))
     return numbered(frame) if number else frame
 
 
@@ -348,14 +419,15 @@ def per_window_means(frame: pd.DataFrame) -> pd.DataFrame:
 
 def pooled_table(frame: pd.DataFrame, num_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
     """One row per label: per-window means, the pooled mean with its cluster-bootstrap interval,
-    user-windows, distinct users, windows."""
+    user-windows, distinct users (of all worlds), windows."""
     windows = per_window_means(frame)
     out = []
     for label, group in frame.groupby("label", sort=False):
-        ci = cluster_bootstrap(group["value"].to_numpy(), group["u"].to_numpy(), num_resamples, seed=seed)
+        users = user_clusters(group)
+        ci = cluster_bootstrap(group["value"].to_numpy(), users, num_resamples, seed=seed)
         out.append({"label": label, **{f"w{w}": windows.loc[label, w] for w in windows.columns},
                     "pooled": ci.mean, "low": ci.low, "high": ci.high, "user_windows": len(group),
-                    "users": group["u"].nunique(), "windows": group["window"].nunique(),
+                    "users": len(pd.unique(users)), "windows": group["window"].nunique(),
                     "seeds": int(group["seeds"].max())})
     return pd.DataFrame(out)
 
@@ -363,13 +435,15 @@ def pooled_table(frame: pd.DataFrame, num_resamples: int = 2000, seed: int = 0) 
 def paired(frame: pd.DataFrame, label: str, baseline: str, num_resamples: int = 2000, seed: int = 0) -> dict:
     """``label`` minus ``baseline`` over the user-windows both served: mean, cluster-bootstrap
     interval and p, windows won / lost / tied, the detectable difference (80% power, 5% level)."""
-    a = frame[frame["label"] == label].set_index(["window", "u"])["value"]
-    b = frame[frame["label"] == baseline].set_index(["window", "u"])["value"]
+    if "world" not in frame.columns:
+        frame = frame.assign(world="")
+    a = frame[frame["label"] == label].set_index(["window", "world", "u"])["value"]
+    b = frame[frame["label"] == baseline].set_index(["window", "world", "u"])["value"]
     common = a.index.intersection(b.index)
     if len(common) == 0:
         raise BacktestError(f"{label!r} and {baseline!r} share no user-window")
     d = (a[common] - b[common]).to_numpy()
-    users = common.get_level_values("u").to_numpy()
+    users = user_clusters(pd.DataFrame({"world": common.get_level_values("world"), "u": common.get_level_values("u")}))
     ci = cluster_bootstrap(d, users, num_resamples, seed=seed)
     shared = pd.DataFrame({"window": common.get_level_values("window"), "a": a[common].to_numpy(),
                            "b": b[common].to_numpy()}).groupby("window").mean()  # per-window means, same users
@@ -419,12 +493,18 @@ def main(argv: Sequence[str] | None = None) -> str:
     p.add_argument("--baseline", action="append", default=[], help="label words of a baseline (repeatable)")
     p.add_argument("--metric", action="append",
                    help="a per-user metric (repeatable: one table each; default recall@50); serving choices "
-                        "(--pooled-serving) are read on validation recall@50 whatever is reported")
+                        "(--pooled-serving, --window-serving) are read on validation --choose-on whatever is reported")
     p.add_argument("--fold", default="test", choices=("test", "val"))
     p.add_argument("--slice", dest="slice_", default="warm", choices=("warm", "all"))
     p.add_argument("--resamples", type=int, default=2000)
     p.add_argument("--pooled-serving", action="store_true",
                    help="add rows whose serving grid choice is taken on the windows' validation pooled")
+    p.add_argument("--window-serving", action="store_true",
+                   help="add rows whose serving grid choice is taken on each window's validation on a --choose-on "
+                        "metric other than recall@50 (on recall@50 they are the rows as served: none is added)")
+    p.add_argument("--choose-on", action="append",
+                   help="the validation metric the serving rows choose on (repeatable: rows for each; default "
+                        "recall@50, the monitor of the runs' own choices)")
     p.add_argument("--pooled-epochs", action="store_true",
                    help="print the refit epoch count chosen on the windows' validation pooled (model.refit_epochs)")
     p.add_argument("--out", type=Path, help="write the markdown here too")
@@ -440,12 +520,17 @@ def main(argv: Sequence[str] | None = None) -> str:
         sections = []
         for metric in args.metric or ["recall@50"]:
             frame = user_windows(args.folders, args.fold, metric, args.slice_, number=False, runs=runs)
-            if args.pooled_serving:
-                if args.fold != "test":
-                    raise BacktestError("--pooled-serving scores the test folds at the pooled validation choice: use "
-                                        "--fold test")
-                frame = pd.concat([frame, pooled_serving(args.folders, metric, args.slice_, number=False, runs=runs)],
-                                  ignore_index=True)
+            scopes = [name for name, on in (("pooled", args.pooled_serving), ("window", args.window_serving)) if on]
+            if scopes and args.fold != "test":
+                raise BacktestError("--pooled-serving / --window-serving score the test folds at a validation choice: "
+                                    "use --fold test")
+            for scope in scopes:
+                for choose_on in args.choose_on or ["recall@50"]:
+                    if scope == "window" and choose_on == "recall@50":
+                        continue  # each window's own choice on recall@50: the rows as served
+                    frame = pd.concat([frame, pooled_serving(args.folders, metric, args.slice_, number=False,
+                                                             runs=runs, choose_on=choose_on, scope=scope)],
+                                      ignore_index=True)
             frame = numbered(frame)
             table = pooled_table(frame, args.resamples)
             labels = table["label"].tolist()
