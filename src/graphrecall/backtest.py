@@ -273,7 +273,7 @@ def pooled_serving(folders: Sequence[str | Path], metric: str = "recall@50", sli
     (i2i models with a serving grid under ``experiment=backtest``): the (beta, min_score,
     prior_weight) setting with the best validation ``choose_on`` over all users (as each window's
     own choice; ties: the first setting in grid order), taken over all the windows' validation users
-    together (``scope="pooled"``) or in each run on its own (``scope="window"``: what the run
+    together (``scope="pooled"``; the runs of every world and seed of the label too) or in each run on its own (``scope="window"``: what the run
     served when ``choose_on`` is recall@50, the monitor its own choice read, up to ties), then each
     window's test ``metric`` at that setting. Rows as :func:`user_windows`, labelled ``<label>
     serving=pooled-val(<setting>)`` (pooled, on recall@50), ``<label>
@@ -310,8 +310,9 @@ def pooled_serving(folders: Sequence[str | Path], metric: str = "recall@50", sli
         else:
             name = f"val-{choose_on}"
         for (world, window), rep, grid, test, _ in label_runs:
-            if scope == "window":
-                tag = columns[int(np.argmax(grid[columns].mean().to_numpy()))].split("|", 1)[1]
+            if scope == "window":  # this run's own grid (its columns, in its grid order)
+                own = [c for c in grid.columns if c.startswith(f"{choose_on}|")]
+                tag = own[int(np.argmax(grid[own].mean().to_numpy()))].split("|", 1)[1]
             if f"{metric}|{tag}" not in test.columns:
                 raise BacktestError(f"{label}: its test grid has no column {metric}|{tag}")
             table = test[test["warm"].astype(bool)] if slice_ == "warm" else test
