@@ -130,6 +130,11 @@ def backtest_runs(folders: Sequence[str | Path]) -> list[dict]:
         raise BacktestError(str(e)) from None
 
 
+def is_rolling(run: dict) -> bool:
+    """Whether the run is one window of a backtest (``dataset.split.kind=rolling``)."""
+    return ((run["config"].get("dataset") or {}).get("split") or {}).get("kind") == "rolling"
+
+
 def run_label(run: dict) -> str:
     """A run's model label: its label parts without the keys that only place its window."""
     return " ".join(f"{k}={v}" for k, v in run["parts"].items() if k not in PLACEMENT_KEYS)
@@ -206,8 +211,7 @@ def user_windows(folders: Sequence[str | Path], fold: str = "test", metric: str 
     runs = backtest_runs(folders) if runs is None else runs
     rows = []
     for run in runs:
-        split = ((run["config"].get("dataset") or {}).get("split") or {})
-        if split.get("kind") != "rolling":
+        if not is_rolling(run):
             continue
         window = run_period(run)
         label = run_label(run)
@@ -263,9 +267,23 @@ def numbered(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def serving_grids(runs: list[dict]) -> dict[str, list[tuple]]:
+    """Per label, each rolling run's saved serving grids, read once per command: ``((world, period),
+    rep, val grid, test grid, val grid path)`` for the runs that wrote ``serving_grid_val.parquet``
+    and ``serving_grid_test.parquet`` (i2i models with a serving grid under ``experiment=backtest``)."""
+    by_label: dict[str, list[tuple]] = {}
+    for run in runs:
+        val, test = Path(run["dir"]) / "serving_grid_val.parquet", Path(run["dir"]) / "serving_grid_test.parquet"
+        if not is_rolling(run) or not (val.exists() and test.exists()):
+            continue
+        by_label.setdefault(run_label(run), []).append(((run_world(run), run_period(run)), repr(run["rep"]),
+                                                        pd.read_parquet(val), pd.read_parquet(test), val))
+    return by_label
+
+
 def pooled_serving(folders: Sequence[str | Path], metric: str = "recall@50", slice_: str = "warm",
                    number: bool = True, runs: list[dict] | None = None, choose_on: str = "recall@50",
-                   scope: str = "pooled") -> pd.DataFrame:
+                   scope: str = "pooled", grids: dict[str, list[tuple]] | None = None) -> pd.DataFrame:
     """The serving choice re-taken on validation from the runs' serving grids: on the validation
     windows pooled instead of each window's own, or on another validation metric.
 
@@ -280,23 +298,18 @@ def pooled_serving(folders: Sequence[str | Path], metric: str = "recall@50", sli
     serving=pooled-val-<choose_on>(<setting>)`` (pooled, another metric) or ``<label>
     serving=val-<choose_on>`` (each window's). Epochs stay each window's own choice (for a pooled
     epoch count see :func:`pooled_epochs`: it needs a second backtest). Empty when no run wrote the
-    tables. ``number`` and ``runs`` as :func:`user_windows`.
+    tables. ``number`` and ``runs`` as :func:`user_windows`; ``grids``: :func:`serving_grids` of the
+    runs when already read (``folders`` and ``runs`` are then not read).
 
     Raises:
         BacktestError: a run's grid has no ``choose_on`` or ``metric`` columns; an unknown ``scope``.
     """
     if scope not in ("pooled", "window"):
         raise BacktestError(f"scope {scope!r}: expected 'pooled' or 'window'")
-    by_label: dict[str, list] = {}
-    for run in backtest_runs(folders) if runs is None else runs:
-        split = ((run["config"].get("dataset") or {}).get("split") or {})
-        val, test = Path(run["dir"]) / "serving_grid_val.parquet", Path(run["dir"]) / "serving_grid_test.parquet"
-        if split.get("kind") != "rolling" or not (val.exists() and test.exists()):
-            continue
-        by_label.setdefault(run_label(run), []).append(((run_world(run), run_period(run)), repr(run["rep"]),
-                                                        pd.read_parquet(val), pd.read_parquet(test), val))
+    if grids is None:
+        grids = serving_grids(backtest_runs(folders) if runs is None else runs)
     rows = []
-    for label, label_runs in by_label.items():
+    for label, label_runs in grids.items():
         for *_, grid, path in label_runs:
             if not any(c.startswith(f"{choose_on}|") for c in grid.columns):
                 raise BacktestError(f"{path}: no {choose_on}|<setting> columns to choose on; known metrics: "
@@ -370,9 +383,8 @@ def pooled_epochs(folders: Sequence[str | Path], runs: list[dict] | None = None)
     """
     by_label: dict[str, list] = {}
     for run in backtest_runs(folders) if runs is None else runs:
-        split = ((run["config"].get("dataset") or {}).get("split") or {})
         log_path = Path(run["dir"]) / "csv" / "metrics.csv"
-        if split.get("kind") != "rolling" or not log_path.exists():
+        if not is_rolling(run) or not log_path.exists():
             continue
         label = run_label(run)
         log = pd.read_csv(log_path)
@@ -518,19 +530,20 @@ def main(argv: Sequence[str] | None = None) -> str:
             if not choices:
                 raise BacktestError(f"--pooled-epochs: no trained model's run (with csv/metrics.csv) under {args.folders}")
             epochs_text = epochs_markdown(curves, choices) + "\n"
+        scopes = [name for name, on in (("pooled", args.pooled_serving), ("window", args.window_serving)) if on]
+        if scopes and args.fold != "test":
+            raise BacktestError("--pooled-serving / --window-serving score the test folds at a validation choice: "
+                                "use --fold test")
+        grids = serving_grids(runs) if scopes else {}  # read once, re-chosen per metric below
         sections = []
         for metric in args.metric or ["recall@50"]:
             frame = user_windows(args.folders, args.fold, metric, args.slice_, number=False, runs=runs)
-            scopes = [name for name, on in (("pooled", args.pooled_serving), ("window", args.window_serving)) if on]
-            if scopes and args.fold != "test":
-                raise BacktestError("--pooled-serving / --window-serving score the test folds at a validation choice: "
-                                    "use --fold test")
             for scope in scopes:
                 for choose_on in args.choose_on or ["recall@50"]:
                     if scope == "window" and choose_on == "recall@50":
                         continue  # each window's own choice on recall@50: the rows as served
                     frame = pd.concat([frame, pooled_serving(args.folders, metric, args.slice_, number=False,
-                                                             runs=runs, choose_on=choose_on, scope=scope)],
+                                                             choose_on=choose_on, scope=scope, grids=grids)],
                                       ignore_index=True)
             frame = numbered(frame)
             table = pooled_table(frame, args.resamples)
