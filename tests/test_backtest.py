@@ -217,6 +217,82 @@ def test_serving_choice_pooled_over_the_validation_windows(tmp_path):
         assert grid[f"recall@50|{own}"].mean() == pytest.approx(m["test/recall@50"])
 
 
+def test_channel_slots_chosen_on_a_pooled_table_by_hand():
+    """choose_slots: channels in order, each grid's count by the best mean with the later ones off
+    (ties: the first), auto from the share of all target pairs; a count the table lacks is refused."""
+    from graphrecall.backtest import BacktestError, choose_slots
+
+    # three users of two windows' tables concatenated; grid channel a in [2, 0, 1], auto channel b
+    val = pd.DataFrame({
+        "pairs": [10, 20, 10], "pairs|b": [1, 1, 0],  # b's share: 2 / 40 -> round(50 x 0.05) = round(2.5) = 2
+        "recall@50|a=0,b=0": [0.1, 0.2, 0.3],  # mean 0.2
+        "recall@50|a=1,b=0": [0.3, 0.3, 0.3],  # mean 0.3, tied with a=2: the grid's first, 2, wins
+        "recall@50|a=2,b=0": [0.0, 0.4, 0.5],
+        "recall@50|a=2,b=2": [0.0, 0.0, 0.0], "recall@50|a=1,b=2": [0.0, 0.0, 0.0],  # b does not read a metric
+        "ndcg@50|a=0,b=0": [0.9, 0.9, 0.9], "ndcg@50|a=1,b=0": [0.0] * 3, "ndcg@50|a=2,b=0": [0.0] * 3,
+        "ndcg@50|a=0,b=2": [0.0] * 3,
+    })
+    assert choose_slots(val, {"a": [2, 0, 1], "b": "auto"}) == {"a": 2, "b": 2}
+    assert choose_slots(val, {"a": [1, 2, 0], "b": "auto"}) == {"a": 1, "b": 2}  # the tie, in this grid's order
+    assert choose_slots(val, {"a": [2, 0, 1], "b": "auto"}, choose_on="ndcg@50") == {"a": 0, "b": 2}
+    with pytest.raises(BacktestError, match=r"auto takes 2 slots .*eval.channel_grid_auto_max"):
+        choose_slots(val.drop(columns=["recall@50|a=2,b=2"]), {"a": [2, 0, 1], "b": "auto"})
+    with pytest.raises(BacktestError, match=r"no column recall@50\|a=3,b=0"):
+        choose_slots(val, {"a": [3], "b": "auto"})
+
+
+@pytest.mark.slow
+def test_channel_slots_chosen_on_the_pooled_validation_windows(tmp_path):
+    """--pooled-channels: each run writes its channel grid (served at its own choices it gives the
+    run's own test values); the slot counts are re-chosen on all windows' validation tables together
+    (recomputed here by hand), then each window's test values at those counts."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from graphrecall.backtest import pooled_channels
+    from tests.conftest import ROOT, TINY
+
+    sweep = tmp_path / "sweep"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "train.py", "experiment=backtest_synthetic", "model=coclick",
+           "recall.channels.new.slots=[0,2]", "recall.channels.rare.slots=auto", "recall.channels.rare.min_clicks=1",
+           "recall.channels.rare.max_clicks=2", "eval.channel_grid_auto_max=12", *TINY, f"data_dir={tmp_path / 'data'}",
+           f"hydra.sweep.dir={sweep}"]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = sorted(p.parent for p in sweep.rglob("channel_grid_val.parquet"))
+    assert len(runs) == 4 and all((r / "channel_grid_test.parquet").exists() for r in runs)
+    for r in runs:  # each run's own choice, served from its grid, is what it served
+        m = json.loads((r / "metrics.json").read_text())["metrics"]
+        val, test = pd.read_parquet(r / "channel_grid_val.parquet"), pd.read_parquet(r / "channel_grid_test.parquet")
+        assert len([c for c in test.columns if c.startswith("recall@50|")]) == 2 * 13  # new in {0, 2} x rare 0..12
+        assert val["pairs|rare"].sum() / val["pairs"].sum() == pytest.approx(
+            m["val/fit/serving/channel/rare/val_target_share"])
+        own = f"new={m['val/fit/serving/channel/new/slots']:.0f},rare={m['val/fit/serving/channel/rare/slots']:.0f}"
+        served = pd.read_parquet(r / "per_user_test.parquet").set_index("u")["recall@50"]
+        assert test.set_index("u")[f"recall@50|{own}"].to_numpy() == pytest.approx(served[test["u"]].to_numpy(),
+                                                                                     nan_ok=True)
+    val = pd.concat([pd.read_parquet(r / "channel_grid_val.parquet") for r in runs])
+    new = 0 if val["recall@50|new=0,rare=0"].mean() >= val["recall@50|new=2,rare=0"].mean() else 2
+    rare = int(round(50 * val["pairs|rare"].sum() / val["pairs"].sum()))
+    chosen = f"new={new},rare={rare}"
+    rows = pooled_channels([sweep])
+    assert rows["label"].unique().tolist() == [f"model=coclick dataset=synthetic channels=pooled-val({chosen})"]
+    expected = pd.concat([t[t["warm"]] for t in (pd.read_parquet(r / "channel_grid_test.parquet") for r in runs)])
+    assert rows["value"].mean() == pytest.approx(expected[f"recall@50|{chosen}"].dropna().mean())
+    assert len(rows) == expected[f"recall@50|{chosen}"].notna().sum()
+    out = subprocess.run([sys.executable, "-m", "graphrecall.backtest", str(sweep), "--pooled-channels",
+                          "--resamples", "50"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    row = [line for line in out.stdout.splitlines() if f"channels=pooled-val({chosen})" in line]
+    assert len(row) == 1 and f"{rows['value'].mean():.4f} [" in row[0]
+    none = subprocess.run([sys.executable, "-m", "graphrecall.backtest", str(sweep), "--pooled-channels",
+                           "--fold", "val"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert none.returncode == 2 and "use --fold test" in none.stderr
+
+
 def test_pooled_curve_weights_windows_by_their_validation_users():
     """Two windows' validation curves (the second stopped early), weighted 10 and 30 users: pooled
     over the 3 epochs both reached, by hand; ties go to the fewest epochs."""

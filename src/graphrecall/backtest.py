@@ -23,7 +23,9 @@ module pools them:
   validation windows pooled instead of each window's own (:func:`pooled_serving`), on validation
   recall@50 or another validation metric (``--choose-on ndcg@50``; ``--window-serving``: each
   window's own choice on that metric); the stage
-  choice over windows is the ``--fold val`` table of the same runs; ``--pooled-epochs``: the epoch
+  choice over windows is the ``--fold val`` table of the same runs; ``--pooled-channels``: the
+  channels' slot counts chosen on the pooled validation windows (:func:`pooled_channels`, from
+  the runs' per-user channel grids); ``--pooled-epochs``: the epoch
   count with the best validation curve pooled over the windows (:func:`pooled_epochs`), to give a
   second backtest as ``model.refit_epochs`` (each window's refit then trains that many epochs).
 
@@ -267,17 +269,18 @@ def numbered(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def serving_grids(runs: list[dict]) -> dict[str, list[tuple]]:
-    """Per label, each rolling run's saved serving grids, read once per command: ``((world, period),
-    rep, val grid, test grid, val grid path)`` for the runs that wrote ``serving_grid_val.parquet``
-    and ``serving_grid_test.parquet`` (i2i models with a serving grid under ``experiment=backtest``)."""
+def serving_grids(runs: list[dict], stem: str = "serving_grid") -> dict[str, list[tuple]]:
+    """Per label, each rolling run's saved per-user grids, read once per command: ``((world, period),
+    rep, val grid, test grid, val grid path, run)`` for the runs that wrote ``<stem>_val.parquet``
+    and ``<stem>_test.parquet``: ``serving_grid`` (i2i models with a serving grid under
+    ``experiment=backtest``) or ``channel_grid`` (i2i models with channels, ``eval.channel_grid``)."""
     by_label: dict[str, list[tuple]] = {}
     for run in runs:
-        val, test = Path(run["dir"]) / "serving_grid_val.parquet", Path(run["dir"]) / "serving_grid_test.parquet"
+        val, test = Path(run["dir"]) / f"{stem}_val.parquet", Path(run["dir"]) / f"{stem}_test.parquet"
         if not is_rolling(run) or not (val.exists() and test.exists()):
             continue
         by_label.setdefault(run_label(run), []).append(((run_world(run), run_period(run)), repr(run["rep"]),
-                                                        pd.read_parquet(val), pd.read_parquet(test), val))
+                                                        pd.read_parquet(val), pd.read_parquet(test), val, run))
     return by_label
 
 
@@ -310,35 +313,137 @@ def pooled_serving(folders: Sequence[str | Path], metric: str = "recall@50", sli
         grids = serving_grids(backtest_runs(folders) if runs is None else runs)
     rows = []
     for label, label_runs in grids.items():
-        for *_, grid, path in label_runs:
+        for _, _, grid, _, path, _ in label_runs:
             if not any(c.startswith(f"{choose_on}|") for c in grid.columns):
                 raise BacktestError(f"{path}: no {choose_on}|<setting> columns to choose on; known metrics: "
                                     f"{sorted({c.split('|')[0] for c in grid.columns if '|' in c})}")
         columns = [c for c in label_runs[0][2].columns if c.startswith(f"{choose_on}|")]
         if scope == "pooled":
-            pooled_val = pd.concat([v[columns] for _, _, v, _, _ in label_runs]).mean()
+            pooled_val = pd.concat([v[columns] for _, _, v, _, _, _ in label_runs]).mean()
             best = columns[int(np.argmax(pooled_val.to_numpy()))]  # argmax: the first of equal values
             tag = best.split("|", 1)[1]
             name = f"pooled-val({tag})" if choose_on == "recall@50" else f"pooled-val-{choose_on}({tag})"
         else:
             name = f"val-{choose_on}"
-        for (world, window), rep, grid, test, _ in label_runs:
+        for (world, window), rep, grid, test, _, _ in label_runs:
             if scope == "window":  # this run's own grid (its columns, in its grid order)
                 own = [c for c in grid.columns if c.startswith(f"{choose_on}|")]
                 tag = own[int(np.argmax(grid[own].mean().to_numpy()))].split("|", 1)[1]
-            if f"{metric}|{tag}" not in test.columns:
-                raise BacktestError(f"{label}: its test grid has no column {metric}|{tag}")
-            table = test[test["warm"].astype(bool)] if slice_ == "warm" else test
-            values = table[["u", f"{metric}|{tag}"]].dropna()
-            rows.append(pd.DataFrame({"label": f"{label} serving={name}", "world": world,
-                                      "window": [window] * len(values), "u": values["u"].to_numpy(),
-                                      "value": values[f"{metric}|{tag}"].to_numpy(), "rep": rep}))
+            rows.append(grid_rows(f"{label} serving={name}", world, window, rep, test, f"{metric}|{tag}", slice_))
+    return seed_means(rows, number)
+
+
+def grid_rows(label: str, world: str, window: tuple[int, int], rep: str, test: pd.DataFrame, column: str,
+              slice_: str) -> pd.DataFrame:
+    """One run's user rows (:func:`user_windows`' columns, before the seed mean) of a test grid's
+    ``column`` (one setting's metric), for the users of ``slice_``.
+
+    Raises:
+        BacktestError: the grid has no such column.
+    """
+    if column not in test.columns:
+        raise BacktestError(f"{label}: its test grid has no column {column}")
+    table = test[test["warm"].astype(bool)] if slice_ == "warm" else test
+    values = table[["u", column]].dropna()
+    return pd.DataFrame({"label": label, "world": world, "window": [window] * len(values),
+                         "u": values["u"].to_numpy(), "value": values[column].to_numpy(), "rep": rep})
+
+
+def seed_means(rows: list[pd.DataFrame], number: bool = True) -> pd.DataFrame:
+    """:func:`grid_rows` of several runs as :func:`user_windows` rows: each user-window's value
+    averaged over the label's seeds (windows numbered unless ``number=False``)."""
     if not rows:
         return pd.DataFrame(columns=["label", "world", "window", "u", "value", "seeds"])
     frame = pd.concat(rows, ignore_index=True)
     frame = frame.groupby(["label", "world", "window", "u"], as_index=False).agg(value=("value", "mean"),
                                                                                   seeds=("rep", "nunique"))
     return numbered(frame) if number else frame
+
+
+def channel_rules(run: dict) -> dict[str, list[int] | str]:
+    """A run's active channels, in config order, with their slot rule: ``auto`` or the grid (one
+    value: fixed), from its resolved ``model.triggers.channels``."""
+    from graphrecall.recall.channels import parse_channels
+
+    triggers = (run["config"].get("model") or {}).get("triggers") or {}
+    return {name: ch.grid for name, ch in parse_channels(triggers.get("channels")).items() if ch.active}
+
+
+def choose_slots(val: pd.DataFrame, rules: dict[str, list[int] | str], choose_on: str = "recall@50",
+                 k: int = 50) -> dict[str, int]:
+    """Each channel's slots chosen on a validation channel grid (``channel_grid_val.parquet``, the
+    windows' tables concatenated for a pooled choice) as a run chooses them on its one validation
+    fold (:meth:`graphrecall.models.i2i.PoolRecall.choose_channel_slots`): in channel order, ``auto``
+    takes ``round(k x s)`` with ``s`` the share of all the table's target pairs on the channel's
+    contents (``pairs|<channel>`` over ``pairs``, summed over users); a grid takes the count with the
+    best mean ``choose_on`` over the table's users, the channels before it at their chosen counts
+    and the ones after it off (ties: the first in grid order).
+
+    Raises:
+        BacktestError: the table lacks a column the choice reads (a count outside the slot counts it
+            covers: ``eval.channel_grid_auto_max``).
+    """
+    from graphrecall.recall.channels import slots_for_share, slots_tag
+
+    chosen = {name: 0 for name in rules}
+    for name, rule in rules.items():
+        if rule == "auto":
+            if f"pairs|{name}" not in val.columns:
+                raise BacktestError(f"the validation channel grid has no pairs|{name} column (channel '{name}')")
+            total = float(val["pairs"].sum())
+            chosen[name] = slots_for_share(float(val[f"pairs|{name}"].sum()) / total if total else 0.0, k)
+            column = f"{choose_on}|{slots_tag(chosen)}"
+            if column not in val.columns:
+                raise BacktestError(f"channel '{name}': auto takes {chosen[name]} slots on the pooled validation "
+                                    f"windows, beyond the slot counts the runs' grids cover (eval.channel_grid_auto_max)")
+            continue
+        means = []
+        for n in rule:
+            column = f"{choose_on}|{slots_tag({**chosen, name: n})}"
+            if column not in val.columns:
+                raise BacktestError(f"the validation channel grid has no column {column}")
+            means.append(float(val[column].mean()))
+        chosen[name] = rule[int(np.argmax(means))]  # argmax: the first of equal values, in grid order
+    return chosen
+
+
+def pooled_channels(folders: Sequence[str | Path], metric: str = "recall@50", slice_: str = "warm",
+                    number: bool = True, runs: list[dict] | None = None, choose_on: str = "recall@50",
+                    grids: dict[str, list[tuple]] | None = None) -> pd.DataFrame:
+    """The channels' slot counts chosen on the validation windows pooled instead of each window's own.
+
+    For every label whose runs wrote ``channel_grid_val.parquet`` and ``channel_grid_test.parquet``
+    (i2i models with channels, ``eval.channel_grid=true``; ``experiment=backtest`` sets it): the
+    counts :func:`choose_slots` takes on all its windows' validation tables together (every world
+    and seed of the label too), then each window's test ``metric`` at those counts. The main
+    channel's serving setting and each channel's score stay each window's own choice (the grids are
+    served at them). Rows as :func:`user_windows`, labelled ``<label> channels=pooled-val(<counts>)``
+    (``pooled-val-<choose_on>`` on another metric; only for labels with a grid of counts to choose:
+    ``auto`` reads target shares, no metric). ``grids``: :func:`serving_grids` with
+    ``stem="channel_grid"`` when already read.
+
+    Raises:
+        BacktestError: the runs of a label disagree on their channels' rules; see :func:`choose_slots`.
+    """
+    from graphrecall.recall.channels import slots_tag
+
+    if grids is None:
+        grids = serving_grids(backtest_runs(folders) if runs is None else runs, stem="channel_grid")
+    rows = []
+    for label, label_runs in grids.items():
+        rules = [channel_rules(r[5]) for r in label_runs]
+        if any(r != rules[0] for r in rules):
+            raise BacktestError(f"{label}: its runs' channels differ ({rules[0]} vs another run's): pool runs of one "
+                                "channel design")
+        if choose_on != "recall@50" and all(rule == "auto" for rule in rules[0].values()):
+            continue  # auto reads the validation target shares, whatever the metric
+        chosen = choose_slots(pd.concat([v for _, _, v, _, _, _ in label_runs], ignore_index=True), rules[0],
+                              choose_on)
+        tag = slots_tag(chosen)
+        name = f"pooled-val({tag})" if choose_on == "recall@50" else f"pooled-val-{choose_on}({tag})"
+        for (world, window), rep, _, test, _, _ in label_runs:
+            rows.append(grid_rows(f"{label} channels={name}", world, window, rep, test, f"{metric}|{tag}", slice_))
+    return seed_means(rows, number)
 
 
 def pooled_curve(curves: Sequence[pd.Series], weights: Sequence[float]) -> tuple[np.ndarray, int]:
@@ -515,6 +620,9 @@ def main(argv: Sequence[str] | None = None) -> str:
     p.add_argument("--window-serving", action="store_true",
                    help="add rows whose serving grid choice is taken on each window's validation on a --choose-on "
                         "metric other than recall@50 (on recall@50 they are the rows as served: none is added)")
+    p.add_argument("--pooled-channels", action="store_true",
+                   help="add rows whose channels' slot counts are chosen on the windows' validation pooled "
+                        "(runs with eval.channel_grid=true)")
     p.add_argument("--choose-on", action="append",
                    help="the validation metric the serving rows choose on (repeatable: rows for each; default "
                         "recall@50, the monitor of the runs' own choices)")
@@ -531,10 +639,14 @@ def main(argv: Sequence[str] | None = None) -> str:
                 raise BacktestError(f"--pooled-epochs: no trained model's run (with csv/metrics.csv) under {args.folders}")
             epochs_text = epochs_markdown(curves, choices) + "\n"
         scopes = [name for name, on in (("pooled", args.pooled_serving), ("window", args.window_serving)) if on]
-        if scopes and args.fold != "test":
-            raise BacktestError("--pooled-serving / --window-serving score the test folds at a validation choice: "
-                                "use --fold test")
+        if (scopes or args.pooled_channels) and args.fold != "test":
+            raise BacktestError("--pooled-serving / --window-serving / --pooled-channels score the test folds at a "
+                                "validation choice: use --fold test")
         grids = serving_grids(runs) if scopes else {}  # read once, re-chosen per metric below
+        channel_grids = serving_grids(runs, stem="channel_grid") if args.pooled_channels else {}
+        if args.pooled_channels and not channel_grids:
+            raise BacktestError(f"--pooled-channels: no run under {args.folders} wrote channel_grid_val.parquet and "
+                                "channel_grid_test.parquet (i2i models with channels, eval.channel_grid=true)")
         sections = []
         for metric in args.metric or ["recall@50"]:
             frame = user_windows(args.folders, args.fold, metric, args.slice_, number=False, runs=runs)
@@ -544,6 +656,11 @@ def main(argv: Sequence[str] | None = None) -> str:
                         continue  # each window's own choice on recall@50: the rows as served
                     frame = pd.concat([frame, pooled_serving(args.folders, metric, args.slice_, number=False,
                                                              choose_on=choose_on, scope=scope, grids=grids)],
+                                      ignore_index=True)
+            if args.pooled_channels:
+                for choose_on in args.choose_on or ["recall@50"]:
+                    frame = pd.concat([frame, pooled_channels(args.folders, metric, args.slice_, number=False,
+                                                              choose_on=choose_on, grids=channel_grids)],
                                       ignore_index=True)
             frame = numbered(frame)
             table = pooled_table(frame, args.resamples)

@@ -207,6 +207,7 @@ TRAIN_KEYS: dict[str, Spec] = {
     "eval.bootstrap.num_resamples": Int(1),
     "eval.bootstrap.confidence": Float(0, 1, low_open=True, high_open=True),
     "eval.interest_only.clicks_per_user": Int(1),
+    "eval.channel_grid_auto_max": Int(0, 50),
     "eval.export.k": Int(1),
     # graph: the co-click build (conf/graph)
     "graph.session_days": DAYS,

@@ -77,7 +77,8 @@ CONFIG_GROUPS = ("model", "aggregator", "loss", "dataset", "graph", "trainer", "
 MODEL_OPTIONS = ("aggregator", "loss")  # groups whose keys count only for models that read them
 NOT_IN_LABELS = frozenset({"threads", "enable_progress_bar", "enable_model_summary", "log_every_n_steps",
                            "git_revision", "task_name",
-                           "serving_grid_test"})  # eval.serving_grid_test writes a table, changes no metric
+                           # eval.serving_grid_test / eval.channel_grid* write tables, change no metric
+                           "serving_grid_test", "channel_grid", "channel_grid_auto_max"})
 _MISSING = "<missing>"
 # a label part -> the W&B config key of the training runs that holds it (graphrecall.tracking.wandb_config:
 # the resolved config flattened, with the group choices under choices.*); other parts are config keys

@@ -3,6 +3,7 @@ recent-popularity back-fill (design brief, section 2). Models differ only in how
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,15 @@ from graphrecall.models.base import (
     channel_source,
 )
 from graphrecall.models.popular import popularity_ranking, recency_window
-from graphrecall.recall.channels import Channel, auto_slots, channel_contents, merge_channels, parse_channels
+from graphrecall.recall.channels import (
+    Channel,
+    auto_slots,
+    channel_contents,
+    merge_channels,
+    parse_channels,
+    slot_candidates,
+    slots_tag,
+)
 from graphrecall.recall.pool import CandidatePool
 from graphrecall.recall.triggers import (
     TriggerRecallResult,
@@ -231,6 +240,36 @@ class PoolRecall:
                                slots=self.channels_off()).items
             columns[f"recall@50|{tag}"] = recall_at_k(items, targets, 50)
             columns[f"ndcg@50|{tag}"] = ndcg_at_k(items, targets, 50)
+        return pd.DataFrame(columns)
+
+    def channel_grid_per_user(self, fold: Fold, dataset: FeedDataset, auto_max: int) -> pd.DataFrame | None:
+        """Per-user recall@50 and ndcg@50 of the fold's target users at every combination of the
+        active channels' slot counts (:func:`slot_candidates`: ``0..auto_max`` for ``auto``), at the
+        chosen main serving setting and channel scores, with the current pools: one row per user
+        (``u``, ``warm``), columns ``<metric>|<slots>`` (:func:`slots_tag`), and the counts ``auto``
+        reads: ``pairs`` (the user's distinct target pairs) and ``pairs|<channel>`` (those on the
+        channel's contents). None without an active channel. A backtest takes its channel choice on
+        the validation folds' tables pooled (:func:`graphrecall.backtest.pooled_channels`); the test
+        fold's table is what that choice then scores."""
+        from graphrecall.metrics import ndcg_at_k, recall_at_k
+
+        active = [ch for ch in self.channels.values() if ch.active]
+        if not active:
+            return None
+        users, targets, context = self.fold_context(fold, dataset)
+        pairs = fold.targets.drop_duplicates(["u", "i"])
+        rows = np.searchsorted(users, pairs["u"].to_numpy())
+        columns: dict[str, np.ndarray] = {"u": users, "warm": np.isin(users, fold.history["u"].to_numpy()),
+                                          "pairs": np.bincount(rows, minlength=len(users))}
+        for ch in active:
+            on = self.channel_mask(ch, fold, dataset)[pairs["i"].to_numpy()]
+            columns[f"pairs|{ch.name}"] = np.bincount(rows, weights=on, minlength=len(users)).astype(np.int64)
+        grids = [slot_candidates(ch, auto_max) for ch in active]
+        for combo in itertools.product(*grids):
+            slots = dict(zip((ch.name for ch in active), combo))
+            items = self.serve(users, context, 50, slots={**self.channels_off(), **slots}).items
+            columns[f"recall@50|{slots_tag(slots)}"] = recall_at_k(items, targets, 50)
+            columns[f"ndcg@50|{slots_tag(slots)}"] = ndcg_at_k(items, targets, 50)
         return pd.DataFrame(columns)
 
     def popularity_prior(self) -> np.ndarray:

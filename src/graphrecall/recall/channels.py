@@ -161,7 +161,26 @@ def auto_slots(target_contents: np.ndarray, mask: np.ndarray, k: int = 50) -> tu
     """
     share = float(np.asarray(mask, dtype=bool)[np.asarray(target_contents, dtype=np.int64)].mean()) \
         if len(target_contents) else 0.0
-    return int(round(k * share)), share
+    return slots_for_share(share, k), share
+
+
+def slots_for_share(share: float, k: int = 50) -> int:
+    """``auto`` slots for a share ``s`` of the target pairs: ``round(k x s)`` (half to even)."""
+    return int(round(k * share))
+
+
+def slot_candidates(channel: Channel, auto_max: int) -> list[int]:
+    """The slot counts a channel's per-user grid covers (``channel_grid_<fold>.parquet``, for a
+    choice over a backtest's validation windows pooled): ``0..auto_max`` for ``auto``, else its grid
+    with 0 added (a channel's choice is taken with the channels after it off)."""
+    if channel.grid == "auto":
+        return list(range(auto_max + 1))
+    return sorted(set(channel.grid) | {0})
+
+
+def slots_tag(slots: dict[str, int]) -> str:
+    """The name of a combination of slot counts in the per-user grid's columns: ``new=1,rare=2``."""
+    return ",".join(f"{name}={n}" for name, n in slots.items())
 
 
 def merge_channels(main: TriggerRecallResult, extras: list[np.ndarray], k: int,
