@@ -38,6 +38,8 @@ from graphrecall.evaluation import (
     lists_to_export,
     read_users_file,
 )
+from graphrecall.metrics.pool_health import pool_health
+from graphrecall.recall.pool import CandidatePool
 from graphrecall.runs import claim_run_dir, terminated_exits_nonzero  # also registers ${run_id:}
 from graphrecall.tracking import finish_wandb, log_run_results, start_run
 
@@ -167,6 +169,9 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> tuple[dict[st
         if process_rank() != 0:  # DDP: the other ranks only help to train; rank 0 evaluates and writes
             return {}, {"dataset": dataset, "folds": folds, "model": model, "evaluations": []}
         fit_info["fit_seconds"] = time.perf_counter() - t0
+        pool = getattr(model, "pool", None)
+        if isinstance(pool, CandidatePool):  # i2i models: does the pool's head spread, or collapse onto hubs
+            fit_info |= {f"pool/{k}": v for k, v in pool_health(pool.neighbors).items()}
         details["fit"][name] = fit_info
         metrics.update({f"{name}/fit/{k}": float(v) for k, v in fit_info.items() if isinstance(v, (int, float))})
         t0 = time.perf_counter()

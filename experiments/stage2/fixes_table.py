@@ -22,20 +22,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from graphrecall.metrics import pool_health
+from graphrecall.recall.pool import CandidatePool
 
-def pool_health(run: Path) -> dict[str, float]:
+
+def run_pool_health(run: Path) -> dict[str, float]:
     """Distinct contents in the top-10 rows, top-1% slot share, max rows of one content, mean cosine."""
     out = {"distinct top-10": np.nan, "top-1% share": np.nan, "max rows": np.nan, "mean cos": np.nan}
     path = run / "pool.parquet"
-    if path.exists():
-        pool = pd.read_parquet(path)
-        top10 = pool[pool["rank"] <= 10]
-        counts = top10["neighbour_id"].value_counts()
-        n_top = max(1, int(np.ceil(0.01 * pool["content_id"].nunique())))
-        out["distinct top-10"] = float(counts.size)
-        out["top-1% share"] = float(counts.iloc[:n_top].sum() / max(len(top10), 1))
-        out["max rows"] = float(top10.drop_duplicates(["content_id", "neighbour_id"])["neighbour_id"]
-                                .value_counts().iloc[0])
+    if path.exists():  # graphrecall.metrics.pool_health (train.py logs it per fold since issue 27)
+        frame = pd.read_parquet(path, columns=["content_id", "neighbour_id"])
+        ids = np.union1d(frame["content_id"].unique(), frame["neighbour_id"].unique())
+        health = pool_health(CandidatePool.load(path, ids).neighbors)
+        out["distinct top-10"] = health["distinct_top10"]
+        out["top-1% share"] = health["head_share_top10"]
+        out["max rows"] = health["max_rows_top10"]
     vec = run / "content_vectors.npy"
     if vec.exists():
         v = np.load(vec).astype(np.float64)
@@ -64,7 +65,7 @@ def row(run: Path) -> dict[str, object]:
     m = json.loads((run / "metrics.json").read_text())["metrics"]
     out: dict[str, object] = {"run": run.name}
     out.update({label: m.get(key, np.nan) for label, key in COLUMNS})
-    out.update(pool_health(run))
+    out.update(run_pool_health(run))
     weights = {k.split("task_weight/")[1]: v for k, v in m.items() if k.startswith("val/fit/task_weight/")}
     out["task weights (end of training)"] = " ".join(f"{t}={w:.2f}" for t, w in weights.items()) or "—"
     return out

@@ -5,6 +5,7 @@
   distinct label values (styles, spaces, genres).
 - :mod:`~graphrecall.metrics.content_slices`: recall within content slices by training clicks
   (new / rare contents).
+- :mod:`~graphrecall.metrics.pool_health`: spread of an i2i pool's first entries (hub collapse).
 - :mod:`~graphrecall.metrics.correlation`: per-user rank agreement of scores with a reference.
 - :mod:`~graphrecall.metrics.bootstrap`: bootstrap CIs over users and paired run comparisons.
 - :mod:`~graphrecall.metrics.summary`: all of them as tables (per user, global, per slice).
@@ -31,6 +32,7 @@ from graphrecall.metrics.content_slices import (
 )
 from graphrecall.metrics.correlation import mean_rowwise_spearman, rowwise_spearman
 from graphrecall.metrics.bootstrap import bootstrap_ci, paired_bootstrap_diff
+from graphrecall.metrics.pool_health import pool_health
 from graphrecall.metrics.ranking import (
     hit_matrix,
     hit_rate_at_k,
@@ -66,6 +68,7 @@ __all__ = [
     "rowwise_spearman",
     "paired_bootstrap_diff",
     "per_user_metrics",
+    "pool_health",
     "precision_at_k",
     "recall_at_k",
     "summarise",
