@@ -31,6 +31,7 @@ from graphrecall.determinism import pin_threads, seed_everything
 from graphrecall.evaluation import (
     FoldEvaluation,
     backfill_notes,
+    content_slices,
     evaluate_model,
     export_recommendations,
     format_content_slices,
@@ -38,6 +39,7 @@ from graphrecall.evaluation import (
     lists_to_export,
     read_users_file,
 )
+from graphrecall.metrics import DEFAULT_CLICK_BINS
 from graphrecall.metrics.pool_health import pool_health
 from graphrecall.recall.pool import CandidatePool
 from graphrecall.runs import claim_run_dir, terminated_exits_nonzero  # also registers ${run_id:}
@@ -198,7 +200,8 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> tuple[dict[st
         # per-user metrics at every combination of the channels' slot counts (opt-in), for a channel choice
         # pooled over a backtest's validation windows and the test values it scores
         if hasattr(model, "channel_grid_per_user") and cfg.eval.get("channel_grid", False):
-            grid = model.channel_grid_per_user(fold, dataset, int(cfg.eval.get("channel_grid_auto_max", 4)))
+            slices = content_slices(fold, dataset, tuple(cfg.eval.get("content_bins", DEFAULT_CLICK_BINS)))
+            grid = model.channel_grid_per_user(fold, dataset, int(cfg.eval.get("channel_grid_auto_max", 4)), slices)
             if grid is not None:
                 grid.to_parquet(out / f"channel_grid_{name}.parquet", index=False)
         evaluations.extend(evs)

@@ -268,12 +268,14 @@ def test_channel_slots_chosen_on_the_pooled_validation_windows(tmp_path):
         m = json.loads((r / "metrics.json").read_text())["metrics"]
         val, test = pd.read_parquet(r / "channel_grid_val.parquet"), pd.read_parquet(r / "channel_grid_test.parquet")
         assert len([c for c in test.columns if c.startswith("recall@50|")]) == 2 * 13  # new in {0, 2} x rare 0..12
+        assert test["clicks_1-2/recall@50|new=0,rare=0"].notna().any()  # the slices the channels serve
         assert val["pairs|rare"].sum() / val["pairs"].sum() == pytest.approx(
             m["val/fit/serving/channel/rare/val_target_share"])
         own = f"new={m['val/fit/serving/channel/new/slots']:.0f},rare={m['val/fit/serving/channel/rare/slots']:.0f}"
-        served = pd.read_parquet(r / "per_user_test.parquet").set_index("u")["recall@50"]
-        assert test.set_index("u")[f"recall@50|{own}"].to_numpy() == pytest.approx(served[test["u"]].to_numpy(),
-                                                                                     nan_ok=True)
+        served = pd.read_parquet(r / "per_user_test.parquet").set_index("u")
+        for metric in ("recall@50", "ndcg@50", "clicks_0/recall@50", "clicks_1-2/recall@50", "clicks_10+/recall@50"):
+            assert test.set_index("u")[f"{metric}|{own}"].to_numpy() == pytest.approx(
+                served.loc[test["u"], metric].to_numpy(), nan_ok=True)
     val = pd.concat([pd.read_parquet(r / "channel_grid_val.parquet") for r in runs])
     new = 0 if val["recall@50|new=0,rare=0"].mean() >= val["recall@50|new=2,rare=0"].mean() else 2
     rare = int(round(50 * val["pairs|rare"].sum() / val["pairs"].sum()))

@@ -242,16 +242,19 @@ class PoolRecall:
             columns[f"ndcg@50|{tag}"] = ndcg_at_k(items, targets, 50)
         return pd.DataFrame(columns)
 
-    def channel_grid_per_user(self, fold: Fold, dataset: FeedDataset, auto_max: int) -> pd.DataFrame | None:
+    def channel_grid_per_user(self, fold: Fold, dataset: FeedDataset, auto_max: int,
+                              content_slices: dict[str, np.ndarray] | None = None) -> pd.DataFrame | None:
         """Per-user recall@50 and ndcg@50 of the fold's target users at every combination of the
         active channels' slot counts (:func:`slot_candidates`: ``0..auto_max`` for ``auto``), at the
         chosen main serving setting and channel scores, with the current pools: one row per user
-        (``u``, ``warm``), columns ``<metric>|<slots>`` (:func:`slots_tag`), and the counts ``auto``
-        reads: ``pairs`` (the user's distinct target pairs) and ``pairs|<channel>`` (those on the
-        channel's contents). None without an active channel. A backtest takes its channel choice on
-        the validation folds' tables pooled (:func:`graphrecall.backtest.pooled_channels`); the test
-        fold's table is what that choice then scores."""
-        from graphrecall.metrics import ndcg_at_k, recall_at_k
+        (``u``, ``warm``), columns ``<metric>|<slots>`` (:func:`slots_tag`; with ``content_slices``,
+        ``{name: bool [C]}``, also ``<name>/recall@50|<slots>``, the recall of the targets in each
+        content slice, NaN for a user without one), and the counts ``auto`` reads: ``pairs`` (the
+        user's distinct target pairs) and ``pairs|<channel>`` (those on the channel's contents).
+        None without an active channel. A backtest takes its channel choice on the validation folds'
+        tables pooled (:func:`graphrecall.backtest.pooled_channels`); the test fold's table is what
+        that choice then scores."""
+        from graphrecall.metrics import ndcg_at_k, recall_at_k, slice_recall_at_k
 
         active = [ch for ch in self.channels.values() if ch.active]
         if not active:
@@ -270,6 +273,8 @@ class PoolRecall:
             items = self.serve(users, context, 50, slots={**self.channels_off(), **slots}).items
             columns[f"recall@50|{slots_tag(slots)}"] = recall_at_k(items, targets, 50)
             columns[f"ndcg@50|{slots_tag(slots)}"] = ndcg_at_k(items, targets, 50)
+            for name, mask in (content_slices or {}).items():
+                columns[f"{name}/recall@50|{slots_tag(slots)}"] = slice_recall_at_k(items, targets, mask, 50)
         return pd.DataFrame(columns)
 
     def popularity_prior(self) -> np.ndarray:
