@@ -285,11 +285,20 @@ def test_channel_slots_chosen_on_the_pooled_validation_windows(tmp_path):
     expected = pd.concat([t[t["warm"]] for t in (pd.read_parquet(r / "channel_grid_test.parquet") for r in runs)])
     assert rows["value"].mean() == pytest.approx(expected[f"recall@50|{chosen}"].dropna().mean())
     assert len(rows) == expected[f"recall@50|{chosen}"].notna().sum()
+    # --channel-grid: both channels chosen from 0, 2 on the pooled validation recall, in order, by hand
+    new_g = 0 if val["recall@50|new=0,rare=0"].mean() >= val["recall@50|new=2,rare=0"].mean() else 2
+    rare_g = 0 if val[f"recall@50|new={new_g},rare=0"].mean() >= val[f"recall@50|new={new_g},rare=2"].mean() else 2
+    on_grid = f"new={new_g},rare={rare_g}"
+    grid_rows = pooled_channels([sweep], slot_grid=[0, 2])
+    assert grid_rows["label"].unique().tolist() == [f"model=coclick dataset=synthetic channels=pooled-val-grid({on_grid})"]
+    assert grid_rows["value"].mean() == pytest.approx(expected[f"recall@50|{on_grid}"].dropna().mean())
     out = subprocess.run([sys.executable, "-m", "graphrecall.backtest", str(sweep), "--pooled-channels",
-                          "--resamples", "50"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+                          "--channel-grid", "0,2", "--resamples", "50"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     row = [line for line in out.stdout.splitlines() if f"channels=pooled-val({chosen})" in line]
     assert len(row) == 1 and f"{rows['value'].mean():.4f} [" in row[0]
+    assert any(f"channels=pooled-val-grid({on_grid})" in line for line in out.stdout.splitlines())
     none = subprocess.run([sys.executable, "-m", "graphrecall.backtest", str(sweep), "--pooled-channels",
                            "--fold", "val"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert none.returncode == 2 and "use --fold test" in none.stderr

@@ -409,7 +409,7 @@ def choose_slots(val: pd.DataFrame, rules: dict[str, list[int] | str], choose_on
 
 def pooled_channels(folders: Sequence[str | Path], metric: str = "recall@50", slice_: str = "warm",
                     number: bool = True, runs: list[dict] | None = None, choose_on: str = "recall@50",
-                    grids: dict[str, list[tuple]] | None = None) -> pd.DataFrame:
+                    grids: dict[str, list[tuple]] | None = None, slot_grid: Sequence[int] | None = None) -> pd.DataFrame:
     """The channels' slot counts chosen on the validation windows pooled instead of each window's own.
 
     For every label whose runs wrote ``channel_grid_val.parquet`` and ``channel_grid_test.parquet``
@@ -419,7 +419,9 @@ def pooled_channels(folders: Sequence[str | Path], metric: str = "recall@50", sl
     channel's serving setting and each channel's score stay each window's own choice (the grids are
     served at them). Rows as :func:`user_windows`, labelled ``<label> channels=pooled-val(<counts>)``
     (``pooled-val-<choose_on>`` on another metric; only for labels with a grid of counts to choose:
-    ``auto`` reads target shares, no metric). ``grids``: :func:`serving_grids` with
+    ``auto`` reads target shares, no metric). ``slot_grid``: every channel's count chosen from these
+    on the pooled validation ``choose_on`` instead of by the runs' own rule (e.g. ``auto``);
+    labelled ``channels=pooled-val-grid(<counts>)``. ``grids``: :func:`serving_grids` with
     ``stem="channel_grid"`` when already read.
 
     Raises:
@@ -435,12 +437,13 @@ def pooled_channels(folders: Sequence[str | Path], metric: str = "recall@50", sl
         if any(r != rules[0] for r in rules):
             raise BacktestError(f"{label}: its runs' channels differ ({rules[0]} vs another run's): pool runs of one "
                                 "channel design")
-        if choose_on != "recall@50" and all(rule == "auto" for rule in rules[0].values()):
+        rule = rules[0] if slot_grid is None else {name: list(slot_grid) for name in rules[0]}
+        if choose_on != "recall@50" and all(r == "auto" for r in rule.values()):
             continue  # auto reads the validation target shares, whatever the metric
-        chosen = choose_slots(pd.concat([v for _, _, v, _, _, _ in label_runs], ignore_index=True), rules[0],
-                              choose_on)
+        chosen = choose_slots(pd.concat([v for _, _, v, _, _, _ in label_runs], ignore_index=True), rule, choose_on)
         tag = slots_tag(chosen)
-        name = f"pooled-val({tag})" if choose_on == "recall@50" else f"pooled-val-{choose_on}({tag})"
+        kind = "pooled-val" if slot_grid is None else "pooled-val-grid"
+        name = f"{kind}({tag})" if choose_on == "recall@50" else f"{kind}-{choose_on}({tag})"
         for (world, window), rep, _, test, _, _ in label_runs:
             rows.append(grid_rows(f"{label} channels={name}", world, window, rep, test, f"{metric}|{tag}", slice_))
     return seed_means(rows, number)
@@ -623,6 +626,9 @@ def main(argv: Sequence[str] | None = None) -> str:
     p.add_argument("--pooled-channels", action="store_true",
                    help="add rows whose channels' slot counts are chosen on the windows' validation pooled "
                         "(runs with eval.channel_grid=true)")
+    p.add_argument("--channel-grid", type=lambda text: [int(n) for n in text.split(",")],
+                   help="with --pooled-channels: also rows whose every channel's slot count is chosen from these "
+                        "(e.g. 0,1,2,3,4) on the pooled validation metric instead of by the runs' own rule")
     p.add_argument("--choose-on", action="append",
                    help="the validation metric the serving rows choose on (repeatable: rows for each; default "
                         "recall@50, the monitor of the runs' own choices)")
@@ -644,6 +650,8 @@ def main(argv: Sequence[str] | None = None) -> str:
                                 "validation choice: use --fold test")
         grids = serving_grids(runs) if scopes else {}  # read once, re-chosen per metric below
         channel_grids = serving_grids(runs, stem="channel_grid") if args.pooled_channels else {}
+        if args.channel_grid and not args.pooled_channels:
+            raise BacktestError("--channel-grid chooses channels' slot counts: give --pooled-channels too")
         if args.pooled_channels and not channel_grids:
             raise BacktestError(f"--pooled-channels: no run under {args.folders} wrote channel_grid_val.parquet and "
                                 "channel_grid_test.parquet (i2i models with channels, eval.channel_grid=true)")
@@ -659,9 +667,10 @@ def main(argv: Sequence[str] | None = None) -> str:
                                       ignore_index=True)
             if args.pooled_channels:
                 for choose_on in args.choose_on or ["recall@50"]:
-                    frame = pd.concat([frame, pooled_channels(args.folders, metric, args.slice_, number=False,
-                                                              choose_on=choose_on, grids=channel_grids)],
-                                      ignore_index=True)
+                    for slot_grid in [None] + ([args.channel_grid] if args.channel_grid else []):
+                        frame = pd.concat([frame, pooled_channels(args.folders, metric, args.slice_, number=False,
+                                                                  choose_on=choose_on, grids=channel_grids,
+                                                                  slot_grid=slot_grid)], ignore_index=True)
             frame = numbered(frame)
             table = pooled_table(frame, args.resamples)
             labels = table["label"].tolist()
