@@ -11,6 +11,8 @@
 #   multirun/backtest_<preset>/<NAME or models>_world<w>. Then pool the worlds (a user is a user of one world):
 #   PYTHONPATH=src .venv/bin/python -m graphrecall.backtest multirun/backtest_small/* --baseline model=coclick \
 #       --baseline model=popular --metric recall@50 --metric ndcg@50 --out experiments/backtest/synthetic_small.md
+#   (runs with channels write per-user grids over their slot counts: add --pooled-channels [--channel-grid 0,1,2,3,4]
+#   for rows whose slot counts are chosen on the worlds' and windows' validation folds pooled)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1

@@ -40,6 +40,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -269,24 +270,35 @@ def numbered(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def serving_grids(runs: list[dict], stem: str = "serving_grid") -> dict[str, list[tuple]]:
-    """Per label, each rolling run's saved per-user grids, read once per command: ``((world, period),
-    rep, val grid, test grid, val grid path, run)`` for the runs that wrote ``<stem>_val.parquet``
-    and ``<stem>_test.parquet``: ``serving_grid`` (i2i models with a serving grid under
-    ``experiment=backtest``) or ``channel_grid`` (i2i models with channels, ``eval.channel_grid``)."""
-    by_label: dict[str, list[tuple]] = {}
+class SavedGrid(NamedTuple):
+    """One rolling run's saved per-user grids (:func:`serving_grids`)."""
+
+    window: tuple[str, tuple[int, int]]  # (world, test period)
+    rep: str  # the run's seed / repetition key, averaged over
+    val: pd.DataFrame
+    test: pd.DataFrame
+    val_path: Path
+    run: dict
+
+
+def serving_grids(runs: list[dict], stem: str = "serving_grid") -> dict[str, list[SavedGrid]]:
+    """Per label, each rolling run's saved per-user grids, read once per command, for the runs that
+    wrote ``<stem>_val.parquet`` and ``<stem>_test.parquet``: ``serving_grid`` (i2i models with a
+    serving grid under ``experiment=backtest``) or ``channel_grid`` (i2i models with channels,
+    ``eval.channel_grid``)."""
+    by_label: dict[str, list[SavedGrid]] = {}
     for run in runs:
         val, test = Path(run["dir"]) / f"{stem}_val.parquet", Path(run["dir"]) / f"{stem}_test.parquet"
         if not is_rolling(run) or not (val.exists() and test.exists()):
             continue
-        by_label.setdefault(run_label(run), []).append(((run_world(run), run_period(run)), repr(run["rep"]),
-                                                        pd.read_parquet(val), pd.read_parquet(test), val, run))
+        by_label.setdefault(run_label(run), []).append(SavedGrid((run_world(run), run_period(run)), repr(run["rep"]),
+                                                                 pd.read_parquet(val), pd.read_parquet(test), val, run))
     return by_label
 
 
 def pooled_serving(folders: Sequence[str | Path], metric: str = "recall@50", slice_: str = "warm",
                    number: bool = True, runs: list[dict] | None = None, choose_on: str = "recall@50",
-                   scope: str = "pooled", grids: dict[str, list[tuple]] | None = None) -> pd.DataFrame:
+                   scope: str = "pooled", grids: dict[str, list[SavedGrid]] | None = None) -> pd.DataFrame:
     """The serving choice re-taken on validation from the runs' serving grids: on the validation
     windows pooled instead of each window's own, or on another validation metric.
 
@@ -313,40 +325,41 @@ def pooled_serving(folders: Sequence[str | Path], metric: str = "recall@50", sli
         grids = serving_grids(backtest_runs(folders) if runs is None else runs)
     rows = []
     for label, label_runs in grids.items():
-        for _, _, grid, _, path, _ in label_runs:
-            if not any(c.startswith(f"{choose_on}|") for c in grid.columns):
-                raise BacktestError(f"{path}: no {choose_on}|<setting> columns to choose on; known metrics: "
-                                    f"{sorted({c.split('|')[0] for c in grid.columns if '|' in c})}")
-        columns = [c for c in label_runs[0][2].columns if c.startswith(f"{choose_on}|")]
+        for g in label_runs:
+            if not any(c.startswith(f"{choose_on}|") for c in g.val.columns):
+                raise BacktestError(f"{g.val_path}: no {choose_on}|<setting> columns to choose on; known metrics: "
+                                    f"{sorted({c.split('|')[0] for c in g.val.columns if '|' in c})}")
+        columns = [c for c in label_runs[0].val.columns if c.startswith(f"{choose_on}|")]
         if scope == "pooled":
-            pooled_val = pd.concat([v[columns] for _, _, v, _, _, _ in label_runs]).mean()
+            pooled_val = pd.concat([g.val[columns] for g in label_runs]).mean()
             best = columns[int(np.argmax(pooled_val.to_numpy()))]  # argmax: the first of equal values
             tag = best.split("|", 1)[1]
             name = f"pooled-val({tag})" if choose_on == "recall@50" else f"pooled-val-{choose_on}({tag})"
         else:
             name = f"val-{choose_on}"
-        for (world, window), rep, grid, test, _, _ in label_runs:
+        for g in label_runs:
             if scope == "window":  # this run's own grid (its columns, in its grid order)
-                own = [c for c in grid.columns if c.startswith(f"{choose_on}|")]
-                tag = own[int(np.argmax(grid[own].mean().to_numpy()))].split("|", 1)[1]
-            rows.append(grid_rows(f"{label} serving={name}", world, window, rep, test, f"{metric}|{tag}", slice_))
+                own = [c for c in g.val.columns if c.startswith(f"{choose_on}|")]
+                tag = own[int(np.argmax(g.val[own].mean().to_numpy()))].split("|", 1)[1]
+            rows.append(grid_rows(f"{label} serving={name}", g, f"{metric}|{tag}", slice_))
     return seed_means(rows, number)
 
 
-def grid_rows(label: str, world: str, window: tuple[int, int], rep: str, test: pd.DataFrame, column: str,
-              slice_: str) -> pd.DataFrame:
-    """One run's user rows (:func:`user_windows`' columns, before the seed mean) of a test grid's
-    ``column`` (one setting's metric), for the users of ``slice_``.
+def grid_rows(label: str, grid: SavedGrid, column: str, slice_: str) -> pd.DataFrame:
+    """One run's user rows (:func:`user_windows`' columns, before the seed mean) of its test grid's
+    ``column`` (one setting's metric), for the users of ``slice_``, labelled ``label``.
 
     Raises:
         BacktestError: the grid has no such column.
     """
+    test = grid.test
     if column not in test.columns:
         raise BacktestError(f"{label}: its test grid has no column {column}")
     table = test[test["warm"].astype(bool)] if slice_ == "warm" else test
     values = table[["u", column]].dropna()
+    world, window = grid.window
     return pd.DataFrame({"label": label, "world": world, "window": [window] * len(values),
-                         "u": values["u"].to_numpy(), "value": values[column].to_numpy(), "rep": rep})
+                         "u": values["u"].to_numpy(), "value": values[column].to_numpy(), "rep": grid.rep})
 
 
 def seed_means(rows: list[pd.DataFrame], number: bool = True) -> pd.DataFrame:
@@ -409,7 +422,8 @@ def choose_slots(val: pd.DataFrame, rules: dict[str, list[int] | str], choose_on
 
 def pooled_channels(folders: Sequence[str | Path], metric: str = "recall@50", slice_: str = "warm",
                     number: bool = True, runs: list[dict] | None = None, choose_on: str = "recall@50",
-                    grids: dict[str, list[tuple]] | None = None, slot_grid: Sequence[int] | None = None) -> pd.DataFrame:
+                    grids: dict[str, list[SavedGrid]] | None = None,
+                    slot_grid: Sequence[int] | None = None) -> pd.DataFrame:
     """The channels' slot counts chosen on the validation windows pooled instead of each window's own.
 
     For every label whose runs wrote ``channel_grid_val.parquet`` and ``channel_grid_test.parquet``
@@ -433,19 +447,19 @@ def pooled_channels(folders: Sequence[str | Path], metric: str = "recall@50", sl
         grids = serving_grids(backtest_runs(folders) if runs is None else runs, stem="channel_grid")
     rows = []
     for label, label_runs in grids.items():
-        rules = [channel_rules(r[5]) for r in label_runs]
+        rules = [channel_rules(g.run) for g in label_runs]
         if any(r != rules[0] for r in rules):
             raise BacktestError(f"{label}: its runs' channels differ ({rules[0]} vs another run's): pool runs of one "
                                 "channel design")
         rule = rules[0] if slot_grid is None else {name: list(slot_grid) for name in rules[0]}
         if choose_on != "recall@50" and all(r == "auto" for r in rule.values()):
             continue  # auto reads the validation target shares, whatever the metric
-        chosen = choose_slots(pd.concat([v for _, _, v, _, _, _ in label_runs], ignore_index=True), rule, choose_on)
+        chosen = choose_slots(pd.concat([g.val for g in label_runs], ignore_index=True), rule, choose_on)
         tag = slots_tag(chosen)
         kind = "pooled-val" if slot_grid is None else "pooled-val-grid"
         name = f"{kind}({tag})" if choose_on == "recall@50" else f"{kind}-{choose_on}({tag})"
-        for (world, window), rep, _, test, _, _ in label_runs:
-            rows.append(grid_rows(f"{label} channels={name}", world, window, rep, test, f"{metric}|{tag}", slice_))
+        for g in label_runs:
+            rows.append(grid_rows(f"{label} channels={name}", g, f"{metric}|{tag}", slice_))
     return seed_means(rows, number)
 
 
