@@ -304,3 +304,33 @@ def test_publication_features_train_end_to_end_and_are_refused_without_published
     assert objects["model"].module.cold_popularity and np.isfinite(objects["model"].vectors).all()
     with pytest.raises(ValueError, match="model.popularity.publication=true needs a 'published_at' column"):
         train_app.train(compose_train(tmp_path / "plain", common))
+
+
+def test_pool_weight_scales_the_popularity_term_in_the_pool_only(tmp_path):
+    """model.popularity.pool_weight=w: the pool's probabilities are softmax(<h_t, h_c> / T + w b_c)
+    over the candidates, recomputed here from the served vectors and the learned term; w = 0 ranks
+    every row by the inner products alone. Training is the same (the term keeps weight 1 there)."""
+    common = [*TINY, "model=sage_next_click", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+              "model.optim.batch_size=128", "model.next_click.num_uniform=32", "eval.folds=[val]"]
+    for w in (0.5, 0.0):
+        metrics, objects = train_app.train(compose_train(tmp_path / f"w{w}", [*common, f"model.popularity.pool_weight={w}"]))
+        model = objects["model"]
+        bias = model.module.serving_bias().double()
+        assert bias.abs().max() > 0  # a real term to weigh
+        vectors = torch.from_numpy(model.vectors).double()
+        temperature = float(model.optim.get("temperature", 1.0))
+        cand = model.candidate_rows
+        for row in np.flatnonzero(cand)[:5]:
+            logits = (vectors[row] @ vectors.T / temperature + w * bias).numpy()
+            logits[row] = -np.inf
+            kept = model.pool.neighbors[row] >= 0
+            z = np.exp(logits[cand] - logits[cand].max()).sum() * np.exp(logits[cand].max())
+            np.testing.assert_allclose(model.pool.scores[row][kept], np.exp(logits[model.pool.neighbors[row][kept]]) / z,
+                                       rtol=2e-4)
+            if w == 0.0:  # by similarity alone: the row is the top of the inner products
+                sims = (vectors[row] @ vectors.T).numpy()
+                sims[row], sims[~cand] = -np.inf, -np.inf
+                top = np.sort(sims)[::-1][: kept.sum()]
+                np.testing.assert_allclose(sims[model.pool.neighbors[row][kept]], top, rtol=1e-5)
+    with pytest.raises(Exception, match="model.popularity.pool_weight"):
+        train_app.train(compose_train(tmp_path / "bad", [*common, "model.popularity.pool_weight=-1"]))

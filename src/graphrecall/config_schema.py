@@ -268,6 +268,7 @@ TRAIN_KEYS: dict[str, Spec] = {
     "model.next_click.num_uniform": Int(0),
     "model.next_click.half_life_days": DAYS_OR_ALL,
     "model.popularity.hidden_dim": Int(1),
+    "model.popularity.pool_weight": NON_NEGATIVE,
     "model.cold_start.share": SHARE,
     "model.encoder.field_dim": Int(1),
     "model.encoder.hidden_dim": Int(1),

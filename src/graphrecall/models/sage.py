@@ -464,7 +464,8 @@ class SageRecall(PoolRecall):
         self.objective = objective
         self.next_click = {"horizon_days": 1.0, "context": 5, "num_uniform": 1024, "logq": True,
                            "drop_example_edges": True, "half_life_days": None, **dict(next_click or {})}
-        self.popularity = {"enabled": False, "hidden_dim": 16, "publication": False, **dict(popularity or {})}
+        self.popularity = {"enabled": False, "hidden_dim": 16, "publication": False, "pool_weight": 1.0,
+                           **dict(popularity or {})}
         self.fold_published: Tensor | None = None  # [C] days from the fold's cut (popularity.publication)
         if self.popularity["enabled"] and objective != "next_click":
             raise ValueError("model.popularity.enabled needs model.objective=next_click")
@@ -516,7 +517,7 @@ class SageRecall(PoolRecall):
                 "hard_negatives": dict(self.sampling.get("hard_negatives") or {}),
                 "objective": self.objective, "next_click": dict(self.next_click)}
         if self.popularity["enabled"]:  # passed only when used (modules built before it lack the argument)
-            kwargs["popularity"] = dict(self.popularity)
+            kwargs["popularity"] = {k: v for k, v in self.popularity.items() if k != "pool_weight"}  # pool only
         if self.cold_start["share"] > 0:  # likewise
             kwargs["cold_start"] = dict(self.cold_start)
         if self.sampling.get("fanouts") is not None:  # likewise
@@ -556,10 +557,13 @@ class SageRecall(PoolRecall):
     def pool_scoring(self, candidates: np.ndarray | None = None) -> dict[str, Any]:
         """Arguments of :func:`exact_topk` that turn inner products into this model's pool scores:
         none without the popularity term and with ``pool_score=logit`` (plain inner products, any
-        ``ann.method``); else the training logits ``<h_t, h_c> / T + b_c``, or their softmax over
+        ``ann.method``); else the training logits ``<h_t, h_c> / T + w b_c`` (``w``:
+        ``model.popularity.pool_weight``, 1 by default, the model's own score), or their softmax over
         ``candidates`` (bool [C], the contents that may be recommended at the fold's cut; default
         ``self.candidate_rows``), so that a content published after the cut takes no probability."""
         bias = self.module.serving_bias()
+        if bias is not None and float(self.popularity["pool_weight"]) != 1.0:  # the pool's share of the term
+            bias = float(self.popularity["pool_weight"]) * bias
         if bias is None and self.pool_score == "logit":
             return {}
         temperature = float(self.optim.get("temperature", 1.0))
