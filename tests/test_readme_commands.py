@@ -95,6 +95,11 @@ README_COMMANDS: dict[str, str] = {
     "python train.py experiment=<name>": "tests/test_train_e2e.py::test_cli_multirun_and_report",
     "bash experiments/stage2/fixes.sh <dataset> [seed] [variant ...]": f"{HERE}::test_readme_stage2_study_script",
     "bash experiments/learned_recall/family_study.sh": f"{HERE}::test_readme_family_study_script",
+    "bash experiments/scale/run_large_stage1.sh baselines": f"{HERE}::test_readme_large_stage1_script",
+    "bash experiments/scale/run_large_stage1.sh stage1_w0 model.popularity.pool_weight=0":
+        f"{HERE}::test_readme_large_stage1_script",
+    ".venv/bin/python experiments/scale/pool_diagnosis.py multirun/large/stage1_w0/0":
+        f"{HERE}::test_readme_large_stage1_script",
 }
 
 
@@ -253,3 +258,25 @@ def test_readme_family_study_script(tmp_path):
             assert node == (value if not isinstance(node, str) else str(value)), (family, key, node, value)
     sage = json.loads((out / "sage" / "seed0" / "metrics.json").read_text())["metrics"]
     assert sage["test/fit/refit/epochs"] == sage["val/fit/selected_epochs"]  # refit on the test fold's window
+
+
+def test_readme_large_stage1_script(tmp_path):
+    """README: the `large` stage-1 runs and the pool diagnosis, on the tiny world with a 2-step budget;
+    the diagnosis' served-pool health equals the one the run logged."""
+    env = {"PY": sys.executable, "OUT": str(tmp_path / "out"), "PRESET": "tiny", "BATCHES": "2", "EPOCHS": "1"}
+    common = [f"data_dir={tmp_path / 'data'}", "eval.bootstrap.num_resamples=20", "model.optim.batch_size=128",
+              "model.next_click.num_uniform=32"]
+    out = _run(["bash", "experiments/scale/run_large_stage1.sh", "baselines", f"data_dir={tmp_path / 'data'}"], tmp_path,
+               env=env)
+    assert "done:" in out and len(list((tmp_path / "out" / "baselines").glob("*/metrics.json"))) == 2
+    out = _run(["bash", "experiments/scale/run_large_stage1.sh", "stage1_w0", "model.popularity.pool_weight=0", *common],
+               tmp_path, env=env)
+    run = tmp_path / "out" / "stage1_w0" / "0"
+    logged = json.loads((run / "metrics.json").read_text())["metrics"]
+    assert logged["val/fit/selected_epochs"] == 1
+    cfg = json.loads((run / "config_resolved.json").read_text())
+    assert cfg["model"]["popularity"]["pool_weight"] == 0 and cfg["trainer"]["limit_train_batches"] == 2
+    out = _run([sys.executable, "experiments/scale/pool_diagnosis.py", str(run)], tmp_path)
+    served = [line for line in out.splitlines() if "| served pool |" in line]
+    assert len(served) == 1 and f"distinct_top10 {logged['test/fit/pool/distinct_top10']:.6g}" in served[0]
+    assert any("| similarity pool (no popularity term) |" in line for line in out.splitlines())

@@ -10,7 +10,7 @@ two causes: a similarity pool that spreads while the served one collapses puts t
 popularity term; both collapsed puts it on the vectors (hub-bound neighbourhoods, too few epochs).
 
 Prints, for both pools, :func:`graphrecall.metrics.pool_health` of the first 10 entries, and the mean
-pairwise cosine of the vectors.
+pairwise cosine of the vectors (a run without vectors, e.g. co-click: its pool alone).
 
 Usage: python experiments/scale/pool_diagnosis.py <run dir> [<run dir> ...]
 """
@@ -38,20 +38,24 @@ def mean_cosine(vectors: np.ndarray) -> float:
 
 
 def diagnose(run: Path) -> dict[str, dict[str, float]]:
-    """Pool health of the served pool and of the similarity pool of one run folder."""
-    vectors = np.load(run / "content_vectors.npy").astype(np.float32)
+    """Pool health of the served pool and, where the run saved content vectors (GNN models), of the
+    similarity pool of those vectors, with their mean cosine."""
     frame = pd.read_parquet(run / "pool.parquet", columns=["content_id", "neighbour_id"])
-    ids = np.arange(len(vectors))  # the synthetic feed's content ids are its catalogue rows
+    vector_path = run / "content_vectors.npy"
+    vectors = np.load(vector_path).astype(np.float32) if vector_path.exists() else None
     named = frame.to_numpy()
-    if not np.issubdtype(named.dtype, np.integer) or named.min() < 0 or named.max() >= len(vectors):
-        raise ValueError(f"{run}: pool.parquet's content ids are not the rows 0..{len(vectors) - 1} of "
+    num_contents = len(vectors) if vectors is not None else int(named.max()) + 1
+    if not np.issubdtype(named.dtype, np.integer) or named.min() < 0 or named.max() >= num_contents:
+        raise ValueError(f"{run}: pool.parquet's content ids are not the rows 0..{num_contents - 1} of "
                          "content_vectors.npy (this diagnosis reads synthetic runs, whose ids are their rows)")
-    served = CandidatePool.load(run / "pool.parquet", ids)
-    rows = np.flatnonzero(served.neighbors[:, 0] >= 0)  # the pool's candidate rows (contents it may recommend)
-    similarity = exact_topk(torch.from_numpy(vectors), 10, columns=rows)
-    return {"served pool": pool_health(served.neighbors),
-            "similarity pool (no popularity term)": pool_health(similarity.neighbors[rows]),
-            "vectors": {"mean_cosine": mean_cosine(vectors), "contents": float(len(vectors))}}
+    served = CandidatePool.load(run / "pool.parquet", np.arange(num_contents))  # synthetic ids are catalogue rows
+    out = {"served pool": pool_health(served.neighbors)}
+    if vectors is not None:
+        rows = np.flatnonzero(served.neighbors[:, 0] >= 0)  # the pool's candidate rows (contents it may recommend)
+        similarity = exact_topk(torch.from_numpy(vectors), 10, columns=rows)
+        out["similarity pool (no popularity term)"] = pool_health(similarity.neighbors[rows])
+        out["vectors"] = {"mean_cosine": mean_cosine(vectors), "contents": float(len(vectors))}
+    return out
 
 
 def main(argv: list[str]) -> None:
@@ -59,7 +63,7 @@ def main(argv: list[str]) -> None:
         raise SystemExit(__doc__.split("Usage: ")[1])
     for arg in argv:
         for name, values in diagnose(Path(arg)).items():
-            print(f"{arg} | {name} | " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
+            print(f"{arg} | {name} | " + ", ".join(f"{k} {v:.6g}" for k, v in values.items()))
 
 
 if __name__ == "__main__":
