@@ -334,3 +334,6 @@ def test_pool_weight_scales_the_popularity_term_in_the_pool_only(tmp_path):
                 np.testing.assert_allclose(sims[model.pool.neighbors[row][kept]], top, rtol=1e-5)
     with pytest.raises(Exception, match="model.popularity.pool_weight"):
         train_app.train(compose_train(tmp_path / "bad", [*common, "model.popularity.pool_weight=-1"]))
+    with pytest.raises(Exception, match=r"model.popularity.pool_weight=0.5 weighs .* which is off"):
+        train_app.train(compose_train(tmp_path / "off", [*common, "model.popularity.enabled=false",
+                                                         "model.popularity.pool_weight=0.5"]))

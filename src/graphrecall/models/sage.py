@@ -469,6 +469,9 @@ class SageRecall(PoolRecall):
         self.fold_published: Tensor | None = None  # [C] days from the fold's cut (popularity.publication)
         if self.popularity["enabled"] and objective != "next_click":
             raise ValueError("model.popularity.enabled needs model.objective=next_click")
+        if not self.popularity["enabled"] and float(self.popularity["pool_weight"]) != 1.0:
+            raise ValueError(f"model.popularity.pool_weight={self.popularity['pool_weight']} weighs the learned "
+                             "popularity term, which is off (model.popularity.enabled=false): nothing to weigh")
         if pool_score not in POOL_SCORES:
             raise ValueError(f"model.pool_score must be one of {POOL_SCORES}, got '{pool_score}'")
         self.pool_score = pool_score
