@@ -199,11 +199,10 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> tuple[dict[st
                 grid.to_parquet(out / f"serving_grid_{name}.parquet", index=False)
         # per-user metrics at every combination of the channels' slot counts (opt-in), for a channel choice
         # pooled over a backtest's validation windows and the test values it scores
-        if hasattr(model, "channel_grid_per_user") and cfg.eval.get("channel_grid", False):
+        if cfg.eval.get("channel_grid", False) and getattr(model, "uses_channels", False):
             slices = content_slices(fold, dataset, tuple(cfg.eval.get("content_bins", DEFAULT_CLICK_BINS)))
             grid = model.channel_grid_per_user(fold, dataset, int(cfg.eval.get("channel_grid_auto_max", 4)), slices)
-            if grid is not None:
-                grid.to_parquet(out / f"channel_grid_{name}.parquet", index=False)
+            grid.to_parquet(out / f"channel_grid_{name}.parquet", index=False)
         evaluations.extend(evs)
         if name == "test":
             model.save(out, dataset)

@@ -60,3 +60,17 @@ def test_train_logs_each_folds_pool_health(tiny_cfg, tmp_path):
     assert "val/fit/pool/distinct_top10" in metrics
     logged = json.loads((tmp_path / "run" / "metrics.json").read_text())["metrics"]
     assert logged["test/fit/pool/distinct_top10"] == expected["distinct_top10"] > 0
+
+
+def test_mean_pairwise_cosine_by_hand():
+    from graphrecall.metrics import mean_pairwise_cosine
+
+    # (1, 0), (0, 2), (3, 3): cosines 0, 1/sqrt2, 1/sqrt2 -> mean over the 3 pairs
+    v = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
+    assert mean_pairwise_cosine(v) == pytest.approx((0 + 2 / math.sqrt(2)) / 3)
+    brute = [v[i] @ v[j] / np.linalg.norm(v[i]) / np.linalg.norm(v[j]) for i in range(3) for j in range(3) if i != j]
+    assert mean_pairwise_cosine(v) == pytest.approx(np.mean(brute))
+    # a zero vector: cosine 0 with the others (pairs (0,1) cos 1, the other 4 ordered pairs 0)
+    assert mean_pairwise_cosine(np.array([[1.0, 1.0], [2.0, 2.0], [0.0, 0.0]])) == pytest.approx(2 / 6)
+    with pytest.raises(ValueError, match="C >= 2"):
+        mean_pairwise_cosine(np.ones((1, 3)))

@@ -24,37 +24,29 @@ import numpy as np
 import pandas as pd
 import torch
 
-from graphrecall.metrics import pool_health
+from graphrecall.metrics import mean_pairwise_cosine, pool_health
 from graphrecall.recall.ann import exact_topk
 from graphrecall.recall.pool import CandidatePool
-
-
-def mean_cosine(vectors: np.ndarray) -> float:
-    """Mean cosine over ordered pairs ``i != j`` of ``vectors`` [C, d], from the sum of the unit vectors."""
-    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    total = unit.sum(0)
-    n = len(unit)
-    return float((total @ total - n) / (n * (n - 1)))
 
 
 def diagnose(run: Path) -> dict[str, dict[str, float]]:
     """Pool health of the served pool and, where the run saved content vectors (GNN models), of the
     similarity pool of those vectors, with their mean cosine."""
-    frame = pd.read_parquet(run / "pool.parquet", columns=["content_id", "neighbour_id"])
+    frame = pd.read_parquet(run / "pool.parquet")
     vector_path = run / "content_vectors.npy"
     vectors = np.load(vector_path).astype(np.float32) if vector_path.exists() else None
-    named = frame.to_numpy()
+    named = frame[["content_id", "neighbour_id"]].to_numpy()
     num_contents = len(vectors) if vectors is not None else int(named.max()) + 1
     if not np.issubdtype(named.dtype, np.integer) or named.min() < 0 or named.max() >= num_contents:
         raise ValueError(f"{run}: pool.parquet's content ids are not the rows 0..{num_contents - 1} of "
                          "content_vectors.npy (this diagnosis reads synthetic runs, whose ids are their rows)")
-    served = CandidatePool.load(run / "pool.parquet", np.arange(num_contents))  # synthetic ids are catalogue rows
+    served = CandidatePool.from_frame(frame, np.arange(num_contents), str(run / "pool.parquet"))  # ids are rows
     out = {"served pool": pool_health(served.neighbors)}
     if vectors is not None:
         rows = np.flatnonzero(served.neighbors[:, 0] >= 0)  # the pool's candidate rows (contents it may recommend)
         similarity = exact_topk(torch.from_numpy(vectors), 10, columns=rows)
         out["similarity pool (no popularity term)"] = pool_health(similarity.neighbors[rows])
-        out["vectors"] = {"mean_cosine": mean_cosine(vectors), "contents": float(len(vectors))}
+        out["vectors"] = {"mean_cosine": mean_pairwise_cosine(vectors), "contents": float(len(vectors))}
     return out
 
 

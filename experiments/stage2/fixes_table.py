@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from graphrecall.metrics import pool_health
+from graphrecall.metrics import mean_pairwise_cosine, pool_health
 from graphrecall.recall.pool import CandidatePool
 
 
@@ -31,19 +31,15 @@ def run_pool_health(run: Path) -> dict[str, float]:
     out = {"distinct top-10": np.nan, "top-1% share": np.nan, "max rows": np.nan, "mean cos": np.nan}
     path = run / "pool.parquet"
     if path.exists():  # graphrecall.metrics.pool_health (train.py logs it per fold since issue 27)
-        frame = pd.read_parquet(path, columns=["content_id", "neighbour_id"])
+        frame = pd.read_parquet(path)
         ids = np.union1d(frame["content_id"].unique(), frame["neighbour_id"].unique())
-        health = pool_health(CandidatePool.load(path, ids).neighbors)
+        health = pool_health(CandidatePool.from_frame(frame, ids, str(path)).neighbors)
         out["distinct top-10"] = health["distinct_top10"]
         out["top-1% share"] = health["head_share_top10"]
         out["max rows"] = health["max_rows_top10"]
     vec = run / "content_vectors.npy"
     if vec.exists():
-        v = np.load(vec).astype(np.float64)
-        u = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-        n = len(u)
-        s = u.sum(0)
-        out["mean cos"] = float((s @ s - n) / (n * (n - 1)))  # mean over ordered pairs i != j
+        out["mean cos"] = mean_pairwise_cosine(np.load(vec))
     return out
 
 

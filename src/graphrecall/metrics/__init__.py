@@ -32,7 +32,7 @@ from graphrecall.metrics.content_slices import (
 )
 from graphrecall.metrics.correlation import mean_rowwise_spearman, rowwise_spearman
 from graphrecall.metrics.bootstrap import bootstrap_ci, paired_bootstrap_diff
-from graphrecall.metrics.pool_health import pool_health
+from graphrecall.metrics.pool_health import mean_pairwise_cosine, pool_health
 from graphrecall.metrics.ranking import (
     hit_matrix,
     hit_rate_at_k,
@@ -64,6 +64,7 @@ __all__ = [
     "labels_to_csr",
     "long_tail_share_at_k",
     "mean_rowwise_spearman",
+    "mean_pairwise_cosine",
     "ndcg_at_k",
     "rowwise_spearman",
     "paired_bootstrap_diff",

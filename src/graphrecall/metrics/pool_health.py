@@ -12,6 +12,8 @@ the trigger. The pool shows it before any list is served. Three numbers over the
   (``R`` the rows with at least one entry; ``head=0.01``: the top 1%);
 - ``max_rows``: the most rows one content sits in (a hub's reach).
 
+:func:`mean_pairwise_cosine` says whether the vectors themselves crowd together (the other cause).
+
 Same ``-1`` padding convention as :class:`graphrecall.recall.pool.CandidatePool`.
 """
 
@@ -21,7 +23,7 @@ import math
 
 import numpy as np
 
-__all__ = ["pool_health"]
+__all__ = ["mean_pairwise_cosine", "pool_health"]
 
 
 def pool_health(neighbors: np.ndarray, top: int = 10, head: float = 0.01) -> dict[str, float]:
@@ -57,3 +59,17 @@ def pool_health(neighbors: np.ndarray, top: int = 10, head: float = 0.01) -> dic
     return {f"distinct_top{top}": float(counts.size),
             f"head_share_top{top}": float(head_slots / filled.size) if filled.size else float("nan"),
             f"max_rows_top{top}": float(counts.max()) if counts.size else 0.0}
+
+
+def mean_pairwise_cosine(vectors: np.ndarray) -> float:
+    """Mean cosine similarity over the ordered pairs ``i != j`` of ``vectors`` [C, d] (C >= 2), in
+    O(C d): with unit vectors ``u_i``, ``sum_{i != j} <u_i, u_j> = |sum_i u_i|^2 - C``. A zero vector
+    counts as cosine 0 with every other."""
+    v = np.asarray(vectors, dtype=np.float64)
+    if v.ndim != 2 or len(v) < 2:
+        raise ValueError(f"mean_pairwise_cosine: vectors must be [C, d] with C >= 2, got shape {v.shape}")
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    unit = np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)
+    total = unit.sum(0)
+    n, nonzero = len(unit), int((norms > 0).sum())
+    return float((total @ total - nonzero) / (n * (n - 1)))

@@ -565,7 +565,7 @@ class SageRecall(PoolRecall):
         ``candidates`` (bool [C], the contents that may be recommended at the fold's cut; default
         ``self.candidate_rows``), so that a content published after the cut takes no probability."""
         bias = self.module.serving_bias()
-        if bias is not None and float(self.popularity["pool_weight"]) != 1.0:  # the pool's share of the term
+        if bias is not None:  # the pool's share of the term (x 1.0 by default: exact)
             bias = float(self.popularity["pool_weight"]) * bias
         if bias is None and self.pool_score == "logit":
             return {}

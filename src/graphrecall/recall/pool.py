@@ -80,11 +80,15 @@ class CandidatePool:
     @classmethod
     def load(cls, path: str | Path, content_ids: np.ndarray) -> "CandidatePool":
         """Read a pool written by :meth:`save`; ``content_ids`` is the catalogue order."""
-        df = pd.read_parquet(path)
+        return cls.from_frame(pd.read_parquet(path), content_ids, str(path))
+
+    @classmethod
+    def from_frame(cls, df: pd.DataFrame, content_ids: np.ndarray, source: str = "pool") -> "CandidatePool":
+        """The pool of a long-format frame (:meth:`to_frame`; ``source`` names it in errors)."""
         index = pd.Index(content_ids)
         src, dst = index.get_indexer(df["content_id"]), index.get_indexer(df["neighbour_id"])
         if (src < 0).any() or (dst < 0).any():
-            raise ValueError(f"{path}: pool names contents absent from the catalogue")
+            raise ValueError(f"{source}: pool names contents absent from the catalogue")
         size = int(df["rank"].max()) if len(df) else 0
         neighbors = np.full((len(content_ids), size), -1, dtype=np.int64)
         scores = np.full((len(content_ids), size), np.nan, dtype=np.float32)
