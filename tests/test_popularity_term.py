@@ -337,3 +337,82 @@ def test_pool_weight_scales_the_popularity_term_in_the_pool_only(tmp_path):
     with pytest.raises(Exception, match=r"model.popularity.pool_weight=0.5 weighs .* which is off"):
         train_app.train(compose_train(tmp_path / "off", [*common, "model.popularity.enabled=false",
                                                          "model.popularity.pool_weight=0.5"]))
+
+
+def test_choose_pool_weight_by_hand():
+    """The best recall among the weights at or above the floor (ties: grid order); none there: the
+    widest, flagged; no floor: the best recall. Grids are refused when empty, negative or repeated."""
+    from graphrecall.recall.pool_weight import choose_pool_weight, pool_weight_grid
+
+    grid = [1.0, 0.5, 0.3, 0.0]
+    recall = {1.0: 0.0787, 0.5: 0.0754, 0.3: 0.0696, 0.0: 0.0222}
+    coverage = {1.0: 0.0054, 0.5: 0.0498, 0.3: 0.256, 0.0: 0.978}
+    assert choose_pool_weight(grid, recall, coverage, None) == (1.0, True)
+    assert choose_pool_weight(grid, recall, coverage, 0.106) == (0.3, True)  # 0.5 covers 5%: below the floor
+    assert choose_pool_weight(grid, recall, coverage, 0.0498) == (0.5, True)  # at the floor counts
+    assert choose_pool_weight(grid, recall, coverage, 0.99) == (0.0, False)  # none: the widest
+    tie = {1.0: 0.07, 0.5: 0.07, 0.3: 0.06, 0.0: 0.02}
+    assert choose_pool_weight(grid, tie, coverage, None) == (1.0, True)
+    assert choose_pool_weight([0.5, 1.0, 0.3, 0.0], tie, coverage, None) == (0.5, True)
+    assert choose_pool_weight(grid, recall, {w: 0.1 for w in grid}, 0.5) == (1.0, False)  # equal widths: first
+    assert pool_weight_grid(0.3) == [0.3] and pool_weight_grid([1, 0.5]) == [1.0, 0.5]
+    for bad, why in (([], "non-empty"), ([0.5, -1], ">= 0"), ([0.5, 0.5], "twice")):
+        with pytest.raises(ValueError, match=why):
+            pool_weight_grid(bad)
+
+
+def test_pool_weight_grid_is_chosen_on_validation_under_a_coverage_floor(tmp_path, caplog):
+    """model.popularity.pool_weight=[1, 0.5, 0]: one trained model, one pool per weight, the weight
+    chosen on the val fold. With one epoch every weight's pool comes from the same vectors, so each
+    weight's logged validation recall and coverage must equal a separate run at that fixed weight, the
+    choice must follow the rule on those numbers, and the test fold must be served exactly as the
+    separate run at the chosen weight serves it."""
+    common = [*TINY, "model=sage_next_click", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+              "model.optim.batch_size=128", "model.next_click.num_uniform=32"]
+    grid = [1.0, 0.5, 0.0]
+    fixed = {w: train_app.train(compose_train(tmp_path / f"w{w}", [*common, f"model.popularity.pool_weight={w}"]))[0]
+             for w in grid}
+    recall = {w: m["val/recall@50"] for w, m in fixed.items()}
+    coverage = {w: m["val/coverage@50"] for w, m in fixed.items()}
+    assert len(set(recall.values())) > 1  # the weights differ here, so the choice is a real one
+
+    def grid_run(name: str, extra: list[str]) -> tuple[dict[str, float], dict]:
+        return train_app.train(compose_train(tmp_path / name, [*common, "model.popularity.pool_weight=[1.0,0.5,0.0]",
+                                                               *extra]))
+
+    def logged(metrics: dict[str, float]) -> None:
+        for w in grid:
+            assert metrics[f"val/fit/pool_weight/val_recall@50_w={w:g}"] == pytest.approx(recall[w], abs=1e-12)
+            assert metrics[f"val/fit/pool_weight/val_coverage@50_w={w:g}"] == pytest.approx(coverage[w], abs=1e-12)
+
+    # no floor: the best validation recall (ties: the first)
+    best = max(grid, key=lambda w: (recall[w], -grid.index(w)))
+    metrics, _ = grid_run("grid", [])
+    logged(metrics)
+    assert metrics["val/fit/pool_weight"] == best and "val/fit/pool_weight_floor_met" not in metrics
+    for key in ("val/recall@50", "val/coverage@50", "val/fit/pool/distinct_top10", "test/recall@50",
+                "test/ndcg@50", "test/coverage@50", "test/fit/pool/distinct_top10"):
+        assert metrics[key] == pytest.approx(fixed[best][key], abs=1e-12), key
+    # a floor at the widest coverage: the best recall among the widest
+    floor = max(coverage.values())
+    expected = max((w for w in grid if coverage[w] >= floor), key=lambda w: (recall[w], -grid.index(w)))
+    metrics, _ = grid_run("floor", [f"model.popularity.pool_weight_min_coverage={floor}", "eval.folds=[val]"])
+    logged(metrics)
+    assert metrics["val/fit/pool_weight"] == expected and metrics["val/fit/pool_weight_floor_met"] == 1.0
+    assert metrics["val/recall@50"] == pytest.approx(recall[expected], abs=1e-12)
+    # a floor nobody reaches: the widest (first on a tie), flagged and warned
+    assert floor < 1.0
+    widest = max(grid, key=lambda w: (coverage[w], -grid.index(w)))
+    with caplog.at_level("WARNING"):
+        metrics, objects = grid_run("unmet", ["model.popularity.pool_weight_min_coverage=1.0", "eval.folds=[val]"])
+    assert metrics["val/fit/pool_weight"] == widest and metrics["val/fit/pool_weight_floor_met"] == 0.0
+    assert "no weight of [1.0, 0.5, 0.0] reaches the coverage floor 1.0" in caplog.text
+    # refusals: a floor without a grid, a choice on any fold but val, bad values named by key
+    with pytest.raises(Exception, match="pool_weight_min_coverage=0.1 is the floor of a choice"):
+        train_app.train(compose_train(tmp_path / "nogrid", [*common, "model.popularity.pool_weight_min_coverage=0.1"]))
+    model, folds = objects["model"], objects["folds"]
+    with pytest.raises(ValueError, match="pool_weight is a grid: it is chosen on the val fold, not on 'test'"):
+        model.choose_pool_weight(folds["test"], objects["dataset"], {})
+    for bad in ("model.popularity.pool_weight=[0.5,-1]", "model.popularity.pool_weight_min_coverage=1.5"):
+        with pytest.raises(Exception, match=bad.split("=")[0].replace(".", r"\.")):
+            train_app.train(compose_train(tmp_path / "bad", [*common, bad]))

@@ -114,17 +114,19 @@ def setting_tag(setting: tuple[float, float, float | None], min_score_grid: bool
 
 
 def best_over_settings(settings: list, recommend, targets) -> dict[str, float]:
-    """Validation ``recall@50`` and ``ndcg@50`` of the current model at the best of its serving
-    ``settings`` (``recommend(setting) -> [U, 50]`` content rows; ``targets`` [U, C]); ties: the
-    first in order. With a serving grid (``popularity_beta``, ``min_score``, ``prior_weight``) each
-    epoch is judged at its best setting, chosen for good after training."""
-    from graphrecall.metrics import ndcg_at_k, recall_at_k
+    """Validation ``recall@50``, ``ndcg@50`` and ``coverage@50`` (share of the ``C`` contents in
+    any of the lists) of the current model at the best of its serving ``settings`` by recall
+    (``recommend(setting) -> [U, 50]`` content rows; ``targets`` [U, C]); ties: the first in order.
+    With a serving grid (``popularity_beta``, ``min_score``, ``prior_weight``) each epoch is judged
+    at its best setting, chosen for good after training."""
+    from graphrecall.metrics import coverage_at_k, ndcg_at_k, recall_at_k
 
     best: dict[str, float] = {}
     for setting in settings:
         recs = recommend(setting)
         out = {"recall@50": float(np.nanmean(recall_at_k(recs, targets, 50))),
-               "ndcg@50": float(np.nanmean(ndcg_at_k(recs, targets, 50)))}
+               "ndcg@50": float(np.nanmean(ndcg_at_k(recs, targets, 50))),
+               "coverage@50": coverage_at_k(recs, targets.shape[1], 50)}
         if not best or out["recall@50"] > best["recall@50"]:
             best = out
     return best

@@ -59,6 +59,7 @@ from graphrecall.models.features import FieldBags, content_features
 from graphrecall.models.i2i import PoolRecall, best_over_settings
 from graphrecall.models.popularity_bias import PopularityBias
 from graphrecall.recall.ann import build_pool, exact_topk
+from graphrecall.recall.pool_weight import choose_pool_weight, pool_weight_grid
 from graphrecall.recall.candidates import (
     candidate_mask,
     check_candidate_rule,
@@ -465,13 +466,22 @@ class SageRecall(PoolRecall):
         self.next_click = {"horizon_days": 1.0, "context": 5, "num_uniform": 1024, "logq": True,
                            "drop_example_edges": True, "half_life_days": None, **dict(next_click or {})}
         self.popularity = {"enabled": False, "hidden_dim": 16, "publication": False, "pool_weight": 1.0,
-                           **dict(popularity or {})}
+                           "pool_weight_min_coverage": None, **dict(popularity or {})}
         self.fold_published: Tensor | None = None  # [C] days from the fold's cut (popularity.publication)
         if self.popularity["enabled"] and objective != "next_click":
             raise ValueError("model.popularity.enabled needs model.objective=next_click")
-        if not self.popularity["enabled"] and float(self.popularity["pool_weight"]) != 1.0:
+        self.pool_weight_grid = pool_weight_grid(self.popularity["pool_weight"])
+        if not self.popularity["enabled"] and self.pool_weight_grid != [1.0]:
             raise ValueError(f"model.popularity.pool_weight={self.popularity['pool_weight']} weighs the learned "
                              "popularity term, which is off (model.popularity.enabled=false): nothing to weigh")
+        self.pool_weight_min_coverage = self.popularity["pool_weight_min_coverage"]
+        if self.pool_weight_min_coverage is not None and len(self.pool_weight_grid) == 1:
+            raise ValueError(f"model.popularity.pool_weight_min_coverage={self.pool_weight_min_coverage} is the floor "
+                             "of a choice among pool weights: give model.popularity.pool_weight a list (a grid)")
+        # the pools' weight: fixed, or a grid's first value (validation epochs are judged at it) until the
+        # val fold chooses (choose_pool_weight)
+        self.pool_weight = self.pool_weight_grid[0]
+        self.pool_weight_chosen = len(self.pool_weight_grid) == 1
         if pool_score not in POOL_SCORES:
             raise ValueError(f"model.pool_score must be one of {POOL_SCORES}, got '{pool_score}'")
         self.pool_score = pool_score
@@ -520,7 +530,8 @@ class SageRecall(PoolRecall):
                 "hard_negatives": dict(self.sampling.get("hard_negatives") or {}),
                 "objective": self.objective, "next_click": dict(self.next_click)}
         if self.popularity["enabled"]:  # passed only when used (modules built before it lack the argument)
-            kwargs["popularity"] = {k: v for k, v in self.popularity.items() if k != "pool_weight"}  # pool only
+            kwargs["popularity"] = {k: v for k, v in self.popularity.items()  # the pool_weight keys: pool only
+                                    if k not in ("pool_weight", "pool_weight_min_coverage")}
         if self.cold_start["share"] > 0:  # likewise
             kwargs["cold_start"] = dict(self.cold_start)
         if self.sampling.get("fanouts") is not None:  # likewise
@@ -561,12 +572,12 @@ class SageRecall(PoolRecall):
         """Arguments of :func:`exact_topk` that turn inner products into this model's pool scores:
         none without the popularity term and with ``pool_score=logit`` (plain inner products, any
         ``ann.method``); else the training logits ``<h_t, h_c> / T + w b_c`` (``w``:
-        ``model.popularity.pool_weight``, 1 by default, the model's own score), or their softmax over
+        :attr:`pool_weight`, 1 by default, the model's own score), or their softmax over
         ``candidates`` (bool [C], the contents that may be recommended at the fold's cut; default
         ``self.candidate_rows``), so that a content published after the cut takes no probability."""
         bias = self.module.serving_bias()
         if bias is not None:  # the pool's share of the term (x 1.0 by default: exact)
-            bias = float(self.popularity["pool_weight"]) * bias
+            bias = self.pool_weight * bias
         if bias is None and self.pool_score == "logit":
             return {}
         temperature = float(self.optim.get("temperature", 1.0))
@@ -694,12 +705,61 @@ class SageRecall(PoolRecall):
         self.module.attach_cold_start(self.unclicked_rows)
         self.module.to("cpu")
         vectors = self.module.embed_all()
+        return (vectors.numpy(), *self._pool_from_vectors(vectors))
+
+    def _pool_from_vectors(self, vectors: Tensor) -> tuple[Any, dict[str, Any]]:
+        """The fold's pool of ``vectors`` [C, d] at the current :attr:`pool_weight`, and its build info."""
         pool, pool_info = build_pool(vectors, search_width(self.pool_size, self.candidate_rows), **self.ann_cfg,
                                      **self.pool_scoring())
         pool_info["non_candidates_in_top_p"] = non_candidate_entries(pool, self.candidate_rows, self.pool_size)
         pool, pool_info["k"] = restrict_pool(pool, self.candidate_rows, self.pool_size), self.pool_size
         pool_info["candidates"] = int(self.candidate_rows.sum())
-        return vectors.numpy(), pool, pool_info
+        return pool, pool_info
+
+    def choose_pool_weight(self, fold: Fold, dataset: FeedDataset, pool_info: dict[str, Any]) -> dict[str, Any]:
+        """Choose :attr:`pool_weight` from ``model.popularity.pool_weight``'s grid on the val fold
+        (:func:`graphrecall.recall.pool_weight.choose_pool_weight`: the best validation recall@50
+        among the weights whose coverage@50 reaches ``pool_weight_min_coverage``), each weight's
+        pool built from the current :attr:`vectors` and judged at its best serving setting, channels
+        off (as :meth:`choose_serving` judges); sets :attr:`pool` to the chosen weight's pool and
+        updates ``pool_info`` (the current pool's, at the grid's first weight) to it. Returns what to
+        log: the chosen weight, whether it met the floor, each weight's recall and coverage."""
+        if fold.name != "val":
+            raise ValueError("model.popularity.pool_weight is a grid: it is chosen on the val fold, not on "
+                             f"'{fold.name}'")
+        users, targets, context = self.fold_context(fold, dataset)
+        vectors = torch.from_numpy(self.vectors)
+        pools = {self.pool_weight: (self.pool, pool_info)}
+        scores: dict[float, dict[str, float]] = {}
+        for w in self.pool_weight_grid:
+            self.pool_weight = w
+            if w not in pools:
+                pools[w] = self._pool_from_vectors(vectors)
+            self.pool = pools[w][0]
+            scores[w] = best_over_settings(self.serving_settings(),
+                                           lambda s: self.serve(users, context, 50, beta=s[0], min_score=s[1],
+                                                                prior_weight=s[2], slots=self.channels_off()).items,
+                                           targets)
+        recall = {w: v["recall@50"] for w, v in scores.items()}
+        coverage = {w: v["coverage@50"] for w, v in scores.items()}
+        self.pool_weight, met = choose_pool_weight(self.pool_weight_grid, recall, coverage,
+                                                   self.pool_weight_min_coverage)
+        self.pool_weight_chosen = True
+        self.pool = pools[self.pool_weight][0]
+        pool_info.clear()
+        pool_info.update(pools[self.pool_weight][1])
+        if not met:
+            log.warning("model.popularity.pool_weight: no weight of %s reaches the coverage floor %s on the val fold "
+                        "(validation coverage@50: %s); serving %g, the widest", self.pool_weight_grid,
+                        self.pool_weight_min_coverage, {w: round(c, 5) for w, c in coverage.items()}, self.pool_weight)
+        info: dict[str, Any] = {"pool_weight": self.pool_weight,
+                                "pool_weight_index": self.pool_weight_grid.index(self.pool_weight)}
+        if self.pool_weight_min_coverage is not None:
+            info["pool_weight_floor_met"] = float(met)
+        for w in self.pool_weight_grid:
+            info[f"pool_weight/val_recall@50_w={w:g}"] = recall[w]
+            info[f"pool_weight/val_coverage@50_w={w:g}"] = coverage[w]
+        return info
 
     def side_vectors_for_channels(self) -> Tensor | None:
         """[C, d] the attached module's side-info-only vectors when a channel scores by them, else None."""
@@ -735,8 +795,10 @@ class SageRecall(PoolRecall):
             self.reference = reference
             info.update(self._refit(fold, dataset, topk, features, table, run_dir))
         self.vectors, self.pool, pool_info = self._pool_from_module(topk, features, table)
-        info.update({f"pool/{k}": v for k, v in pool_info.items() if isinstance(v, (int, float))})
         self.set_fallback(fold, dataset)
+        if not self.pool_weight_chosen:  # a grid: one pool per weight, the chosen one kept
+            info.update(self.choose_pool_weight(fold, dataset, pool_info))
+        info.update({f"pool/{k}": v for k, v in pool_info.items() if isinstance(v, (int, float))})
         if self.uses_channels:
             info.update(self.channel_pools_from_vectors(torch.from_numpy(self.vectors), fold, dataset,
                                                         self.pool_scoring(), self.side_vectors_for_channels()))
