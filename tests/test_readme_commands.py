@@ -100,6 +100,8 @@ README_COMMANDS: dict[str, str] = {
         f"{HERE}::test_readme_large_stage1_script",
     ".venv/bin/python experiments/scale/pool_diagnosis.py multirun/large/stage1_w0/0":
         f"{HERE}::test_readme_large_stage1_script",
+    "bash experiments/scale/run_large_stage1.sh stage1_grid \"model.popularity.pool_weight=[0.3,0.0,0.5,1.0]\" "
+    "model.popularity.pool_weight_min_coverage=0.1061": f"{HERE}::test_readme_large_stage1_script",
 }
 
 
@@ -280,3 +282,16 @@ def test_readme_large_stage1_script(tmp_path):
     served = [line for line in out.splitlines() if "| served pool |" in line]
     assert len(served) == 1 and f"distinct_top10 {logged['test/fit/pool/distinct_top10']:.6g}" in served[0]
     assert any("| similarity pool (no popularity term) |" in line for line in out.splitlines())
+    # the weight chosen on validation from a grid, under a coverage floor: the run records the choice and each
+    # weight's validation recall and coverage, and the floor rule holds on them
+    _run(["bash", "experiments/scale/run_large_stage1.sh", "stage1_grid", "model.popularity.pool_weight=[0.3,0.0,0.5,1.0]",
+          "model.popularity.pool_weight_min_coverage=0.1061", *common], tmp_path, env=env)
+    logged = json.loads((tmp_path / "out" / "stage1_grid" / "0" / "metrics.json").read_text())["metrics"]
+    grid = [0.3, 0.0, 0.5, 1.0]
+    recall = {w: logged[f"val/fit/pool_weight/val_recall@50_w={w:g}"] for w in grid}
+    coverage = {w: logged[f"val/fit/pool_weight/val_coverage@50_w={w:g}"] for w in grid}
+    eligible = [w for w in grid if coverage[w] >= 0.1061]
+    assert eligible and logged["val/fit/pool_weight_floor_met"] == 1.0
+    chosen = max(eligible, key=lambda w: (recall[w], -grid.index(w)))
+    assert logged["val/fit/pool_weight"] == chosen and logged["val/recall@50"] == recall[chosen]
+    assert logged["val/coverage@50"] == coverage[chosen]
