@@ -384,6 +384,10 @@ def test_pool_weight_grid_is_chosen_on_validation_under_a_coverage_floor(tmp_pat
         for w in grid:
             assert metrics[f"val/fit/pool_weight/val_recall@50_w={w:g}"] == pytest.approx(recall[w], abs=1e-12)
             assert metrics[f"val/fit/pool_weight/val_coverage@50_w={w:g}"] == pytest.approx(coverage[w], abs=1e-12)
+        # the served pool's build info and health are the chosen weight's (whichever place it has in the grid)
+        same = fixed[metrics["val/fit/pool_weight"]]
+        keys = [k for k in same if k.startswith("val/fit/pool/") and k != "val/fit/pool/seconds"]
+        assert len(keys) >= 6 and {k: metrics.get(k) for k in keys} == {k: same[k] for k in keys}
 
     # no floor: the best validation recall (ties: the first)
     best = max(grid, key=lambda w: (recall[w], -grid.index(w)))
@@ -405,6 +409,7 @@ def test_pool_weight_grid_is_chosen_on_validation_under_a_coverage_floor(tmp_pat
     widest = max(grid, key=lambda w: (coverage[w], -grid.index(w)))
     with caplog.at_level("WARNING"):
         metrics, objects = grid_run("unmet", ["model.popularity.pool_weight_min_coverage=1.0", "eval.folds=[val]"])
+    logged(metrics)
     assert metrics["val/fit/pool_weight"] == widest and metrics["val/fit/pool_weight_floor_met"] == 0.0
     assert "no weight of [1.0, 0.5, 0.0] reaches the coverage floor 1.0" in caplog.text
     # refusals: a floor without a grid, a choice on any fold but val, bad values named by key

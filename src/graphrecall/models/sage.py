@@ -716,17 +716,20 @@ class SageRecall(PoolRecall):
         pool_info["candidates"] = int(self.candidate_rows.sum())
         return pool, pool_info
 
-    def choose_pool_weight(self, fold: Fold, dataset: FeedDataset, pool_info: dict[str, Any]) -> dict[str, Any]:
+    def choose_pool_weight(self, fold: Fold, dataset: FeedDataset,
+                           pool_info: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """Choose :attr:`pool_weight` from ``model.popularity.pool_weight``'s grid on the val fold
         (:func:`graphrecall.recall.pool_weight.choose_pool_weight`: the best validation recall@50
         among the weights whose coverage@50 reaches ``pool_weight_min_coverage``), each weight's
         pool built from the current :attr:`vectors` and judged at its best serving setting, channels
-        off (as :meth:`choose_serving` judges); sets :attr:`pool` to the chosen weight's pool and
-        updates ``pool_info`` (the current pool's, at the grid's first weight) to it. Returns what to
-        log: the chosen weight, whether it met the floor, each weight's recall and coverage."""
+        off (as :meth:`choose_serving` judges); sets :attr:`pool` to the chosen weight's pool.
+        ``pool_info``: the current pool's build info (at the grid's first weight). Returns what to log
+        (the chosen weight, whether it met the floor, each weight's recall and coverage, the
+        choice's seconds) and the chosen pool's build info."""
         if fold.name != "val":
             raise ValueError("model.popularity.pool_weight is a grid: it is chosen on the val fold, not on "
                              f"'{fold.name}'")
+        start = time.perf_counter()
         users, targets, context = self.fold_context(fold, dataset)
         vectors = torch.from_numpy(self.vectors)
         pools = {self.pool_weight: (self.pool, pool_info)}
@@ -746,8 +749,6 @@ class SageRecall(PoolRecall):
                                                    self.pool_weight_min_coverage)
         self.pool_weight_chosen = True
         self.pool = pools[self.pool_weight][0]
-        pool_info.clear()
-        pool_info.update(pools[self.pool_weight][1])
         if not met:
             log.warning("model.popularity.pool_weight: no weight of %s reaches the coverage floor %s on the val fold "
                         "(validation coverage@50: %s); serving %g, the widest", self.pool_weight_grid,
@@ -759,7 +760,8 @@ class SageRecall(PoolRecall):
         for w in self.pool_weight_grid:
             info[f"pool_weight/val_recall@50_w={w:g}"] = recall[w]
             info[f"pool_weight/val_coverage@50_w={w:g}"] = coverage[w]
-        return info
+        info["pool_weight/seconds"] = time.perf_counter() - start  # the other weights' pools and every serving
+        return info, pools[self.pool_weight][1]
 
     def side_vectors_for_channels(self) -> Tensor | None:
         """[C, d] the attached module's side-info-only vectors when a channel scores by them, else None."""
@@ -797,7 +799,8 @@ class SageRecall(PoolRecall):
         self.vectors, self.pool, pool_info = self._pool_from_module(topk, features, table)
         self.set_fallback(fold, dataset)
         if not self.pool_weight_chosen:  # a grid: one pool per weight, the chosen one kept
-            info.update(self.choose_pool_weight(fold, dataset, pool_info))
+            choice, pool_info = self.choose_pool_weight(fold, dataset, pool_info)
+            info.update(choice)
         info.update({f"pool/{k}": v for k, v in pool_info.items() if isinstance(v, (int, float))})
         if self.uses_channels:
             info.update(self.channel_pools_from_vectors(torch.from_numpy(self.vectors), fold, dataset,
