@@ -59,7 +59,6 @@ from graphrecall.models.features import FieldBags, content_features
 from graphrecall.models.i2i import PoolRecall, best_over_settings
 from graphrecall.models.popularity_bias import PopularityBias
 from graphrecall.recall.ann import build_pool, exact_topk
-from graphrecall.recall.pool_weight import choose_pool_weight, pool_weight_grid
 from graphrecall.recall.candidates import (
     candidate_mask,
     check_candidate_rule,
@@ -67,6 +66,7 @@ from graphrecall.recall.candidates import (
     restrict_pool,
     search_width,
 )
+from graphrecall.recall.pool_weight import choose_pool_weight, pool_weight_grid
 from graphrecall.training import (
     EpochSeededSampler,
     PairDataset,
