@@ -421,3 +421,19 @@ def test_pool_weight_grid_is_chosen_on_validation_under_a_coverage_floor(tmp_pat
     for bad in ("model.popularity.pool_weight=[0.5,-1]", "model.popularity.pool_weight_min_coverage=1.5"):
         with pytest.raises(Exception, match=bad.split("=")[0].replace(".", r"\.")):
             train_app.train(compose_train(tmp_path / "bad", [*common, bad]))
+
+
+def test_pool_weight_grid_in_m2grl(tmp_path):
+    """M2GRL (stage 2) chooses the pool weight through the same fit: the logged choice follows the rule on
+    the logged numbers, and the run's own validation evaluation is the chosen weight's."""
+    metrics, _ = train_app.train(compose_train(tmp_path, [
+        *TINY, "model=m2grl_next_click", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+        "eval.folds=[val]", "model.popularity.pool_weight=[1.0,0.0]", "model.popularity.pool_weight_min_coverage=0.3"]))
+    grid = [1.0, 0.0]
+    recall = {w: metrics[f"val/fit/pool_weight/val_recall@50_w={w:g}"] for w in grid}
+    coverage = {w: metrics[f"val/fit/pool_weight/val_coverage@50_w={w:g}"] for w in grid}
+    eligible = [w for w in grid if coverage[w] >= 0.3]
+    assert eligible and metrics["val/fit/pool_weight_floor_met"] == 1.0
+    chosen = max(eligible, key=lambda w: (recall[w], -grid.index(w)))
+    assert metrics["val/fit/pool_weight"] == chosen
+    assert metrics["val/recall@50"] == recall[chosen] and metrics["val/coverage@50"] == coverage[chosen]
