@@ -27,7 +27,7 @@ from graphrecall.data.splits import DAY
 from graphrecall.losses import sampled_softmax_logits
 from graphrecall.models.popularity_bias import PopularityBias
 from graphrecall.recall.ann import exact_topk
-from tests.conftest import ROOT, TINY, compose_train
+from tests.conftest import ROOT, TINY, assert_pool_weight_choice, compose_train
 
 sys.path.insert(0, str(ROOT))
 import train as train_app  # noqa: E402
@@ -429,11 +429,4 @@ def test_pool_weight_grid_in_m2grl(tmp_path):
     metrics, _ = train_app.train(compose_train(tmp_path, [
         *TINY, "model=m2grl_next_click", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
         "eval.folds=[val]", "model.popularity.pool_weight=[1.0,0.0]", "model.popularity.pool_weight_min_coverage=0.3"]))
-    grid = [1.0, 0.0]
-    recall = {w: metrics[f"val/fit/pool_weight/val_recall@50_w={w:g}"] for w in grid}
-    coverage = {w: metrics[f"val/fit/pool_weight/val_coverage@50_w={w:g}"] for w in grid}
-    eligible = [w for w in grid if coverage[w] >= 0.3]
-    assert eligible and metrics["val/fit/pool_weight_floor_met"] == 1.0
-    chosen = max(eligible, key=lambda w: (recall[w], -grid.index(w)))
-    assert metrics["val/fit/pool_weight"] == chosen
-    assert metrics["val/recall@50"] == recall[chosen] and metrics["val/coverage@50"] == coverage[chosen]
+    assert_pool_weight_choice(metrics, [1.0, 0.0], 0.3)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, TINY, compose_train
+from tests.conftest import ROOT, TINY, assert_pool_weight_choice, compose_train
 
 README = ROOT / "README.md"
 RUNNERS = re.compile(r"^(?:[A-Z_]+=\S+\s+)*(?:\.venv/bin/python|python|make|bash)\s")
@@ -287,11 +287,4 @@ def test_readme_large_stage1_script(tmp_path):
     _run(["bash", "experiments/scale/run_large_stage1.sh", "stage1_grid", "model.popularity.pool_weight=[0.3,0.0,0.5,1.0]",
           "model.popularity.pool_weight_min_coverage=0.1061", *common], tmp_path, env=env)
     logged = json.loads((tmp_path / "out" / "stage1_grid" / "0" / "metrics.json").read_text())["metrics"]
-    grid = [0.3, 0.0, 0.5, 1.0]
-    recall = {w: logged[f"val/fit/pool_weight/val_recall@50_w={w:g}"] for w in grid}
-    coverage = {w: logged[f"val/fit/pool_weight/val_coverage@50_w={w:g}"] for w in grid}
-    eligible = [w for w in grid if coverage[w] >= 0.1061]
-    assert eligible and logged["val/fit/pool_weight_floor_met"] == 1.0
-    chosen = max(eligible, key=lambda w: (recall[w], -grid.index(w)))
-    assert logged["val/fit/pool_weight"] == chosen and logged["val/recall@50"] == recall[chosen]
-    assert logged["val/coverage@50"] == coverage[chosen]
+    assert_pool_weight_choice(logged, [0.3, 0.0, 0.5, 1.0], 0.1061)

@@ -217,6 +217,16 @@ class PoolRecall:
         weights = [self.prior_weight] if self.prior_weight_chosen else self.prior_weight_grid
         return [(b, m, w) for w in weights for m in mins for b in betas]
 
+    def best_serving_metrics(self, users: np.ndarray, targets, context) -> dict[str, float]:
+        """:func:`best_over_settings` of the current pool over :meth:`serving_settings`, channels off
+        (epochs and pool weights are judged on the main channel alone): ``users`` [U], ``targets``
+        [U, C], ``context`` of :meth:`user_context`."""
+        off = self.channels_off()
+        return best_over_settings(self.serving_settings(),
+                                  lambda s: self.serve(users, context, 50, beta=s[0], min_score=s[1],
+                                                       prior_weight=s[2], slots=off).items,
+                                  targets)
+
     def serving_grid(self) -> list[tuple[float, float, float | None]]:
         """Every (beta, min_score, prior_weight) triple of the configured grids, chosen or not, in
         :meth:`serving_settings` order."""

@@ -56,7 +56,7 @@ from graphrecall.models.cold_start import (
 )
 from graphrecall.models.encoders import GNNEncoder
 from graphrecall.models.features import FieldBags, content_features
-from graphrecall.models.i2i import PoolRecall, best_over_settings
+from graphrecall.models.i2i import PoolRecall
 from graphrecall.models.popularity_bias import PopularityBias
 from graphrecall.recall.ann import build_pool, exact_topk
 from graphrecall.recall.candidates import (
@@ -601,11 +601,7 @@ class SageRecall(PoolRecall):
         def evaluate(vectors: Tensor) -> dict[str, float]:
             wide = exact_topk(vectors.float(), search_width(self.pool_size, cand), **self.pool_scoring(cand))
             self.pool = restrict_pool(wide, cand, self.pool_size)
-            off = self.channels_off()  # epochs are selected on the main channel alone
-            return best_over_settings(self.serving_settings(),
-                                   lambda s: self.serve(users, context, 50, beta=s[0], min_score=s[1],
-                                                        prior_weight=s[2], slots=off).items,
-                                   targets)
+            return self.best_serving_metrics(users, targets, context)  # epochs: the main channel alone
 
         return evaluate
 
@@ -739,10 +735,7 @@ class SageRecall(PoolRecall):
             if w not in pools:
                 pools[w] = self._pool_from_vectors(vectors)
             self.pool = pools[w][0]
-            scores[w] = best_over_settings(self.serving_settings(),
-                                           lambda s: self.serve(users, context, 50, beta=s[0], min_score=s[1],
-                                                                prior_weight=s[2], slots=self.channels_off()).items,
-                                           targets)
+            scores[w] = self.best_serving_metrics(users, targets, context)
         recall = {w: v["recall@50"] for w, v in scores.items()}
         coverage = {w: v["coverage@50"] for w, v in scores.items()}
         self.pool_weight, met = choose_pool_weight(self.pool_weight_grid, recall, coverage,
